@@ -1,0 +1,360 @@
+"""The shared shape of every rlopt agent: an actor, an optional critic, one optimizer (and one
+LR schedule) for each, and an ``update(batch) -> UpdateStats`` that never touches a logger.
+
+Subclasses override one hook each:
+
+* ``compute_targets`` — advantages and critic targets from a rollout (REINFORCE: Monte-Carlo);
+* ``actor_step``      — how the actor moves on the batch (NPG/TRPO: the trust-region step);
+* ``optimize``        — the whole actor+critic loop (PPO: epochs × minibatches).
+
+The base class itself is the advantage actor-critic (A2C) update.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from rlopt.clipping import clip_gradients
+from rlopt.config import Config, load_config
+from rlopt.distributions import Categorical, DiagGaussian
+from rlopt.errors import ConfigError
+from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
+from rlopt.networks import Actor, Critic, clip_action_to_space
+from rlopt.optim import build_optimizer
+from rlopt.rollout import RolloutBatch, RolloutBuffer, RunningMeanStd, compute_gae
+from rlopt.schedules import build_lr_scheduler, build_schedule, parse_scheduled_value
+
+Distribution = Categorical | DiagGaussian
+
+DEFAULT_ACTOR_OPTIM: dict[str, Any] = {"name": "adam", "lr": 3e-4}
+DEFAULT_CRITIC_OPTIM: dict[str, Any] = {"name": "adam", "lr": 1e-3}
+
+
+@dataclass
+class UpdateStats:
+    """What one update measured; ``scalars()`` maps it to the stable TensorBoard tags."""
+
+    actor_loss: float = math.nan
+    actor_entropy: float = math.nan
+    actor_kl: float = math.nan
+    actor_kl_max: float = math.nan
+    actor_grad_norm: float = math.nan
+    actor_lr: float = math.nan
+    critic_loss: float | None = None
+    critic_grad_norm: float | None = None
+    critic_lr: float | None = None
+    critic_explained_variance: float | None = None
+    actor_cg_residual: float | None = None
+    actor_line_search_steps: float | None = None
+    actor_step_accepted: float | None = None
+    actor_clip_fraction: float | None = None
+    skipped: bool = False
+
+    def scalars(self) -> dict[str, float]:
+        """``{"actor/loss": ..., "critic/lr": ...}`` for the fields that were measured."""
+        out: dict[str, float] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "skipped" or value is None:
+                continue
+            group, _, name = f.name.partition("_")
+            out[f"{group}/{name}"] = float(value)
+        return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global RNGs (envs are seeded at their first reset)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device: '{name}' requested but CUDA is not available; use device=cpu or auto")
+    return torch.device(name)
+
+
+def minibatches(size: int, minibatch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
+    """Index tensors of a random permutation of ``range(size)`` split into minibatches."""
+    if minibatch_size <= 0 or minibatch_size >= size:
+        yield torch.randperm(size, generator=generator)
+        return
+    permutation = torch.randperm(size, generator=generator)
+    for start in range(0, size, minibatch_size):
+        yield permutation[start : start + minibatch_size]
+
+
+class Agent:
+    """Advantage actor-critic on the shared update layer; the other agents override one hook."""
+
+    name: ClassVar[str] = "a2c"
+
+    def __init__(self, cfg: Config, observation_space: gym.Space, action_space: gym.Space) -> None:
+        torch.set_num_threads(cfg.threads)
+        seed_everything(cfg.seed)  # before the networks are initialised
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.observation_space = observation_space
+        self.action_space = action_space
+        obs_dim = int(np.prod(observation_space.shape))
+        horizon = cfg.num_updates
+        self.actor = Actor(
+            obs_dim,
+            action_space,
+            hidden=cfg.actor.hidden,
+            activation=cfg.actor.activation,
+            ortho_init=cfg.actor.ortho_init,
+            log_std_init=cfg.actor.log_std_init,
+        ).to(self.device)
+        self.critic: Critic | None = None
+        if self.uses_critic:
+            self.critic = Critic(
+                obs_dim, hidden=cfg.critic.hidden, activation=cfg.critic.activation, ortho_init=cfg.critic.ortho_init
+            ).to(self.device)
+        self.actor_optimizer = self.build_actor_optimizer(dict(cfg.actor.optim) or dict(DEFAULT_ACTOR_OPTIM))
+        self.actor_scheduler = build_lr_scheduler(
+            self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule")
+        )
+        self.critic_optimizer: torch.optim.Optimizer | None = None
+        self.critic_scheduler = None
+        if self.critic is not None:
+            self.critic_optimizer = build_optimizer(
+                self.critic.parameters(), dict(cfg.critic.optim) or dict(DEFAULT_CRITIC_OPTIM), key="critic.optim"
+            )
+            self.critic_scheduler = build_lr_scheduler(
+                self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
+            )
+        self.entropy_coef = parse_scheduled_value(cfg.entropy_coef, horizon, key="entropy_coef")
+        self.obs_normalizer = (
+            RunningMeanStd(observation_space.shape) if cfg.env.normalize_obs else None
+        )
+        self.updates_done = 0
+
+    # ----------------------------------------------------------------- construction
+    @property
+    def uses_critic(self) -> bool:
+        """Whether this agent learns a value function (all but REINFORCE without baseline)."""
+        return True
+
+    def build_actor_optimizer(self, spec: dict[str, Any]) -> torch.optim.Optimizer:
+        """A torch.optim optimizer over the actor's parameters (NPG/TRPO override the spec check)."""
+        if spec.get("name") == "trust_region":
+            raise ConfigError(
+                f"actor.optim.name: trust_region is the actor step of npg and trpo, not of {self.name}"
+            )
+        return build_optimizer(self.actor.parameters(), spec, key="actor.optim")
+
+    @classmethod
+    def from_config(
+        cls, config: Config | str | Path | None = None, overrides: Sequence[str] = (), **values: Any
+    ) -> "Agent":
+        """Build from a Config, a YAML path, and/or keyword values (``seed=1, env={"id": ...}``)."""
+        if isinstance(config, Config):
+            from rlopt.config import config_to_dict
+
+            cfg = load_config(None, overrides, values={**config_to_dict(config), **values, "agent": cls.name})
+        else:
+            cfg = load_config(config, overrides, values={**values, "agent": cls.name})
+        from rlopt.rollout import make_vec_env
+
+        probe = make_vec_env(cfg.env.id, 1)
+        try:
+            return cls(cfg, probe.single_observation_space, probe.single_action_space)
+        finally:
+            probe.close()
+
+    # ----------------------------------------------------------------- acting
+    def preprocess(self, obs: np.ndarray | Tensor) -> Tensor:
+        """Observation array → float32 tensor on the device, normalised with frozen statistics."""
+        tensor = torch.as_tensor(obs, dtype=torch.float32, device=self.device)
+        if self.obs_normalizer is not None:
+            tensor = self.obs_normalizer.normalize(tensor, clip=self.cfg.env.obs_clip)
+        return tensor
+
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward pass per env step: sampled action, its log-probability and V(s)."""
+        dist = self.actor(obs)
+        action = dist.sample()
+        value = self.critic(obs) if self.critic is not None else torch.zeros(obs.shape[0], device=obs.device)
+        return action, dist.log_prob(action), value
+
+    @torch.no_grad()
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s), or zeros for an agent without critic."""
+        if self.critic is None:
+            return torch.zeros(obs.shape[0], device=obs.device)
+        return self.critic(obs)
+
+    @torch.no_grad()
+    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Env-ready actions for a batch of raw observations (Box actions clipped to bounds)."""
+        single = np.asarray(obs).ndim == len(self.observation_space.shape)
+        tensor = self.preprocess(np.asarray(obs)[None] if single else obs)
+        dist = self.actor(tensor)
+        actions = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
+        if isinstance(self.action_space, gym.spaces.Box):
+            actions = clip_action_to_space(actions, self.action_space)
+        return actions[0] if single else actions
+
+    def learn(self, total_steps: int | None = None, run_dir: str | Path | None = None, progress: bool = True) -> dict:
+        """Train in this agent's env for ``total_steps`` (default: the config's); returns the summary."""
+        from rlopt.trainer import Trainer
+
+        trainer = Trainer(self, run_dir=run_dir, progress=progress)
+        return trainer.train(total_steps)
+
+    # ----------------------------------------------------------------- the update
+    def compute_targets(self, buffer: RolloutBuffer) -> tuple[Tensor, Tensor]:
+        """Hook: advantages and critic targets, [n_steps, num_envs]. Default: GAE(γ, λ)."""
+        return compute_gae(
+            buffer.rewards,
+            buffer.values,
+            buffer.terminated,
+            buffer.truncated,
+            buffer.last_values,
+            self.cfg.gamma,
+            self.cfg.gae_lambda,
+        )
+
+    def prepare_batch(self, buffer: RolloutBuffer) -> RolloutBatch:
+        """Fill advantages/returns and flatten the valid transitions."""
+        advantages, returns = self.compute_targets(buffer)
+        buffer.advantages.copy_(advantages)
+        buffer.returns.copy_(returns)
+        return buffer.flatten(valid_only=True)
+
+    @property
+    def normalize_advantage(self) -> bool:
+        return self.cfg.pg.normalize_advantage
+
+    def update(self, batch: RolloutBatch) -> UpdateStats:
+        """One policy update on a rollout batch; returns what it measured, writes no log."""
+        stats = UpdateStats()
+        if not bool(torch.isfinite(batch.obs).all() & torch.isfinite(batch.advantages).all()):
+            stats.skipped = True  # a non-finite observation/reward never reaches the weights
+        else:
+            with torch.no_grad():
+                old_dist = self.actor(batch.obs).detach()
+            info = self.optimize(batch, old_dist)
+            stats.skipped = bool(info.pop("skipped", False))
+            with torch.no_grad():
+                kl = old_dist.kl(self.actor(batch.obs)).mean()
+                if self.critic is not None:
+                    info["critic_explained_variance"] = explained_variance(self.critic(batch.obs), batch.returns)
+            info["actor_kl"] = kl
+            info["actor_kl_max"] = torch.maximum(info["actor_kl_max"], kl) if "actor_kl_max" in info else kl
+            names = list(info)
+            values = torch.stack([torch.as_tensor(info[n], dtype=torch.float32).cpu() for n in names]).tolist()
+            for n, v in zip(names, values):  # one host sync for all statistics
+                setattr(stats, n, v)
+        stats.actor_lr = self.actor_optimizer.param_groups[0]["lr"]
+        if self.critic_optimizer is not None:
+            stats.critic_lr = self.critic_optimizer.param_groups[0]["lr"]
+        self.step_schedules()
+        return stats
+
+    def step_schedules(self) -> None:
+        """Advance LR schedules and coefficient schedules by one update."""
+        self.updates_done += 1
+        self.actor_scheduler.step()
+        if self.critic_scheduler is not None:
+            self.critic_scheduler.step()
+
+    def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
+        """Hook: the actor step on the whole batch, then the critic regression."""
+        info = self.actor_step(batch, old_dist)
+        if self.critic is not None and not info.get("skipped", False):
+            info.update(self.fit_critic(batch))
+        return info
+
+    def advantages(self, batch: RolloutBatch) -> Tensor:
+        return normalize(batch.advantages) if self.normalize_advantage else batch.advantages
+
+    def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
+        """Hook: one gradient step on L = −E[log π Â] − c_H E[H] with the actor's torch.optim optimizer."""
+        dist = self.actor(batch.obs)
+        loss, info = policy_gradient_loss(
+            dist.log_prob(batch.actions), self.advantages(batch), dist.entropy(), self.current_entropy_coef
+        )
+        grad_norm, ok = self.gradient_step(self.actor_optimizer, loss, self.actor.parameters(), self.cfg.actor.max_grad_norm)
+        return {"actor_loss": loss.detach(), "actor_entropy": info["entropy"], "actor_grad_norm": grad_norm, "skipped": not ok}
+
+    def fit_critic(self, batch: RolloutBatch) -> dict[str, Tensor]:
+        """``critic.updates`` epochs of ½(V − R)² regression in minibatches of ``critic.minibatch_size``."""
+        assert self.critic is not None and self.critic_optimizer is not None
+        losses, norms = [], []
+        for _ in range(self.cfg.critic.updates):
+            for idx in minibatches(batch.returns.shape[0], self.cfg.critic.minibatch_size):
+                loss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx])
+                grad_norm, ok = self.gradient_step(
+                    self.critic_optimizer, loss, self.critic.parameters(), self.cfg.critic.max_grad_norm
+                )
+                if not ok:
+                    return {"skipped": True}
+                losses.append(loss.detach())
+                norms.append(grad_norm)
+        return {"critic_loss": torch.stack(losses).mean(), "critic_grad_norm": torch.stack(norms).mean()}
+
+    @property
+    def current_entropy_coef(self) -> float:
+        return self.entropy_coef.value(self.updates_done)
+
+    @staticmethod
+    def gradient_step(
+        optimizer: torch.optim.Optimizer, loss: Tensor, params: Iterator[nn.Parameter], max_grad_norm: float | None
+    ) -> tuple[Tensor, bool]:
+        """backward → clip → step; a non-finite loss or gradient is caught before the weights move."""
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clipped = clip_gradients(params, max_norm=max_grad_norm)
+        if not bool(torch.isfinite(clipped.norm_before)):
+            optimizer.zero_grad(set_to_none=True)
+            return clipped.norm_before.detach(), False
+        optimizer.step()
+        return clipped.norm_before.detach(), True
+
+    # ----------------------------------------------------------------- persistence
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the agent needs to continue exactly: tensors and plain containers only."""
+        state: dict[str, Any] = {
+            "actor": self.actor.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "actor_scheduler": self.actor_scheduler.state_dict(),
+            "updates_done": self.updates_done,
+        }
+        if self.critic is not None:
+            assert self.critic_optimizer is not None
+            state["critic"] = self.critic.state_dict()
+            state["critic_optimizer"] = self.critic_optimizer.state_dict()
+            state["critic_scheduler"] = self.critic_scheduler.state_dict()
+        if self.obs_normalizer is not None:
+            state["obs_normalizer"] = self.obs_normalizer.state_dict()
+        return state
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.actor_scheduler.load_state_dict(state["actor_scheduler"])
+        self.updates_done = int(state["updates_done"])
+        if self.critic is not None:
+            assert self.critic_optimizer is not None and self.critic_scheduler is not None
+            self.critic.load_state_dict(state["critic"])
+            self.critic_optimizer.load_state_dict(state["critic_optimizer"])
+            self.critic_scheduler.load_state_dict(state["critic_scheduler"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state_dict(state["obs_normalizer"])
+

@@ -1,0 +1,74 @@
+"""Proximal policy optimization, clipped objective (Schulman et al. 2017).
+
+Overrides one hook, :meth:`optimize`: ``ppo.epochs`` passes over the batch in random
+minibatches of ``ppo.minibatch_size``; each minibatch takes one actor step on the clipped
+surrogate (eq. 7) and one critic step on the (optionally clipped) value loss, each with its own
+optimizer and gradient clipping. With ``ppo.target_kl`` the epochs stop once the exact mean
+KL(π_old‖π_θ) of a minibatch exceeds it (as in SB3/Spinning Up, but exact, not approximate).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from agents.base import Agent, Distribution, minibatches
+from rlopt.losses import normalize, ppo_clip_loss, value_loss
+from rlopt.rollout import RolloutBatch
+from rlopt.schedules import parse_scheduled_value
+
+
+class PPO(Agent):
+    """Clipped-surrogate actor and regression critic, updated together per minibatch."""
+
+    name = "ppo"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.clip_range = parse_scheduled_value(self.cfg.ppo.clip, self.cfg.num_updates, key="ppo.clip")
+
+    def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
+        cfg = self.cfg.ppo
+        clip = self.clip_range.value(self.updates_done)
+        entropy_coef = self.current_entropy_coef
+        assert self.critic is not None and self.critic_optimizer is not None
+        totals: dict[str, list[Tensor]] = {k: [] for k in ("loss", "entropy", "clip", "grad", "vloss", "vgrad", "kl")}
+        for _ in range(cfg.epochs):
+            for idx in minibatches(batch.returns.shape[0], cfg.minibatch_size):
+                dist = self.actor(batch.obs[idx])
+                advantages = normalize(batch.advantages[idx]) if cfg.normalize_advantage else batch.advantages[idx]
+                loss, info = ppo_clip_loss(
+                    dist.log_prob(batch.actions[idx]), batch.log_probs[idx], advantages, dist.entropy(), clip, entropy_coef
+                )
+                with torch.no_grad():
+                    kl = old_dist[idx].kl(dist.detach()).mean()
+                if cfg.target_kl is not None and bool(kl > cfg.target_kl):
+                    totals["kl"].append(kl)
+                    return self._summarise(totals)
+                grad_norm, ok = self.gradient_step(
+                    self.actor_optimizer, loss, self.actor.parameters(), self.cfg.actor.max_grad_norm
+                )
+                vloss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
+                vgrad_norm, vok = self.gradient_step(
+                    self.critic_optimizer, vloss, self.critic.parameters(), self.cfg.critic.max_grad_norm
+                )
+                if not (ok and vok):
+                    return {**self._summarise(totals), "skipped": True}
+                for key, value in zip(
+                    totals, (loss.detach(), info["entropy"], info["clip_fraction"], grad_norm, vloss.detach(), vgrad_norm, kl)
+                ):
+                    totals[key].append(value)
+        return self._summarise(totals)
+
+    @staticmethod
+    def _summarise(totals: dict[str, list[Tensor]]) -> dict[str, Tensor]:
+        """Means over the minibatches that stepped; the max KL over all of them."""
+        out: dict[str, Tensor] = {}
+        names = {"loss": "actor_loss", "entropy": "actor_entropy", "clip": "actor_clip_fraction",
+                 "grad": "actor_grad_norm", "vloss": "critic_loss", "vgrad": "critic_grad_norm"}
+        for key, name in names.items():
+            if totals[key]:
+                out[name] = torch.stack(totals[key]).mean()
+        if totals["kl"]:
+            out["actor_kl_max"] = torch.stack(totals["kl"]).max()
+        return out

@@ -1,0 +1,35 @@
+"""REINFORCE (Williams 1992) with an optional learned baseline.
+
+Overrides one hook, :meth:`compute_targets`: the advantage is the Monte-Carlo return
+G_t = Σ_k γ^k r_{t+k} (minus V(s_t) with ``reinforce.baseline: value``). Episodes cut by the
+end of a rollout bootstrap from V of the next observation when a critic exists, and from 0
+otherwise (the plain Monte-Carlo estimator of a truncated sum).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from agents.base import Agent
+from rlopt.rollout import RolloutBuffer, discounted_returns
+
+
+class REINFORCE(Agent):
+    """Policy gradient with Monte-Carlo returns; baseline ``none`` or ``value``."""
+
+    name = "reinforce"
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.cfg.reinforce.baseline == "value"
+
+    @property
+    def normalize_advantage(self) -> bool:
+        return self.cfg.reinforce.normalize_advantage
+
+    def compute_targets(self, buffer: RolloutBuffer) -> tuple[Tensor, Tensor]:
+        """Â_t = G_t − b(s_t), critic target G_t (Sutton & Barto 2018, §13.4)."""
+        next_values = torch.cat([buffer.values[1:], buffer.last_values.unsqueeze(0)])
+        returns = discounted_returns(buffer.rewards, buffer.terminated, buffer.truncated, next_values, self.cfg.gamma)
+        return returns - buffer.values, returns

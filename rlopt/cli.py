@@ -1,0 +1,159 @@
+"""``rlopt`` command line: ``train`` and ``eval``.
+
+Bad input never produces a traceback: a :class:`ConfigError` prints one line to stderr and
+exits with code 2 before any run directory is created.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from rlopt.errors import ConfigError, Interrupted, NumericalFault
+
+EXIT_BAD_INPUT = 2
+EXIT_FAULT = 3
+EXIT_INTERRUPTED = 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports usage errors as ConfigError (exit 2, one line)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message}")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="rlopt", description="Policy-optimization agents on one optimizer layer.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    train = sub.add_parser("train", help="train an agent from a YAML preset")
+    train.add_argument("config", nargs="?", help="YAML preset, e.g. configs/ppo_cartpole.yaml")
+    train.add_argument("overrides", nargs="*", help="dotted overrides key=value, e.g. actor.optim.lr=1e-3")
+    train.add_argument("--run-dir", help="where to write logs and checkpoints (default runs/<agent>-<env>-<time>)")
+    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    ev = sub.add_parser("eval", help="evaluate a trained run deterministically")
+    ev.add_argument("run_dir", help="a run directory written by rlopt train")
+    ev.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
+    ev.add_argument("--checkpoint", help="a checkpoint file (default: the newest in RUN_DIR/checkpoints)")
+    ev.add_argument("--video", metavar="DIR", help="also record videos of the episodes into DIR")
+    return parser
+
+
+def default_run_dir(agent: str, env_id: str) -> Path:
+    """``runs/<agent>-<env>-<timestamp>`` with the env id made path-safe."""
+    safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
+    return Path("runs") / f"{agent}-{safe_env}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _check_run_dir(run_dir: Path) -> None:
+    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+        raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; refusing to overwrite a run")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from agents import AGENTS
+    from rlopt.config import load_config
+    from rlopt.rollout import make_vec_env
+    from rlopt.trainer import CONFIG_FILE, Trainer
+
+    if args.resume:
+        if args.config or args.overrides or args.run_dir:
+            raise ConfigError("--resume takes only the run directory; its config.yaml is reused unchanged")
+        run_dir = Path(args.resume)
+        from rlopt.checkpoint import list_checkpoints
+
+        if not (run_dir / CONFIG_FILE).is_file() or not list_checkpoints(run_dir):
+            raise ConfigError(f"--resume: {run_dir} has no config.yaml and complete checkpoint to resume from")
+        cfg = load_config(run_dir / CONFIG_FILE)
+    else:
+        if args.config is None:
+            raise ConfigError("train: a config file is required, e.g. rlopt train configs/ppo_cartpole.yaml")
+        cfg = load_config(args.config, args.overrides)
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.agent, cfg.env.id)
+        _check_run_dir(run_dir)
+    probe = make_vec_env(cfg.env.id, 1)  # validates env.id before anything is written
+    try:
+        agent = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
+    finally:
+        probe.close()
+    trainer = Trainer(agent, run_dir=run_dir, progress=not args.no_progress)
+    if args.resume:
+        steps = trainer.resume()
+        print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
+    summary = trainer.train()
+    print(json.dumps(summary))
+    print(f"run written to {run_dir} (tensorboard --logdir {run_dir})", file=sys.stderr)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from agents import AGENTS
+    from rlopt.checkpoint import list_checkpoints, load_checkpoint
+    from rlopt.config import load_config
+    from rlopt.evaluation import evaluate, record_video
+    from rlopt.rollout import make_vec_env
+    from rlopt.trainer import CONFIG_FILE
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
+    cfg = load_config(run_dir / CONFIG_FILE)
+    if args.checkpoint:
+        checkpoint = Path(args.checkpoint)
+        if not checkpoint.is_file():
+            raise ConfigError(f"--checkpoint: no such file {checkpoint}")
+    else:
+        found = list_checkpoints(run_dir)
+        if not found:
+            raise ConfigError(f"eval: {run_dir} has no checkpoint")
+        checkpoint = found[-1]
+    episodes = cfg.eval.episodes if args.episodes is None else args.episodes
+    if episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
+    probe = make_vec_env(cfg.env.id, 1)
+    try:
+        agent = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
+    finally:
+        probe.close()
+    try:
+        agent.load_state_dict(load_checkpoint(checkpoint)["agent"])
+    except Exception as err:  # a file that is not an rlopt checkpoint
+        raise ConfigError(f"--checkpoint: {checkpoint} is not a readable rlopt checkpoint ({type(err).__name__})") from None
+    result = evaluate(agent, episodes, cfg.seed)
+    if args.video:
+        try:
+            videos = record_video(agent, episodes, cfg.seed, args.video)
+        except Exception as err:  # gymnasium.error.DependencyNotInstalled: moviepy missing
+            raise ConfigError(f"--video: {str(err).splitlines()[0]} (pip install 'rlopt[video]')") from None
+        result["videos"] = [str(v) for v in videos]
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rlopt`` console script; returns the process exit code."""
+    try:
+        args = _build_parser().parse_args(argv)
+        return _train(args) if args.command == "train" else _eval(args)
+    except ConfigError as err:
+        print(f"rlopt: error: {err}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except NumericalFault as err:
+        print(f"rlopt: numerical fault: {err}", file=sys.stderr)
+        return EXIT_FAULT
+    except Interrupted as err:
+        print(f"rlopt: {err}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:  # Ctrl-C outside the training loop (e.g. during evaluation)
+        print("rlopt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,86 @@
+"""Gradient clipping by global L2 norm and/or by value, reporting the norm before and after.
+
+The norms stay 0-dim tensors on the gradients' device (no ``.item()``, no host sync); the
+caller logs ``norm_before`` as ``grad_norm``. All work is done by ``torch.nn.utils``, which uses
+the fused ``torch._foreach_*`` kernels on CPU and CUDA when ``foreach=None``.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+from typing import NamedTuple
+
+import torch
+from torch.nn.utils import clip_grad_value_, clip_grads_with_norm_, get_total_norm
+
+from rlopt.errors import ConfigError
+
+__all__ = ["GradClipResult", "clip_gradients", "clip_param_groups"]
+
+# L2 norm: the clipping rule g <- g * tau / ||g||_2 of seed 000 §4 (Pascanu et al., 2013).
+_NORM_TYPE = 2.0
+
+
+class GradClipResult(NamedTuple):
+    """Global L2 norms of the gradients before and after clipping (0-dim tensors)."""
+
+    norm_before: torch.Tensor
+    norm_after: torch.Tensor
+
+
+def _check_threshold(value: float | None, name: str) -> float | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, numbers.Real)
+        or isinstance(value, bool)
+        or math.isnan(float(value))
+        or value < 0
+    ):
+        raise ConfigError(f"{name}: must be null or a number >= 0, got {value!r}")
+    return float(value)
+
+
+def clip_gradients(
+    params: Iterable[torch.Tensor],
+    max_norm: float | None = None,
+    max_value: float | None = None,
+) -> GradClipResult:
+    """Clip the gradients of ``params`` in place; ``None`` disables a criterion.
+
+    By norm: g <- g * min(1, max_norm / ||g||_2) over all gradients jointly (direction kept).
+    By value: each entry is clamped to [-max_value, max_value]. With both, the norm is clipped
+    first; value clipping only shrinks entries, so both bounds hold afterwards. Parameters whose
+    ``grad`` is None are skipped. With no gradients both norms are 0.
+    """
+    max_norm = _check_threshold(max_norm, "max_norm")
+    max_value = _check_threshold(max_value, "max_value")
+    with_grad = [p for p in params if p.grad is not None]
+    grads = [p.grad for p in with_grad]
+
+    norm_before = get_total_norm(grads, norm_type=_NORM_TYPE, foreach=None)
+    # Nothing to clip. (torch's clip_grad_value_ also raises on an empty gradient list.)
+    if not grads or (max_norm is None and max_value is None):
+        return GradClipResult(norm_before, norm_before)
+    if max_norm is not None:
+        clip_grads_with_norm_(with_grad, max_norm, norm_before, foreach=None)
+    if max_value is not None:
+        clip_grad_value_(with_grad, max_value, foreach=None)
+    norm_after = get_total_norm(grads, norm_type=_NORM_TYPE, foreach=None)
+    return GradClipResult(norm_before, norm_after)
+
+
+def clip_param_groups(
+    optimizer: torch.optim.Optimizer,
+    max_norm: float | None = None,
+    max_value: float | None = None,
+) -> list[GradClipResult]:
+    """Clip each parameter group of ``optimizer`` separately (e.g. actor and critic groups)."""
+    max_norm = _check_threshold(max_norm, "max_norm")
+    max_value = _check_threshold(max_value, "max_value")
+    return [
+        clip_gradients(group["params"], max_norm=max_norm, max_value=max_value)
+        for group in optimizer.param_groups
+    ]

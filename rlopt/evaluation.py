@@ -1,0 +1,54 @@
+"""Deterministic evaluation on fresh environment instances."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import gymnasium as gym
+import numpy as np
+
+from rlopt.rollout import make_vec_env
+
+if TYPE_CHECKING:
+    from agents.base import Agent
+
+EVAL_SEED_OFFSET = 1_000_003
+"""Evaluation envs are seeded with ``seed + EVAL_SEED_OFFSET``: fresh, but reproducible."""
+
+
+def evaluate(agent: "Agent", episodes: int, seed: int, deterministic: bool = True) -> dict[str, Any]:
+    """Run ``episodes`` complete episodes, one per sub-env of a fresh vector env, and return
+    ``{"return_mean", "return_std", "episodes"}``. Each sub-env contributes exactly its first
+    episode, so short episodes are not over-represented."""
+    if episodes <= 0:
+        return {"return_mean": float("nan"), "return_std": float("nan"), "episodes": 0}
+    envs = make_vec_env(agent.cfg.env.id, episodes)
+    try:
+        obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
+        returns = np.zeros(episodes, dtype=np.float64)
+        running = np.ones(episodes, dtype=bool)
+        while running.any():
+            actions = agent.predict(obs, deterministic=deterministic)
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            returns += np.where(running, rewards, 0.0)
+            running &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "episodes": episodes}
+
+
+def record_video(agent: "Agent", episodes: int, seed: int, video_dir: str | Path) -> list[Path]:
+    """Record ``episodes`` deterministic episodes with gymnasium's RecordVideo (needs moviepy)."""
+    env = gym.make(agent.cfg.env.id, render_mode="rgb_array")
+    env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
+    try:
+        for episode in range(episodes):
+            obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
+            done = False
+            while not done:
+                obs, _, terminated, truncated, _ = env.step(agent.predict(obs, deterministic=True))
+                done = bool(terminated or truncated)
+    finally:
+        env.close()
+    return sorted(Path(video_dir).glob("*.mp4"))
