@@ -5,7 +5,11 @@ Layout in ``RUN_DIR/checkpoints/``::
     step_000000012288.pt     # tensors and plain containers; torch.load(weights_only=True)
     step_000000012288.env    # pickled vector env (its internal state and RNGs), see below
 
-The ``.pt`` file is written last, so its presence marks a complete checkpoint. The ``.env``
+Each file is written to a hidden temporary file in the same directory, fsync'ed and renamed
+over its final name (``os.replace`` is atomic on POSIX), then the directory is fsync'ed: a
+crash leaves either the old state or the new file, never a truncated one. The ``.pt`` file is
+written last, so its presence marks a complete checkpoint; leftover temporary files and
+``.env`` files without their ``.pt`` are ignored and removed at the next save. The ``.env``
 file exists because an arbitrary gymnasium env's internal state can only be captured by
 pickling it; it is read only by ``rlopt train --resume`` of a run directory one wrote oneself
 (unpickling runs code). Without it a resume restarts the envs from a seed and is not exact.
@@ -26,12 +30,13 @@ import torch
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
+_TEMP_SUFFIX = ".tmp"
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -41,6 +46,21 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(folder: Path) -> None:
+    """Make a rename durable: fsync the directory entry (a no-op where directories can't be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -79,6 +99,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def checkpoint_path(run_dir: Path, env_steps: int) -> Path:
+    """``RUN_DIR/checkpoints/step_<env_steps, 12 digits>.pt``."""
     return run_dir / CHECKPOINT_DIR / f"step_{env_steps:012d}.pt"
 
 
@@ -90,10 +111,24 @@ def save_checkpoint(run_dir: Path, env_steps: int, state: dict[str, Any], envs: 
     except (pickle.PicklingError, TypeError, AttributeError):
         path.with_suffix(".env").unlink(missing_ok=True)  # resume will not be exact: said in README
     atomic_torch_save(state, path)
-    for old in list_checkpoints(run_dir)[:-keep]:
+    prune_checkpoints(run_dir, keep)
+    return path
+
+
+def prune_checkpoints(run_dir: Path, keep: int) -> None:
+    """Keep the newest ``keep`` complete checkpoints; remove older ones, leftover temporary
+    files of interrupted writes and ``.env`` files whose ``.pt`` never appeared."""
+    if keep < 1:
+        raise ValueError(f"keep must be >= 1, got {keep}")
+    complete = list_checkpoints(run_dir)
+    for old in complete[:-keep]:
         old.unlink(missing_ok=True)
         old.with_suffix(".env").unlink(missing_ok=True)
-    return path
+    for leftover in (Path(run_dir) / CHECKPOINT_DIR).iterdir():
+        partial_write = leftover.name.startswith(".step_") and leftover.name.endswith(_TEMP_SUFFIX)
+        orphan_env = leftover.suffix == ".env" and not leftover.with_suffix(".pt").is_file()
+        if partial_write or orphan_env:
+            leftover.unlink(missing_ok=True)
 
 
 def list_checkpoints(run_dir: Path) -> list[Path]:

@@ -3,24 +3,39 @@
 Data flows one way: env → rollout batch → agent.update → UpdateStats → TensorBoard. The agent
 never sees the logger; the trainer owns the run directory, checkpoints, fault counting and the
 final evaluation.
+
+What makes a run trustworthy (issue "Runs you can trust"):
+
+* every update is all-or-nothing: if the agent reports a skipped update (non-finite
+  observation, reward, loss or gradient), the networks and optimizer states are restored to
+  their values before the update, whatever the agent had already stepped;
+* scalars are flushed before each checkpoint, and a resumed writer purges everything logged
+  after the checkpoint it resumes from (``purge_step``), so a run killed at any moment and
+  resumed logs each step exactly once, with the values of the uninterrupted run;
+* interval checkpoints are written only after a healthy update, so the checkpoint left behind
+  by a run stopped for numerical faults is the last good one.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
 import threading
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 from tqdm import tqdm
 
 from rlopt.checkpoint import (
+    checkpoint_path,
     list_checkpoints,
     load_checkpoint,
     load_envs,
@@ -38,6 +53,52 @@ if TYPE_CHECKING:
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
+CHECKPOINT_FORMAT_VERSION = 1
+
+
+# --------------------------------------------------------------------------------------------------
+# All-or-nothing updates
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class WeightsSnapshot:
+    """Copies of module states and optimizer ``state`` entries taken before an update."""
+
+    modules: list[tuple[nn.Module, dict[str, Tensor]]]
+    optimizers: list[tuple[torch.optim.Optimizer, dict[Any, dict[str, Any]]]]
+
+
+def _clone_value(value: Any) -> Any:
+    return value.detach().clone() if isinstance(value, Tensor) else copy.deepcopy(value)
+
+
+def snapshot_weights(modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer]) -> WeightsSnapshot:
+    """Clone every parameter/buffer and every optimizer state tensor (moments, step counts).
+
+    ``param_groups`` (learning rates, trust radius) are not part of the snapshot: schedules own
+    them and advance even over a skipped update.
+    """
+    return WeightsSnapshot(
+        modules=[(m, {k: v.detach().clone() for k, v in m.state_dict().items()}) for m in modules],
+        optimizers=[
+            (o, {p: {k: _clone_value(v) for k, v in s.items()} for p, s in o.state.items()}) for o in optimizers
+        ],
+    )
+
+
+def restore_weights(snapshot: WeightsSnapshot) -> None:
+    """Put the snapshot back in place (bit-exact; parameter objects keep their identity)."""
+    for module, saved in snapshot.modules:
+        module.load_state_dict(saved)
+    for optimizer, saved_state in snapshot.optimizers:
+        optimizer.state.clear()
+        optimizer.state.update(saved_state)
+
+
+# --------------------------------------------------------------------------------------------------
+# The trainer
+# --------------------------------------------------------------------------------------------------
 
 
 class Trainer:
@@ -59,7 +120,9 @@ class Trainer:
         self.wall_seconds = 0.0
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.writer: Any = None
+        self.last_checkpoint: Path | None = None
         self._interrupt_requested = False
+        self._previous_sigint_handler: Any = None
 
     # ----------------------------------------------------------------- run directory
     def _open_writer(self, purge_step: int | None = None) -> None:
@@ -72,7 +135,7 @@ class Trainer:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (the envs themselves are pickled aside)."""
         return {
-            "format_version": 1,
+            "format_version": CHECKPOINT_FORMAT_VERSION,
             "env_steps": self.env_steps,
             "skipped_updates": self.skipped_updates,
             "consecutive_faults": self.consecutive_faults,
@@ -84,34 +147,57 @@ class Trainer:
         }
 
     def save_checkpoint(self) -> Path | None:
+        """Flush the scalars logged so far, then write ``step_<env_steps>.pt`` (+ ``.env``).
+
+        The flush comes first: a SIGKILL right after the checkpoint must not lose scalars of
+        steps the checkpoint covers, since a resume only re-logs the steps after it.
+        """
         if self.run_dir is None:
             return None
-        return save_checkpoint(self.run_dir, self.env_steps, self.state_dict(), self.envs, self.cfg.checkpoint.keep)
+        if self.writer is not None:
+            self.writer.flush()
+        self.last_checkpoint = save_checkpoint(
+            self.run_dir, self.env_steps, self.state_dict(), self.envs, self.cfg.checkpoint.keep
+        )
+        return self.last_checkpoint
 
     def resume(self, checkpoint: Path | None = None) -> int:
         """Restore the newest complete checkpoint (or ``checkpoint``); returns its env steps."""
-        assert self.run_dir is not None
-        path = checkpoint or list_checkpoints(self.run_dir)[-1]
-        state = load_checkpoint(path)
-        envs = load_envs(path)
+        if self.run_dir is None:
+            raise ValueError("resume needs a Trainer with a run_dir")
+        if checkpoint is None:
+            found = list_checkpoints(self.run_dir)
+            if not found:
+                raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
+            checkpoint = found[-1]
+        state = load_checkpoint(checkpoint)
+        envs = load_envs(checkpoint)
         if envs is not None:
             self.envs.close()
             self.envs = self.collector.envs = envs
         self.agent.load_state_dict(state["agent"])
         self.collector.load_state_dict(state["collector"])
+        if envs is None:  # fresh envs: restart episodes from the seed (the resume is not exact)
+            self.collector.reset(self.cfg.seed)
         set_rng_state(state["rng"])
         self.env_steps = int(state["env_steps"])
         self.skipped_updates = int(state["skipped_updates"])
         self.consecutive_faults = int(state["consecutive_faults"])
         self.wall_seconds = float(state["wall_seconds"])
+        self.recent_returns.clear()
         self.recent_returns.extend(state["recent_returns"])
+        self.last_checkpoint = Path(checkpoint)
         # Points logged after this checkpoint and before the crash are dropped (purge_step).
         self._open_writer(purge_step=self.env_steps + 1)
         return self.env_steps
 
     # ----------------------------------------------------------------- the loop
     def train(self, total_steps: int | None = None) -> dict[str, Any]:
-        """Train until ``total_steps`` env steps, evaluate, write ``summary.json``; return it."""
+        """Train until ``total_steps`` env steps, evaluate, write ``summary.json``; return it.
+
+        Raises :class:`Interrupted` after SIGINT (a checkpoint is written first) and
+        :class:`NumericalFault` after ``health.max_consecutive_faults`` skipped updates in a row.
+        """
         total = int(total_steps if total_steps is not None else self.cfg.total_steps)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -121,35 +207,66 @@ class Trainer:
                    dynamic_ncols=True, leave=True)
         next_checkpoint = self._next_checkpoint_step()
         in_main_thread = threading.current_thread() is threading.main_thread()
-        previous_handler = signal.signal(signal.SIGINT, self._request_interrupt) if in_main_thread else None
+        if in_main_thread:
+            self._previous_sigint_handler = signal.signal(signal.SIGINT, self._request_interrupt)
         try:
             while self.env_steps < total:
                 started = time.perf_counter()
-                rollout = self.collector.collect(self.agent.act, self.agent.value)
+                rollout = self.collector.collect(self._act, self.agent.value)
                 batch = self.agent.prepare_batch(self.collector.buffer)
+                snapshot = snapshot_weights(*self._trainables())
                 stats = self.agent.update(batch)
+                if stats.skipped:
+                    restore_weights(snapshot)
                 elapsed = time.perf_counter() - started
                 self.wall_seconds += elapsed
                 self.env_steps += rollout.env_steps
                 self.recent_returns.extend(rollout.episode_returns)
-                self._check_health(stats)
+                self._count_faults(stats)
                 self._log(stats, rollout, rollout.env_steps / max(elapsed, 1e-9))
+                self._stop_if_unhealthy()
                 bar.update(min(rollout.env_steps, total - bar.n))
                 bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", ret=f"{self._recent_return():.1f}")
-                if next_checkpoint is not None and self.env_steps >= next_checkpoint:
+                # Interval checkpoints only after a healthy update: the last one stays good.
+                if next_checkpoint is not None and self.env_steps >= next_checkpoint and self.consecutive_faults == 0:
                     self.save_checkpoint()
                     next_checkpoint = self._next_checkpoint_step()
                 if self._interrupt_requested:
-                    self.save_checkpoint()
+                    self._save_if_new()
                     raise Interrupted(self.run_dir, self.env_steps)
+            self._save_if_new()
+        except BaseException:
+            self.close()
+            raise
         finally:
-            if in_main_thread:
-                signal.signal(signal.SIGINT, previous_handler)
+            if in_main_thread and self._previous_sigint_handler is not None:
+                signal.signal(signal.SIGINT, self._previous_sigint_handler)
             bar.close()
-        self.save_checkpoint()
         summary = self._summarise()
         self.close()
         return summary
+
+    def _trainables(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
+        """The agent's networks and their optimizers (what an update may change)."""
+        agent = self.agent
+        modules = [m for m in (agent.actor, agent.critic) if m is not None]
+        optimizers = [o for o in (agent.actor_optimizer, agent.critic_optimizer) if o is not None]
+        return modules, optimizers
+
+    def _act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``agent.act`` on observations with non-finite entries zeroed.
+
+        The rollout buffer keeps the raw non-finite row, so the update that sees it is skipped;
+        this only keeps the sampler from failing on NaN probabilities and the env from being
+        stepped with a NaN action. Branch-free: no host sync per step.
+        """
+        return self.agent.act(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
+
+    def _save_if_new(self) -> None:
+        if self.run_dir is None:
+            return
+        if self.last_checkpoint != checkpoint_path(self.run_dir, self.env_steps):
+            self.save_checkpoint()
 
     def _next_checkpoint_step(self) -> int | None:
         every = self.cfg.checkpoint.every_steps
@@ -158,21 +275,28 @@ class Trainer:
         return (self.env_steps // every + 1) * every
 
     def _request_interrupt(self, signum: int, frame: Any) -> None:
+        """First Ctrl-C: finish the update, checkpoint, stop. A second one acts as before."""
         self._interrupt_requested = True
+        if self._previous_sigint_handler is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint_handler)
 
-    def _check_health(self, stats: "UpdateStats") -> None:
-        """Count skipped updates; K consecutive ones stop the run with the last good checkpoint."""
-        if not stats.skipped:
+    def _count_faults(self, stats: "UpdateStats") -> None:
+        """Count skipped updates, in total and in a row."""
+        if stats.skipped:
+            self.skipped_updates += 1
+            self.consecutive_faults += 1
+        else:
             self.consecutive_faults = 0
-            return
-        self.skipped_updates += 1
-        self.consecutive_faults += 1
-        if self.consecutive_faults >= self.cfg.health.max_consecutive_faults:
-            self.close()
+
+    def _stop_if_unhealthy(self) -> None:
+        """K consecutive skipped updates stop the run; the last good checkpoint is left as it is."""
+        limit = self.cfg.health.max_consecutive_faults
+        if self.consecutive_faults >= limit:
+            kept = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
             raise NumericalFault(
-                f"{self.consecutive_faults} consecutive updates had non-finite observations, losses or "
-                f"gradients (health.max_consecutive_faults={self.cfg.health.max_consecutive_faults}); "
-                f"stopped at {self.env_steps} env steps, last good checkpoint kept"
+                f"{self.consecutive_faults} consecutive updates had non-finite observations, rewards, losses or "
+                f"gradients and were skipped (health.max_consecutive_faults={limit}); stopped at "
+                f"{self.env_steps} env steps; {kept}"
             )
 
     def _recent_return(self) -> float:
@@ -209,6 +333,7 @@ class Trainer:
         return summary
 
     def close(self) -> None:
+        """Flush and close the TensorBoard writer and the envs (idempotent)."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -14,7 +15,7 @@ def _spd(n: int, condition: float, seed: int) -> torch.Tensor:
     """Random SPD matrix with eigenvalues log-spaced in [1, condition]."""
     generator = torch.Generator().manual_seed(seed)
     q, _ = torch.linalg.qr(torch.randn(n, n, dtype=torch.float64, generator=generator))
-    eigenvalues = torch.logspace(0, torch.log10(torch.tensor(condition)).item(), n, dtype=torch.float64)
+    eigenvalues = torch.logspace(0, math.log10(condition), n, dtype=torch.float64)
     return q @ torch.diag(eigenvalues) @ q.T
 
 
@@ -26,7 +27,8 @@ def test_cg_matches_dense_solve_on_random_spd(seed: int) -> None:
     matrix = _spd(n, condition=10.0, seed=seed)
     b = torch.randn(n, dtype=torch.float64, generator=torch.Generator().manual_seed(100 + seed))
     result = conjugate_gradient(lambda v: matrix @ v, b, iters=n, tol=1e-30)
-    torch.testing.assert_close(result.solution, torch.linalg.solve(matrix, b), rtol=1e-11, atol=1e-11)
+    exact = torch.linalg.solve(matrix, b)
+    torch.testing.assert_close(result.solution, exact, rtol=1e-11, atol=1e-11)
 
 
 def test_cg_solves_known_3x3_system_exactly() -> None:
@@ -35,11 +37,14 @@ def test_cg_solves_known_3x3_system_exactly() -> None:
     # Exact solution by Cramer's rule: det A = 4·6 − 1·2 + 1·(−3) = 19, x = (−7, 15, 32)/19.
     det = Fraction(19)
     exact = [Fraction(-7) / det, Fraction(15) / det, Fraction(32) / det]
-    assert all(sum(Fraction(a) * x for a, x in zip(row, exact)) == rhs for row, rhs in zip(matrix, b))
+    for row, rhs in zip(matrix, b):
+        assert sum(Fraction(a) * x for a, x in zip(row, exact)) == rhs
 
     a = torch.tensor(matrix, dtype=torch.float64)
-    result = conjugate_gradient(lambda v: a @ v, torch.tensor(b, dtype=torch.float64), iters=3, tol=1e-30)
-    torch.testing.assert_close(result.solution, torch.tensor([float(x) for x in exact], dtype=torch.float64), rtol=1e-13, atol=1e-13)
+    rhs_tensor = torch.tensor(b, dtype=torch.float64)
+    result = conjugate_gradient(lambda v: a @ v, rhs_tensor, iters=3, tol=1e-30)
+    expected = torch.tensor([float(x) for x in exact], dtype=torch.float64)
+    torch.testing.assert_close(result.solution, expected, rtol=1e-13, atol=1e-13)
     assert result.iterations == 3
 
 

@@ -92,7 +92,10 @@ def _gaussian_analytic_fisher(theta: Tensor, obs: Tensor) -> Tensor:
     return mean_part + 2.0 * log_std_jac.T @ log_std_jac
 
 
-PolicyCase = tuple[list[tuple[int, ...]], Callable[[Tensor, Tensor, Tensor], Tensor], Callable[[Tensor, Tensor], Tensor]]
+Shapes = list[tuple[int, ...]]
+MeanKL = Callable[[Tensor, Tensor, Tensor], Tensor]  # (θ_old, θ, obs) ↦ mean KL(π_old‖π_θ)
+IndependentFisher = Callable[[Tensor, Tensor], Tensor]  # (θ, obs) ↦ F
+PolicyCase = tuple[Shapes, MeanKL, IndependentFisher]
 CASES: dict[str, PolicyCase] = {
     "categorical": (CATEGORICAL_SHAPES, _categorical_mean_kl, _categorical_score_fisher),
     "gaussian": (GAUSSIAN_SHAPES, _gaussian_mean_kl, _gaussian_analytic_fisher),
@@ -181,7 +184,8 @@ def test_build_metric_by_name_instance_and_error() -> None:
     assert isinstance(build_metric("identity"), IdentityMetric)
     custom = IdentityMetric()
     assert build_metric(custom) is custom
-    with pytest.raises(ConfigError, match=r"actor\.optim\.metric must be one of \['fisher', 'identity'\]"):
+    valid_names = r"actor\.optim\.metric must be one of \['fisher', 'identity'\]"
+    with pytest.raises(ConfigError, match=valid_names):
         build_metric("hessian")
     with pytest.raises(ConfigError, match="critic.metric"):
         build_metric("kfac", key="critic.metric")

@@ -54,7 +54,8 @@ def test_flat_grad_matches_analytic_gradient_and_zero_fills_unused() -> None:
     output = ((weight @ x + bias) ** 2).sum()  # ∂/∂W = 2(Wx+b)xᵀ, ∂/∂b = 2(Wx+b)
     grad = flat_grad(output, [weight, bias, unused])
     residual = (weight @ x + bias).detach()
-    expected = torch.cat([(2 * torch.outer(residual, x)).flatten(), 2 * residual, torch.zeros(1, dtype=torch.float64)])
+    zero = torch.zeros(1, dtype=torch.float64)
+    expected = torch.cat([(2 * torch.outer(residual, x)).flatten(), 2 * residual, zero])
     torch.testing.assert_close(grad, expected, rtol=1e-14, atol=1e-14)
     assert weight.grad is None and bias.grad is None  # .grad untouched
 
@@ -82,7 +83,7 @@ def test_flat_param_grads_and_set_flat_grads_round_trip() -> None:
     params = _params()
     params[0].grad = torch.full((3, 2), 2.0, dtype=torch.float64)
     flat = flat_param_grads(params)
-    expected = torch.cat([torch.full((6,), 2.0, dtype=torch.float64), torch.zeros(4, dtype=torch.float64)])
+    expected = torch.tensor([2.0] * 6 + [0.0] * 4, dtype=torch.float64)
     assert torch.equal(flat, expected)
 
     new_grads = torch.linspace(-1, 1, 10, dtype=torch.float64)

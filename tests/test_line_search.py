@@ -72,13 +72,15 @@ def test_trial_points_are_geometric_fractions_of_the_step() -> None:
     assert result.step_fraction == BETA**2
     assert result.loss == 0.9 and result.kl == 0.004
     assert result.improvement == pytest.approx(0.1, rel=1e-12)
-    torch.testing.assert_close(flat_params(params), theta_old + BETA**2 * _full_step(), rtol=1e-15, atol=1e-15)
+    accepted_point = theta_old + BETA**2 * _full_step()
+    torch.testing.assert_close(flat_params(params), accepted_point, rtol=1e-15, atol=1e-15)
 
 
 def test_full_step_accepted_when_it_improves_within_radius() -> None:
     result, params, theta_old, _ = _search([(0.5, MAX_KL)])  # KL exactly at the radius is allowed
     assert result.accepted and result.steps == 1 and result.step_fraction == 1.0
-    torch.testing.assert_close(flat_params(params), theta_old + _full_step(), rtol=1e-15, atol=1e-15)
+    full_point = theta_old + _full_step()
+    torch.testing.assert_close(flat_params(params), full_point, rtol=1e-15, atol=1e-15)
 
 
 def test_kl_violation_is_rejected_even_with_large_improvement() -> None:
@@ -87,11 +89,14 @@ def test_kl_violation_is_rejected_even_with_large_improvement() -> None:
 
 
 def test_non_improving_points_are_rejected() -> None:
-    result, _, _, _ = _search([(LOSS_BEFORE, 0.0), (LOSS_BEFORE + 1e-9, 0.0), (LOSS_BEFORE - 1e-9, 0.0)])
+    script = [(LOSS_BEFORE, 0.0), (LOSS_BEFORE + 1e-9, 0.0), (LOSS_BEFORE - 1e-9, 0.0)]
+    result, _, _, _ = _search(script)
     assert result.accepted and result.steps == 3
 
 
-@pytest.mark.parametrize("bad", [(math.nan, 0.0), (0.5, math.nan), (-math.inf, 0.0), (0.5, math.inf)])
+@pytest.mark.parametrize(
+    "bad", [(math.nan, 0.0), (0.5, math.nan), (-math.inf, 0.0), (0.5, math.inf)]
+)
 def test_non_finite_loss_or_kl_is_rejected(bad: tuple[float, float]) -> None:
     result, _, _, _ = _search([bad, (0.5, 0.001)])
     assert result.accepted and result.steps == 2 and result.loss == 0.5
@@ -138,8 +143,12 @@ def test_accept_ratio_requires_fraction_of_expected_improvement() -> None:
 )
 def test_invalid_arguments_raise_config_error(kwargs: dict[str, float], message: str) -> None:
     params = _params()
-    arguments = dict(max_kl=MAX_KL, backtrack_coef=BETA, max_backtracks=3, accept_ratio=0.0) | kwargs
+    arguments = {"max_kl": MAX_KL, "backtrack_coef": BETA, "max_backtracks": 3} | kwargs
     with pytest.raises(ConfigError, match=message):
         backtracking_line_search(
-            params, _full_step(), ScriptedEvaluate(params, []), torch.tensor(1.0, dtype=DTYPE), **arguments
+            params,
+            _full_step(),
+            ScriptedEvaluate(params, []),
+            torch.tensor(1.0, dtype=DTYPE),
+            **arguments,
         )

@@ -46,7 +46,7 @@ class Batch:
         return torch.log_softmax(self.obs @ weight.T + bias, dim=-1)
 
     def loss_and_kl(self, log_probs: Tensor, log_probs_old: Tensor) -> tuple[Tensor, Tensor]:
-        """Surrogate −mean(π/π_old · A) and mean KL(π_old‖π) = mean Σ_a π_old (log π_old − log π)."""
+        """Surrogate −mean(π/π_old · A) and mean_s Σ_a π_old (log π_old − log π)."""
         taken = self.actions[:, None]
         ratio = torch.exp(log_probs.gather(1, taken) - log_probs_old.gather(1, taken)).squeeze(1)
         kl = (log_probs_old.exp() * (log_probs_old - log_probs)).sum(-1).mean()
@@ -69,6 +69,13 @@ class Batch:
             return self.loss_and_kl(self._flat_log_probs(theta), log_probs_old)[1]
 
         return grad(loss)(theta_old), hessian(kl)(theta_old)
+
+    def evaluate_flat(self, theta: Tensor, theta_old: Tensor) -> tuple[float, float]:
+        """(loss, mean KL) at flat θ with π_old at flat θ_old, as python floats."""
+        with torch.no_grad():
+            log_probs, log_probs_old = self._flat_log_probs(theta), self._flat_log_probs(theta_old)
+            loss, kl = self.loss_and_kl(log_probs, log_probs_old)
+        return loss.item(), kl.item()
 
     def _flat_log_probs(self, theta: Tensor) -> Tensor:
         weight = theta[: NUM_ACTIONS * OBS_DIM].view(NUM_ACTIONS, OBS_DIM)
@@ -107,9 +114,9 @@ def test_npg_step_equals_dense_damped_natural_gradient_step(lr: float) -> None:
     assert stats.grad_norm == pytest.approx(g.norm().item(), rel=1e-12)
     assert stats.step_norm == pytest.approx(expected_step.norm().item(), rel=1e-9)
     assert stats.expected_improvement == pytest.approx(-(g @ expected_step).item(), rel=1e-9)
-    fresh_loss, fresh_kl = batch.loss_and_kl(batch._flat_log_probs(_theta(policy)), batch._flat_log_probs(theta_old))
-    assert stats.loss_after == pytest.approx(fresh_loss.item(), rel=1e-12)
-    assert stats.kl == pytest.approx(fresh_kl.item(), rel=1e-12)
+    fresh_loss, fresh_kl = batch.evaluate_flat(_theta(policy), theta_old)
+    assert stats.loss_after == pytest.approx(fresh_loss, rel=1e-12)
+    assert stats.kl == pytest.approx(fresh_kl, rel=1e-12)
 
 
 @pytest.mark.parametrize("lr", [1.0, 0.5])
@@ -127,8 +134,12 @@ def test_npg_kl_after_step_is_lr_squared_max_kl(lr: float) -> None:
 
 
 # (b) TRPO: accepted steps satisfy the KL constraint and improve the loss ------------------------
-@pytest.mark.parametrize(("advantages", "max_kl", "damping"), [("random", 0.01, 0.1), ("one_action", 0.05, 1e-3)])
-def test_trpo_accepted_steps_respect_kl_and_improve(advantages: str, max_kl: float, damping: float) -> None:
+@pytest.mark.parametrize(
+    ("advantages", "max_kl", "damping"), [("random", 0.01, 0.1), ("one_action", 0.05, 1e-3)]
+)
+def test_trpo_accepted_steps_respect_kl_and_improve(
+    advantages: str, max_kl: float, damping: float
+) -> None:
     policy = _policy()
     batch = Batch(policy, advantages=advantages)
     optimizer = TrustRegion(policy.parameters(), max_kl=max_kl, cg_damping=damping)
@@ -140,10 +151,11 @@ def test_trpo_accepted_steps_respect_kl_and_improve(advantages: str, max_kl: flo
         assert stats.accepted and stats.finite
         assert 0 < stats.kl <= max_kl
         assert stats.loss_after < stats.loss_before
-        fresh_loss, fresh_kl = batch.loss_and_kl(batch._flat_log_probs(_theta(policy)), batch._flat_log_probs(theta_old))
-        assert stats.loss_after == pytest.approx(fresh_loss.item(), rel=1e-12)
-        assert stats.kl == pytest.approx(fresh_kl.item(), rel=1e-12)
-        assert stats.step_norm == pytest.approx((_theta(policy) - theta_old).norm().item(), rel=1e-9)
+        fresh_loss, fresh_kl = batch.evaluate_flat(_theta(policy), theta_old)
+        assert stats.loss_after == pytest.approx(fresh_loss, rel=1e-12)
+        assert stats.kl == pytest.approx(fresh_kl, rel=1e-12)
+        moved = (_theta(policy) - theta_old).norm().item()
+        assert stats.step_norm == pytest.approx(moved, rel=1e-9)
         assert stats.step_fraction == pytest.approx(0.8 ** (stats.line_search_steps - 1), rel=1e-15)
     if advantages == "one_action":
         # The quadratic model underestimates this KL, so the full step overshoots δ at least once.
@@ -154,11 +166,14 @@ def test_trpo_accepted_steps_respect_kl_and_improve(advantages: str, max_kl: flo
 def test_trpo_accept_ratio_enforces_armijo_condition() -> None:
     policy = _policy()
     accept_ratio = 0.9
-    optimizer = TrustRegion(policy.parameters(), max_kl=1.0, cg_damping=1e-3, accept_ratio=accept_ratio)
+    optimizer = TrustRegion(
+        policy.parameters(), max_kl=1.0, cg_damping=1e-3, accept_ratio=accept_ratio
+    )
     stats = optimizer.step(Batch(policy).closure(policy))
     # At δ = 1 the first-order prediction is far too optimistic: the full step must be shrunk.
     assert stats.accepted and stats.line_search_steps > 1
-    assert stats.actual_improvement >= accept_ratio * stats.step_fraction * stats.expected_improvement
+    required = accept_ratio * stats.step_fraction * stats.expected_improvement
+    assert stats.actual_improvement >= required
 
 
 # (c) a loss that only gets worse: rejected, parameters bit-identical --------------------------
@@ -241,7 +256,9 @@ def test_identity_metric_step_is_scaled_negative_gradient() -> None:
 def test_state_dict_round_trip_restores_hyperparameters_state_and_trajectory() -> None:
     policy = _policy()
     batch = Batch(policy)
-    optimizer = TrustRegion(policy.parameters(), metric="identity", max_kl=0.02, cg_damping=0.05, backtrack_coef=0.6)
+    optimizer = TrustRegion(
+        policy.parameters(), metric="identity", max_kl=0.02, cg_damping=0.05, backtrack_coef=0.6
+    )
     for _ in range(2):
         optimizer.step(batch.closure(policy))
 

@@ -1,4 +1,4 @@
-"""Trust-region updates (seed 003): flat parameter views, CG, metrics M(θ), line search, optimizer."""
+"""Trust-region updates (seed 003): flat views, CG, metrics M(θ), line search, optimizer."""
 
 from rlopt.trust_region.cg import CGResult, conjugate_gradient
 from rlopt.trust_region.flat import (

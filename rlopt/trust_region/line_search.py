@@ -38,22 +38,27 @@ class LineSearchResult:
 
 
 def check_finite_real(name: str, value: object) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a finite int or float (not a bool or string)."""
+    """Raise :class:`ConfigError` unless ``value`` is a finite int or float (not bool or str)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{name} must be a finite number, got {value!r}")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def validate_line_search_args(
     max_kl: float, backtrack_coef: float, max_backtracks: int, accept_ratio: float
 ) -> None:
     """Raise :class:`ConfigError` for a hyper-parameter outside its valid range."""
-    for name, value in (("max_kl", max_kl), ("backtrack_coef", backtrack_coef), ("accept_ratio", accept_ratio)):
-        check_finite_real(name, value)
+    check_finite_real("max_kl", max_kl)
+    check_finite_real("backtrack_coef", backtrack_coef)
+    check_finite_real("accept_ratio", accept_ratio)
     if not max_kl > 0:
         raise ConfigError(f"max_kl must be > 0, got {max_kl}")
     if not 0 < backtrack_coef < 1:
         raise ConfigError(f"backtrack_coef must be in (0, 1), got {backtrack_coef}")
-    if isinstance(max_backtracks, bool) or not isinstance(max_backtracks, int) or max_backtracks < 1:
+    if not _is_int(max_backtracks) or max_backtracks < 1:
         raise ConfigError(f"max_backtracks must be an integer >= 1, got {max_backtracks!r}")
     if not 0 <= accept_ratio < 1:
         raise ConfigError(f"accept_ratio must be in [0, 1), got {accept_ratio}")

@@ -49,7 +49,7 @@ class Metric(ABC):
 
     @abstractmethod
     def mvp(self, params: Sequence[Tensor], loss: Tensor, kl: Tensor) -> MatrixVectorProduct:
-        """Return v ↦ M(θ) v (without damping). ``loss`` and ``kl`` are graph tensors at the current θ."""
+        """Return v ↦ M(θ) v (without damping); ``loss`` and ``kl`` are graph tensors at θ."""
 
 
 def kl_hessian_vector_product(kl: Tensor, params: Sequence[Tensor]) -> MatrixVectorProduct:

@@ -95,14 +95,19 @@ def propose_step(
     """
 
     def damped_mvp(vector: Tensor) -> Tensor:
-        return torch.add(metric_mvp(vector), vector, alpha=damping)  # (M + λI) v, seed 003 "Damping"
+        # (M + λI) v, seed 003 "Damping".
+        return torch.add(metric_mvp(vector), vector, alpha=damping)
 
     cg = conjugate_gradient(damped_mvp, -gradient, cg_iters, cg_tol)
     direction = cg.solution
     quadratic = torch.dot(direction, damped_mvp(direction))
-    finite = torch.isfinite(gradient).all() & torch.isfinite(direction).all() & torch.isfinite(quadratic)
+    finite = (
+        torch.isfinite(gradient).all() & torch.isfinite(direction).all() & torch.isfinite(quadratic)
+    )
     scale = lr * torch.sqrt(2.0 * max_kl / quadratic)
-    return StepProposal(step=scale * direction, cg=cg, finite=finite, valid=finite & (quadratic > 0))
+    return StepProposal(
+        step=scale * direction, cg=cg, finite=finite, valid=finite & (quadratic > 0)
+    )
 
 
 def _validate_hyperparameters(
@@ -149,7 +154,7 @@ class TrustRegion(torch.optim.Optimizer):
     """Natural-gradient (``line_search=False``, NPG) or TRPO (``line_search=True``) optimizer.
 
     Args:
-        params: the policy parameters (one group; treated as a single flat vector θ).
+        params: the policy parameters, all requiring grad (one group, a single flat vector θ).
         metric: M(θ) by name (``"fisher"``, ``"identity"``) or a :class:`Metric` instance.
         lr: multiplier of the scaled step (1 reaches the trust radius); schedulable.
         max_kl: trust radius δ on the mean KL(π_old‖π_θ); schedulable via ``param_groups[0]``.
@@ -181,7 +186,7 @@ class TrustRegion(torch.optim.Optimizer):
     ) -> None:
         self._metric = build_metric(metric, key="metric")
         if not isinstance(getattr(self._metric, "name", None), str):
-            raise ConfigError(f"metric {self._metric!r} must define a string class attribute 'name'")
+            raise ConfigError(f"metric {self._metric!r} must define a string attribute 'name'")
         _validate_hyperparameters(
             lr, max_kl, cg_iters, cg_damping, cg_tol,
             line_search, backtrack_coef, max_backtracks, accept_ratio,
@@ -199,11 +204,14 @@ class TrustRegion(torch.optim.Optimizer):
             accept_ratio=accept_ratio,
         )
         super().__init__(params, defaults)
-        if len(self.param_groups) != 1:
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Accept exactly one group: θ is a single flat vector with one set of hyper-parameters."""
+        if self.param_groups:
             raise ConfigError(
-                "TrustRegion treats all parameters as one vector: pass a single parameter group, "
-                f"got {len(self.param_groups)}"
+                "TrustRegion treats all parameters as one vector: pass a single parameter group"
             )
+        super().add_param_group(param_group)
 
     @property
     def metric(self) -> Metric:
@@ -245,7 +253,7 @@ class TrustRegion(torch.optim.Optimizer):
         loss = loss.detach()
         del kl  # release the autograd graph before the line search
         expected_improvement = -torch.dot(gradient, proposal.step)
-        # One host sync for all pre-step scalars.
+        # All pre-step scalars in one device-to-host transfer.
         loss_before, grad_norm, cg_residual, expected, full_step_norm, finite, valid = (
             torch.stack(
                 [

@@ -1,0 +1,114 @@
+"""Learning targets: run agents × envs × seeds with their presets and write the measured table.
+
+    python scripts/benchmark_returns.py                      # all 5 agents × 2 envs × 5 seeds
+    python scripts/benchmark_returns.py --agents ppo trpo --envs cartpole --seeds 0 1 2 --workers 2
+
+Each run is ``configs/<agent>_<env>.yaml`` with only ``seed`` changed; the score is the mean of
+the final deterministic evaluation (``eval.episodes`` fresh episodes). Results go to
+``--out`` as JSON (one record per run) and a Markdown table (mean ± std over seeds, target,
+pass/fail, wall time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# (agent, env) -> (env steps allowed, threshold on the mean final eval return)  — issue #3
+TARGETS: dict[tuple[str, str], tuple[int, float]] = {
+    ("ppo", "cartpole"): (100_000, 475.0),
+    ("trpo", "cartpole"): (100_000, 475.0),
+    ("npg", "cartpole"): (100_000, 475.0),
+    ("a2c", "cartpole"): (200_000, 475.0),
+    ("reinforce", "cartpole"): (300_000, 475.0),
+    ("ppo", "pendulum"): (200_000, -200.0),
+    ("trpo", "pendulum"): (200_000, -200.0),
+    ("npg", "pendulum"): (200_000, -250.0),
+    ("a2c", "pendulum"): (500_000, -250.0),
+    ("reinforce", "pendulum"): (1_000_000, -400.0),
+}
+AGENT_ORDER = ("ppo", "trpo", "npg", "a2c", "reinforce")
+ENV_ORDER = ("cartpole", "pendulum")
+
+
+def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]:
+    """Train one preset with one seed in this process; returns its summary."""
+    from agents import AGENTS
+    from rlopt.config import load_config
+    from rlopt.rollout import make_vec_env
+    from rlopt.trainer import Trainer
+
+    cfg = load_config(ROOT / "configs" / f"{agent}_{env}.yaml", [f"seed={seed}", *extra])
+    budget = TARGETS[(agent, env)][0]
+    if cfg.total_steps > budget:
+        raise SystemExit(f"{agent}_{env}.yaml trains {cfg.total_steps} steps, more than the {budget} allowed")
+    probe = make_vec_env(cfg.env.id, 1)
+    learner = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
+    probe.close()
+    started = time.perf_counter()
+    summary = Trainer(learner, run_dir=None, progress=False).train()
+    summary["process_seconds"] = round(time.perf_counter() - started, 2)
+    summary.update(preset=f"{agent}_{env}", env=env)
+    return summary
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    """Markdown table: one row per (agent, env) with mean ± std over seeds."""
+    lines = [
+        "| agent | env | steps | seeds | eval return (mean ± std over seeds) | min seed | target | pass | wall s / run |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for agent in AGENT_ORDER:
+        for env in ENV_ORDER:
+            rows = [r for r in records if r["agent"] == agent and r["env"] == env]
+            if not rows:
+                continue
+            scores = [r["eval_return_mean"] for r in rows]
+            mean = statistics.fmean(scores)
+            std = statistics.pstdev(scores)
+            budget, threshold = TARGETS[(agent, env)]
+            wall = statistics.fmean(r["wall_seconds"] for r in rows)
+            lines.append(
+                f"| {agent} | {rows[0]['env_id']} | {rows[0]['total_steps']:,} | {len(rows)} | {mean:.1f} ± {std:.1f} "
+                f"| {min(scores):.1f} | ≥ {threshold:g} in {budget:,} | {'yes' if mean >= threshold else 'NO'} | {wall:.1f} |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--agents", nargs="+", default=list(AGENT_ORDER), choices=AGENT_ORDER)
+    parser.add_argument("--envs", nargs="+", default=list(ENV_ORDER), choices=ENV_ORDER)
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/returns"), help="output path prefix")
+    parser.add_argument("overrides", nargs="*", help="extra dotted overrides applied to every run")
+    args = parser.parse_args()
+
+    jobs = [(a, e, s) for a in args.agents for e in args.envs for s in args.seeds]
+    started = time.perf_counter()
+    records: list[dict[str, Any]] = []
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = [pool.submit(run_one, a, e, s, args.overrides) for a, e, s in jobs]
+        for future in futures:
+            record = future.result()
+            records.append(record)
+            print(f"{record['preset']:<22} seed {record['seed']}: {record['eval_return_mean']:8.1f} "
+                  f"({record['wall_seconds']:.1f} s, {record['steps_per_second']:.0f} steps/s)", flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(records, indent=2) + "\n")
+    markdown = table(records)
+    args.out.with_suffix(".md").write_text(markdown + "\n")
+    print(markdown)
+    print(f"total wall time {time.perf_counter() - started:.0f} s with {args.workers} workers")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""The five agents on the shared layer: one update each on both action-space kinds, the stats
+contract, parameter separation, the Python API, and that NPG/TRPO are one code path."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from agents import AGENTS, NPG, PPO, TRPO, A2C, REINFORCE, Agent
+from rlopt.errors import ConfigError
+from rlopt.rollout import RolloutCollector, make_vec_env
+
+COMMON_TAGS = {
+    "actor/loss", "actor/entropy", "actor/kl", "actor/kl_max", "actor/grad_norm", "actor/lr",
+}
+CRITIC_TAGS = {"critic/loss", "critic/grad_norm", "critic/lr", "critic/explained_variance"}
+TRUST_REGION_TAGS = {"actor/cg_residual", "actor/line_search_steps", "actor/step_accepted"}
+TINY = {"total_steps": 512, "env": {"num_envs": 2}, "rollout": {"n_steps": 64}}
+
+
+def make_agent(name: str, env_id: str, **values) -> Agent:
+    preset = f"configs/{name}_{'cartpole' if env_id.startswith('CartPole') else 'pendulum'}.yaml"
+    merged = {**TINY, **values}
+    merged["env"] = {**TINY["env"], "id": env_id, **values.get("env", {})}
+    if name == "ppo":
+        merged.setdefault("ppo", {"minibatch_size": 32, "epochs": 2})
+    if name in ("npg", "trpo", "reinforce"):
+        merged.setdefault("critic", {"minibatch_size": 64})
+    return AGENTS[name].from_config(preset, **merged)
+
+
+def one_update(agent: Agent):
+    envs = make_vec_env(agent.cfg.env.id, agent.cfg.env.num_envs, seed=0)
+    collector = RolloutCollector(envs, agent.cfg.rollout.n_steps, obs_normalizer=agent.obs_normalizer, seed=0)
+    collector.collect(agent.act, agent.value)
+    batch = agent.prepare_batch(collector.buffer)
+    envs.close()
+    return batch, agent.update(batch)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_update_reports_the_tag_contract(name: str, env_id: str) -> None:
+    agent = make_agent(name, env_id)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    _, stats = one_update(agent)
+    tags = stats.scalars()
+    expected = set(COMMON_TAGS)
+    if agent.critic is not None:
+        expected |= CRITIC_TAGS
+    if name in ("npg", "trpo"):
+        expected |= TRUST_REGION_TAGS
+    if name == "ppo":
+        expected |= {"actor/clip_fraction"}
+    assert set(tags) == expected
+    assert all(math.isfinite(v) for v in tags.values()), tags
+    assert not stats.skipped
+    assert tags["actor/kl"] >= 0 and tags["actor/kl_max"] >= tags["actor/kl"] - 1e-7
+    moved = any(not torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
+    assert moved == (tags.get("actor/step_accepted", 1.0) == 1.0)
+
+
+def test_kl_is_exact_mean_over_the_batch_after_the_update() -> None:
+    agent = make_agent("a2c", "CartPole-v1")
+    envs = make_vec_env("CartPole-v1", 2, seed=0)
+    collector = RolloutCollector(envs, 64, seed=0)
+    collector.collect(agent.act, agent.value)
+    batch = agent.prepare_batch(collector.buffer)
+    with torch.no_grad():
+        old = agent.actor(batch.obs).detach()
+    stats = agent.update(batch)
+    with torch.no_grad():
+        new = agent.actor(batch.obs)
+    expected = (old.probs * (old.log_probs - new.log_probs)).sum(-1).mean().item()
+    assert stats.actor_kl == pytest.approx(expected, rel=1e-5, abs=1e-9)
+    assert expected > 0
+
+
+def test_actor_and_critic_are_separated_by_construction() -> None:
+    agent = make_agent("ppo", "Pendulum-v1")
+    actor_ids = {id(p) for p in agent.actor.parameters()}
+    critic_ids = {id(p) for p in agent.critic.parameters()}
+    assert actor_ids.isdisjoint(critic_ids)
+    assert {id(p) for g in agent.actor_optimizer.param_groups for p in g["params"]} == actor_ids
+    assert {id(p) for g in agent.critic_optimizer.param_groups for p in g["params"]} == critic_ids
+    # the critic loss gives gradients to critic parameters only (TorchRL's test)
+    obs = torch.randn(8, 3)
+    agent.critic(obs).pow(2).mean().backward()
+    assert all(p.grad is None for p in agent.actor.parameters())
+    assert all(p.grad is not None for p in agent.critic.parameters())
+
+
+def test_separate_optimizers_learning_rates_and_schedules() -> None:
+    agent = make_agent(
+        "a2c", "CartPole-v1",
+        actor={"optim": {"name": "momentum", "lr": 0.05}, "schedule": {"name": "linear"}},
+        critic={"optim": {"name": "rmsprop", "lr": 0.002, "alpha": 0.9}, "schedule": {"name": "step", "step_size": 1, "gamma": 0.5}},
+    )
+    assert isinstance(agent.actor_optimizer, torch.optim.SGD) and agent.actor_optimizer.param_groups[0]["momentum"] == 0.9
+    assert isinstance(agent.critic_optimizer, torch.optim.RMSprop)
+    _, first = one_update(agent)
+    _, second = one_update(agent)
+    assert first.actor_lr == pytest.approx(0.05) and first.critic_lr == pytest.approx(0.002)
+    horizon = agent.cfg.num_updates
+    assert second.actor_lr == pytest.approx(0.05 * (1 - 1 / horizon))
+    assert second.critic_lr == pytest.approx(0.001)
+
+
+def test_entropy_coefficient_schedule_changes_the_loss() -> None:
+    agent = make_agent("a2c", "CartPole-v1", entropy_coef={"value": 0.5, "name": "linear"})
+    assert agent.current_entropy_coef == pytest.approx(0.5)
+    one_update(agent)
+    assert agent.current_entropy_coef == pytest.approx(0.5 * (1 - 1 / agent.cfg.num_updates))
+
+
+def test_npg_and_trpo_share_the_trust_region_step() -> None:
+    npg, trpo = make_agent("npg", "CartPole-v1"), make_agent("trpo", "CartPole-v1")
+    assert type(npg.actor_optimizer) is type(trpo.actor_optimizer)
+    assert TRPO.actor_step is NPG.actor_step and issubclass(TRPO, NPG)
+    assert npg.actor_optimizer.param_groups[0]["line_search"] is False
+    assert trpo.actor_optimizer.param_groups[0]["line_search"] is True
+    # the preset's line_search decides, not the class, when given explicitly
+    npg_with_search = make_agent("npg", "CartPole-v1", actor={"optim": {"name": "trust_region", "line_search": True}})
+    assert npg_with_search.actor_optimizer.param_groups[0]["line_search"] is True
+
+
+def test_each_agent_overrides_one_hook() -> None:
+    hooks = ("compute_targets", "actor_step", "optimize")
+    overridden = {
+        cls.name: [h for h in hooks if getattr(cls, h) is not getattr(Agent, h)] for cls in (REINFORCE, A2C, NPG, PPO)
+    }
+    assert overridden == {"reinforce": ["compute_targets"], "a2c": [], "npg": ["actor_step"], "ppo": ["optimize"]}
+
+
+def test_trust_region_only_for_npg_and_trpo() -> None:
+    with pytest.raises(ConfigError, match="actor.optim.name"):
+        make_agent("ppo", "CartPole-v1", actor={"optim": {"name": "trust_region"}})
+    with pytest.raises(ConfigError, match="actor.optim.name"):
+        make_agent("trpo", "CartPole-v1", actor={"optim": {"name": "adam", "lr": 1e-3}})
+
+
+def test_reinforce_without_baseline_has_no_critic_and_uses_monte_carlo_returns() -> None:
+    agent = make_agent("reinforce", "CartPole-v1", reinforce={"baseline": "none"}, gamma=1.0)
+    assert agent.critic is None and agent.critic_optimizer is None
+    batch, stats = one_update(agent)
+    assert "critic/loss" not in stats.scalars()
+    # with γ = 1 and reward 1 per step the return counts the remaining steps of the rollout/episode
+    assert torch.all(batch.returns >= 1) and torch.equal(batch.advantages, batch.returns)
+
+
+def test_ppo_target_kl_stops_the_epochs_early(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps_taken = {}
+    for target in (None, 1e-3):
+        agent = make_agent("ppo", "CartPole-v1", ppo={"epochs": 8, "minibatch_size": 32, "target_kl": target},
+                           actor={"optim": {"name": "adam", "lr": 0.01}})
+        calls = []
+        original = agent.gradient_step
+        monkeypatch.setattr(agent, "gradient_step", lambda opt, *a: calls.append(opt) or original(opt, *a))
+        _, stats = one_update(agent)
+        steps_taken[target] = sum(opt is agent.actor_optimizer for opt in calls)
+        if target is not None:
+            assert stats.actor_kl_max > target  # the minibatch that tripped the stop is reported
+    assert steps_taken[None] == 8 * 4  # 128 transitions / 32 per minibatch, 8 epochs
+    assert 1 <= steps_taken[1e-3] < steps_taken[None]
+
+
+def test_predict_matches_spaces_and_is_deterministic() -> None:
+    for name, env_id in (("ppo", "CartPole-v1"), ("trpo", "Pendulum-v1")):
+        agent = make_agent(name, env_id, env={"normalize_obs": True})
+        env = gym.make(env_id)
+        obs, _ = env.reset(seed=0)
+        single = agent.predict(obs)
+        batch = agent.predict(np.stack([obs, obs]))
+        assert env.action_space.contains(single.astype(env.action_space.dtype) if env_id == "Pendulum-v1" else int(single))
+        assert batch.shape[0] == 2 and np.allclose(batch[0], batch[1], atol=1e-6)  # kernels may differ by batch size
+        assert np.array_equal(agent.predict(obs), single)
+
+
+def test_learn_through_the_python_api() -> None:
+    agent = PPO.from_config("configs/ppo_cartpole.yaml", total_steps=1024, eval={"episodes": 2})
+    summary = agent.learn(progress=False)
+    assert summary["agent"] == "ppo" and summary["total_steps"] >= 1024 and summary["eval_episodes"] == 2
+
+
+@pytest.mark.slow
+def test_ppo_solves_cartpole_within_100k_steps() -> None:
+    agent = PPO.from_config("configs/ppo_cartpole.yaml")
+    summary = agent.learn(progress=False)
+    assert summary["eval_return_mean"] >= 475
