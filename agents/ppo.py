@@ -48,11 +48,13 @@ class PPO(Agent):
                 grad_norm, ok = self.gradient_step(
                     self.actor_optimizer, loss, self.actor.parameters(), self.cfg.actor.max_grad_norm
                 )
+                if not ok:
+                    return {**self._summarise(totals), "skipped": True}
                 vloss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
                 vgrad_norm, vok = self.gradient_step(
                     self.critic_optimizer, vloss, self.critic.parameters(), self.cfg.critic.max_grad_norm
                 )
-                if not (ok and vok):
+                if not vok:
                     return {**self._summarise(totals), "skipped": True}
                 for key, value in zip(
                     totals, (loss.detach(), info["entropy"], info["clip_fraction"], grad_norm, vloss.detach(), vgrad_norm, kl)

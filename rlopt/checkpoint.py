@@ -17,6 +17,7 @@ pickling it; it is read only by ``rlopt train --resume`` of a run directory one 
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 import random
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from gymnasium.vector import SyncVectorEnv
 
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
@@ -98,6 +100,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def pickle_envs(envs: Any) -> bytes:
+    """Pickle a vector env with its sub-envs' internal states and RNGs.
+
+    A ``SyncVectorEnv`` keeps the constructors it was built from (``env_fns``, closures made by
+    ``gym.make_vec`` that cannot be pickled) but never calls them again, so they are left out.
+    """
+    if isinstance(envs, SyncVectorEnv) and envs.env_fns is not None:
+        envs = copy.copy(envs)  # shallow: the sub-envs and buffers are pickled as they are
+        envs.env_fns = None
+    return pickle.dumps(envs)
+
+
 def checkpoint_path(run_dir: Path, env_steps: int) -> Path:
     """``RUN_DIR/checkpoints/step_<env_steps, 12 digits>.pt``."""
     return run_dir / CHECKPOINT_DIR / f"step_{env_steps:012d}.pt"
@@ -107,9 +121,13 @@ def save_checkpoint(run_dir: Path, env_steps: int, state: dict[str, Any], envs: 
     """Write ``state`` (and the pickled envs) for ``env_steps``; keep the newest ``keep``."""
     path = checkpoint_path(run_dir, env_steps)
     try:
-        atomic_write_bytes(path.with_suffix(".env"), pickle.dumps(envs))
-    except (pickle.PicklingError, TypeError, AttributeError):
-        path.with_suffix(".env").unlink(missing_ok=True)  # resume will not be exact: said in README
+        env_bytes: bytes | None = pickle_envs(envs)
+    except Exception:  # an env holding unpicklable handles (sockets, ctypes, renderers)
+        env_bytes = None
+    if env_bytes is None:
+        path.with_suffix(".env").unlink(missing_ok=True)  # the resume will restart episodes from the seed
+    else:
+        atomic_write_bytes(path.with_suffix(".env"), env_bytes)
     atomic_torch_save(state, path)
     prune_checkpoints(run_dir, keep)
     return path

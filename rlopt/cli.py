@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
+
+if TYPE_CHECKING:
+    from agents.base import Agent
+    from rlopt.config import Config
 
 EXIT_BAD_INPUT = 2
 EXIT_FAULT = 3
@@ -25,7 +30,8 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports usage errors as ConfigError (exit 2, one line)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise ConfigError(f"{self.prog}: {message}")
+        command = self.prog.removeprefix("rlopt").strip()  # "train", "eval" or "" for the top level
+        raise ConfigError(f"{command}: {message}" if command else message)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -52,22 +58,53 @@ def default_run_dir(agent: str, env_id: str) -> Path:
 
 
 def _check_run_dir(run_dir: Path) -> None:
+    """A run directory is never overwritten, and it must be creatable where it is asked for."""
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; refusing to overwrite a run")
+    ancestor = run_dir.absolute()
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ConfigError(f"--run-dir: {ancestor} is a file, so {run_dir} cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"--run-dir: {ancestor} is not writable, so {run_dir} cannot be created")
+
+
+def build_agent(cfg: Config) -> Agent:
+    """Build ``cfg``'s env once (to learn its spaces) and the agent: every check that needs the env
+    or the networks. Anything the env id makes fail is a :class:`ConfigError`; nothing is written."""
+    from gymnasium import spaces
+
+    from agents import AGENTS
+    from rlopt.config import check_fits_in_memory
+    from rlopt.rollout import make_vec_env
+
+    try:
+        probe = make_vec_env(cfg.env.id, 1)
+    except ConfigError:
+        raise
+    except Exception as err:  # gymnasium.error.DependencyNotInstalled, an env constructor that raises
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(f"env.id: cannot build {cfg.env.id!r} ({type(err).__name__}: {message})") from None
+    try:
+        observation_space, action_space = probe.single_observation_space, probe.single_action_space
+    finally:
+        probe.close()
+    # make_vec_env has checked: a 1-D Box of observations, Discrete or 1-D Box actions.
+    head_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(action_space.shape[0])
+    check_fits_in_memory(cfg, obs_dim=int(observation_space.shape[0]), head_dim=head_dim)
+    return AGENTS[cfg.agent](cfg, observation_space, action_space)
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agents import AGENTS
+    from rlopt.checkpoint import list_checkpoints
     from rlopt.config import load_config
-    from rlopt.rollout import make_vec_env
     from rlopt.trainer import CONFIG_FILE, Trainer
 
     if args.resume:
         if args.config or args.overrides or args.run_dir:
             raise ConfigError("--resume takes only the run directory; its config.yaml is reused unchanged")
         run_dir = Path(args.resume)
-        from rlopt.checkpoint import list_checkpoints
-
         if not (run_dir / CONFIG_FILE).is_file() or not list_checkpoints(run_dir):
             raise ConfigError(f"--resume: {run_dir} has no config.yaml and complete checkpoint to resume from")
         cfg = load_config(run_dir / CONFIG_FILE)
@@ -77,14 +114,24 @@ def _train(args: argparse.Namespace) -> int:
         cfg = load_config(args.config, args.overrides)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.agent, cfg.env.id)
         _check_run_dir(run_dir)
-    probe = make_vec_env(cfg.env.id, 1)  # validates env.id before anything is written
-    try:
-        agent = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
-    finally:
-        probe.close()
+    # Everything that can reject the input happens before the mkdir below, so bad input never
+    # leaves a run directory behind.
+    agent = build_agent(cfg)
     trainer = Trainer(agent, run_dir=run_dir, progress=not args.no_progress)
+    try:  # the first write, once nothing is left to reject (Trainer.train() accepts an existing dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"--run-dir: cannot create {run_dir} ({err.strerror or err})") from None
     if args.resume:
-        steps = trainer.resume()
+        try:
+            steps = trainer.resume()
+        except ConfigError:
+            raise
+        except Exception as err:  # a truncated or foreign checkpoint file
+            raise ConfigError(
+                f"--resume: the newest checkpoint of {run_dir} cannot be loaded ({type(err).__name__}: "
+                f"{' '.join(str(err).split())})"
+            ) from None
         print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
     summary = trainer.train()
     print(json.dumps(summary))
@@ -93,16 +140,16 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from agents import AGENTS
     from rlopt.checkpoint import list_checkpoints, load_checkpoint
     from rlopt.config import load_config
     from rlopt.evaluation import evaluate, record_video
-    from rlopt.rollout import make_vec_env
     from rlopt.trainer import CONFIG_FILE
 
     run_dir = Path(args.run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
+    if args.episodes is not None and args.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
     cfg = load_config(run_dir / CONFIG_FILE)
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
@@ -115,12 +162,8 @@ def _eval(args: argparse.Namespace) -> int:
         checkpoint = found[-1]
     episodes = cfg.eval.episodes if args.episodes is None else args.episodes
     if episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {episodes}")
-    probe = make_vec_env(cfg.env.id, 1)
-    try:
-        agent = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
-    finally:
-        probe.close()
+        raise ConfigError(f"--episodes must be >= 1 (the run's eval.episodes is {episodes})")
+    agent = build_agent(cfg)
     try:
         agent.load_state_dict(load_checkpoint(checkpoint)["agent"])
     except Exception as err:  # a file that is not an rlopt checkpoint
@@ -142,7 +185,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _build_parser().parse_args(argv)
         return _train(args) if args.command == "train" else _eval(args)
     except ConfigError as err:
-        print(f"rlopt: error: {err}", file=sys.stderr)
+        print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
         return EXIT_BAD_INPUT
     except NumericalFault as err:
         print(f"rlopt: numerical fault: {err}", file=sys.stderr)

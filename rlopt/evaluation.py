@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded with ``seed + EVAL_SEED_OFFSET``: fresh, but reproducible."""
+VIDEO_PREFIX = "rl-video"
+"""File names of recorded episodes: ``<prefix>-episode-<i>.mp4`` (RecordVideo's default)."""
 
 
 def evaluate(agent: "Agent", episodes: int, seed: int, deterministic: bool = True) -> dict[str, Any]:
     """Run ``episodes`` complete episodes, one per sub-env of a fresh vector env, and return
-    ``{"return_mean", "return_std", "episodes"}``. Each sub-env contributes exactly its first
-    episode, so short episodes are not over-represented."""
+    ``{"return_mean", "return_std", "episodes"}`` (std over episodes, ddof=0). Each sub-env
+    contributes exactly its first episode, so short episodes are not over-represented."""
     if episodes <= 0:
         return {"return_mean": float("nan"), "return_std": float("nan"), "episodes": 0}
     envs = make_vec_env(agent.cfg.env.id, episodes)
@@ -39,9 +41,13 @@ def evaluate(agent: "Agent", episodes: int, seed: int, deterministic: bool = Tru
 
 
 def record_video(agent: "Agent", episodes: int, seed: int, video_dir: str | Path) -> list[Path]:
-    """Record ``episodes`` deterministic episodes with gymnasium's RecordVideo (needs moviepy)."""
+    """Record ``episodes`` deterministic episodes with gymnasium's RecordVideo (needs moviepy);
+    returns the files written by this call (``rl-video-episode-<i>.mp4``), not older ones in
+    ``video_dir``."""
     env = gym.make(agent.cfg.env.id, render_mode="rgb_array")
-    env = gym.wrappers.RecordVideo(env, str(video_dir), episode_trigger=lambda _: True, disable_logger=True)
+    env = gym.wrappers.RecordVideo(
+        env, str(video_dir), episode_trigger=_every_episode, name_prefix=VIDEO_PREFIX, disable_logger=True
+    )
     try:
         for episode in range(episodes):
             obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
@@ -51,4 +57,9 @@ def record_video(agent: "Agent", episodes: int, seed: int, video_dir: str | Path
                 done = bool(terminated or truncated)
     finally:
         env.close()
-    return sorted(Path(video_dir).glob("*.mp4"))
+    written = [Path(video_dir) / f"{VIDEO_PREFIX}-episode-{episode}.mp4" for episode in range(episodes)]
+    return [path for path in written if path.is_file()]
+
+
+def _every_episode(episode_id: int) -> bool:
+    return True

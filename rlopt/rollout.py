@@ -271,6 +271,36 @@ class RunningMeanStd:
         self.count = float(state["count"])
 
 
+class RewardScaler:
+    """Divide rewards by the running std of the discounted return (SB3's VecNormalize; Engstrom
+    et al. 2020, "Implementation matters", reward scaling): R ← γR(1 − done) + r, r̃ = r / √Var[R].
+
+    Only the learning signal is scaled; episode statistics stay in raw reward units.
+    """
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, epsilon: float = 1e-4) -> None:
+        self.gamma = gamma
+        self.clip = clip
+        self.discounted_return = np.zeros(num_envs, dtype=np.float64)
+        self.return_stats = RunningMeanStd((), epsilon=epsilon)
+
+    def scale(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
+        """Update the running return with this step's rewards and return the scaled rewards."""
+        self.discounted_return = self.discounted_return * self.gamma + rewards
+        self.return_stats.update(torch.from_numpy(self.discounted_return))
+        self.discounted_return[done] = 0.0
+        std = float((self.return_stats.var + self.return_stats.std_epsilon).sqrt())
+        return np.clip(rewards / std, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"discounted_return": torch.from_numpy(self.discounted_return.copy()),
+                "return_stats": self.return_stats.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.discounted_return[:] = state["discounted_return"].numpy()
+        self.return_stats.load_state_dict(state["return_stats"])
+
+
 # --------------------------------------------------------------------------------------------------
 # Rollout storage
 # --------------------------------------------------------------------------------------------------
@@ -404,6 +434,7 @@ class RolloutCollector:
         obs_normalizer: RunningMeanStd | None = None,
         seed: int | None = None,
         obs_clip: float = 10.0,
+        reward_scaler: RewardScaler | None = None,
     ) -> None:
         validate_vector_env(envs)
         if n_steps < 1:
@@ -414,6 +445,7 @@ class RolloutCollector:
         self.obs_normalizer = obs_normalizer
         self.seed = seed
         self.obs_clip = obs_clip
+        self.reward_scaler = reward_scaler
         self.num_envs: int = envs.num_envs
         self.obs_dim: int = int(envs.single_observation_space.shape[0])
         self.action_space: spaces.Discrete | spaces.Box = envs.single_action_space
@@ -449,8 +481,9 @@ class RolloutCollector:
         if self.obs_normalizer is None:
             out.copy_(self._raw_obs)
             return
-        if update_normalizer:
-            self.obs_normalizer.update(self._raw_obs)
+        if update_normalizer:  # a non-finite observation must not poison the statistics
+            finite_rows = torch.isfinite(self._raw_obs).all(dim=-1)
+            self.obs_normalizer.update(self._raw_obs if bool(finite_rows.all()) else self._raw_obs[finite_rows])
         out.copy_(self.obs_normalizer.normalize(self._raw_obs, clip=self.obs_clip))
 
     def _to_env_actions(self, actions: Tensor) -> np.ndarray:
@@ -485,7 +518,10 @@ class RolloutCollector:
 
             next_obs, rewards, terminated, truncated, _ = self.envs.step(self._to_env_actions(actions))
             rewards, terminated, truncated = np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
-            buffer.rewards[t].copy_(torch.from_numpy(rewards))
+            learning_rewards = rewards if self.reward_scaler is None else self.reward_scaler.scale(
+                rewards, terminated | truncated
+            )
+            buffer.rewards[t].copy_(torch.from_numpy(learning_rewards))
             buffer.terminated[t].copy_(torch.from_numpy(terminated))
             buffer.truncated[t].copy_(torch.from_numpy(truncated))
             self._raw_obs.copy_(torch.from_numpy(np.asarray(next_obs)))
@@ -519,6 +555,7 @@ class RolloutCollector:
             "total_env_steps": self.total_env_steps,
             "needs_reset": self._needs_reset,
             "obs_normalizer": None if self.obs_normalizer is None else self.obs_normalizer.state_dict(),
+            "reward_scaler": None if self.reward_scaler is None else self.reward_scaler.state_dict(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -535,3 +572,5 @@ class RolloutCollector:
         self._needs_reset = bool(state["needs_reset"])
         if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(saved_normalizer)
+        if self.reward_scaler is not None and state.get("reward_scaler") is not None:
+            self.reward_scaler.load_state_dict(state["reward_scaler"])

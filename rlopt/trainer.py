@@ -21,9 +21,11 @@ from __future__ import annotations
 import copy
 import json
 import math
+import re
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ from rlopt.checkpoint import (
     set_rng_state,
 )
 from rlopt.config import config_to_yaml
-from rlopt.errors import Interrupted, NumericalFault
+from rlopt.errors import ConfigError, Interrupted, NumericalFault
 from rlopt.evaluation import evaluate
 from rlopt.rollout import RolloutCollector, make_vec_env
 
@@ -96,6 +98,23 @@ def restore_weights(snapshot: WeightsSnapshot) -> None:
         optimizer.state.update(saved_state)
 
 
+_EVENT_SECONDS = re.compile(r"^events\.out\.tfevents\.(\d+)\.")
+"""The creation second at the start of a TensorBoard event file name."""
+
+
+def wait_for_later_event_file_name(run_dir: Path) -> None:
+    """Sleep (< 1 s) until a new TensorBoard event file would sort after every existing one.
+
+    TensorBoard reads a run's event files in name order, and a name starts with the second the
+    writer was created (``events.out.tfevents.<seconds>.<host>.<pid>...``). A resumed writer's
+    purge marker only removes the steps it must remove if its file is read last; in the same
+    second as the crashed writer, the pid would decide the order instead.
+    """
+    created = [int(m.group(1)) for f in Path(run_dir).iterdir() if (m := _EVENT_SECONDS.match(f.name))]
+    if created:
+        time.sleep(max(0.0, max(created) + 1 - time.time()))
+
+
 # --------------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------------
@@ -130,6 +149,8 @@ class Trainer:
             return
         from torch.utils.tensorboard import SummaryWriter
 
+        if purge_step is not None:
+            wait_for_later_event_file_name(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
 
     def state_dict(self) -> dict[str, Any]:
@@ -171,13 +192,22 @@ class Trainer:
                 raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
             checkpoint = found[-1]
         state = load_checkpoint(checkpoint)
+        if state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+            raise ConfigError(
+                f"--resume: {checkpoint} has checkpoint format {state.get('format_version')!r}; "
+                f"this rlopt reads format {CHECKPOINT_FORMAT_VERSION}"
+            )
         envs = load_envs(checkpoint)
         if envs is not None:
             self.envs.close()
             self.envs = self.collector.envs = envs
         self.agent.load_state_dict(state["agent"])
         self.collector.load_state_dict(state["collector"])
-        if envs is None:  # fresh envs: restart episodes from the seed (the resume is not exact)
+        if envs is None:
+            warnings.warn(
+                f"{checkpoint} has no pickled envs beside it: episodes restart from the seed, so the "
+                "resumed run will not match an uninterrupted one", RuntimeWarning, stacklevel=2,
+            )
             self.collector.reset(self.cfg.seed)
         set_rng_state(state["rng"])
         self.env_steps = int(state["env_steps"])
@@ -254,13 +284,17 @@ class Trainer:
         return modules, optimizers
 
     def _act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``agent.act`` on observations with non-finite entries zeroed.
+        """``agent.act`` that survives non-finite observations.
 
-        The rollout buffer keeps the raw non-finite row, so the update that sees it is skipped;
-        this only keeps the sampler from failing on NaN probabilities and the env from being
-        stepped with a NaN action. Branch-free: no host sync per step.
+        The policy acts on the observation with non-finite entries zeroed, so the sampler does
+        not fail on NaN probabilities and the env is never stepped with a NaN action; the value
+        of such a row is NaN. The buffer keeps the raw row, so the update that would learn from
+        it is skipped (a NaN value also reaches the advantages when the row is the final
+        observation of an episode, which ``flatten`` drops). Branch-free: no host sync per step.
         """
-        return self.agent.act(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
+        finite_rows = torch.isfinite(obs).all(dim=-1)
+        actions, log_probs, values = self.agent.act(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
+        return actions, log_probs, values.masked_fill(~finite_rows, math.nan)
 
     def _save_if_new(self) -> None:
         if self.run_dir is None:
@@ -292,7 +326,7 @@ class Trainer:
         """K consecutive skipped updates stop the run; the last good checkpoint is left as it is."""
         limit = self.cfg.health.max_consecutive_faults
         if self.consecutive_faults >= limit:
-            kept = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint was written"
+            kept = f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint else "no checkpoint written"
             raise NumericalFault(
                 f"{self.consecutive_faults} consecutive updates had non-finite observations, rewards, losses or "
                 f"gradients and were skipped (health.max_consecutive_faults={limit}); stopped at "

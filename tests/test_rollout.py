@@ -420,3 +420,27 @@ def test_running_mean_std_state_round_trip_and_normalize() -> None:
     assert torch.equal(source.mean, restored.mean) and torch.equal(source.var, restored.var)
     with pytest.raises(ValueError, match="shape"):
         RunningMeanStd(4).load_state_dict(source.state_dict())
+
+
+def test_reward_scaler_divides_by_the_std_of_the_discounted_return() -> None:
+    from rlopt.rollout import RewardScaler
+
+    gamma = 0.9
+    scaler = RewardScaler(num_envs=2, gamma=gamma, clip=100.0, epsilon=0.0)
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(50, 2))
+    dones = np.zeros((50, 2), dtype=bool)
+    dones[20, 0] = True
+    running = np.zeros(2)
+    seen = []
+    for t in range(50):
+        scaled = scaler.scale(rewards[t], dones[t])
+        running = running * gamma + rewards[t]
+        seen.append(running.copy())
+        running[dones[t]] = 0.0
+        expected_std = np.sqrt(np.var(np.concatenate(seen)) + 1e-8)
+        np.testing.assert_allclose(scaled, rewards[t] / expected_std, rtol=1e-5)
+    state = scaler.state_dict()
+    other = RewardScaler(num_envs=2, gamma=gamma, clip=100.0, epsilon=0.0)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.scale(rewards[0], dones[0]), scaler.scale(rewards[0], dones[0]))

@@ -1,0 +1,163 @@
+"""The typed config: presets, dotted overrides, layer precedence, YAML safety and round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlopt.cli import build_agent
+from rlopt.config import AGENT_NAMES, Config, config_to_yaml, load_config, validate
+from rlopt.errors import ConfigError
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+PRESETS = sorted(CONFIGS.glob("*.yaml"))
+PPO_CARTPOLE = CONFIGS / "ppo_cartpole.yaml"
+
+
+def test_presets_exist() -> None:
+    assert len(PRESETS) >= 10
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_every_preset_loads_validates_and_builds_its_agent(preset: Path) -> None:
+    cfg = load_config(preset)
+    assert cfg.agent in AGENT_NAMES
+    assert preset.stem.startswith(cfg.agent)
+    agent = build_agent(cfg)
+    assert type(agent).name == cfg.agent
+    torch.set_num_threads(1)
+
+
+def test_dotted_overrides_apply_and_keep_sibling_keys() -> None:
+    cfg = load_config(
+        PPO_CARTPOLE,
+        [
+            "actor.optim.lr=1e-3",
+            "critic.optim.name=rmsprop",
+            "critic.optim.eps=1e-7",
+            "env.num_envs=16",
+            "actor.hidden=[32,16]",
+            "ppo.clip={value: 0.1, name: cosine}",
+            "entropy_coef=0.01",
+            "seed=7",
+        ],
+    )
+    assert cfg.actor.optim == {"name": "adam", "lr": 1e-3, "eps": 1e-5}
+    assert cfg.critic.optim == {"name": "rmsprop", "lr": 0.001, "eps": 1e-7}
+    assert cfg.env.num_envs == 16 and cfg.env.id == "CartPole-v1"
+    assert cfg.actor.hidden == [32, 16]
+    assert cfg.ppo.clip == {"value": 0.1, "name": "cosine"}
+    assert cfg.entropy_coef == 0.01
+    assert cfg.seed == 7
+    assert cfg.batch_size == 16 * 32
+
+
+def test_layer_precedence_defaults_file_values_overrides(tmp_path: Path) -> None:
+    preset = tmp_path / "p.yaml"
+    preset.write_text("agent: a2c\ngamma: 0.9\ngae_lambda: 0.9\nrollout: {n_steps: 16}\n")
+    from_file = load_config(preset)
+    assert (from_file.gamma, from_file.gae_lambda, from_file.threads) == (0.9, 0.9, Config().threads)
+    with_values = load_config(preset, values={"gamma": 0.8, "rollout": {"n_steps": 8}})
+    assert (with_values.gamma, with_values.gae_lambda, with_values.rollout.n_steps) == (0.8, 0.9, 8)
+    with_all = load_config(preset, ["gamma=0.7"], values={"gamma": 0.8, "seed": 3})
+    assert (with_all.gamma, with_all.seed, with_all.agent) == (0.7, 3, "a2c")
+    assert load_config(None, ["gamma=0.5"]).gamma == 0.5
+    assert load_config(None, ["gamma=0.5", "gamma=0.6"]).gamma == 0.6  # the last override wins
+
+
+def test_yaml_exponent_floats_are_numbers(tmp_path: Path) -> None:
+    # PyYAML (YAML 1.1) reads 1e-3 as a string; YAML 1.2 and every user read it as 0.001.
+    preset = tmp_path / "p.yaml"
+    preset.write_text("actor: {optim: {name: adam, lr: 1e-3, eps: 1E-8}}\ncritic: {optim: {name: sgd, lr: 5.0e2}}\n")
+    cfg = load_config(preset)
+    assert cfg.actor.optim == {"name": "adam", "lr": 0.001, "eps": 1e-8}
+    assert cfg.critic.optim["lr"] == 500.0
+
+
+@pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
+def test_config_to_yaml_round_trips_to_an_equal_config(preset: Path, tmp_path: Path) -> None:
+    cfg = load_config(preset, ["entropy_coef={value: 0.01, name: linear, end_factor: 0.5}", "seed=11"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(config_to_yaml(cfg))
+    assert load_config(saved) == cfg
+
+
+def test_python_object_tag_is_rejected_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    preset = tmp_path / "evil.yaml"
+    preset.write_text(f"agent: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError, match="python/object"):
+        load_config(preset)
+    assert not marker.exists()
+
+
+def test_duplicate_yaml_key_is_rejected(tmp_path: Path) -> None:
+    preset = tmp_path / "dup.yaml"
+    preset.write_text("agent: ppo\ngamma: 0.9\ngamma: 0.99\n")
+    with pytest.raises(ConfigError, match=r"line 3.*duplicate key 'gamma'"):
+        load_config(preset)
+
+
+def test_yaml_merge_key_may_be_overridden_without_counting_as_duplicate(tmp_path: Path) -> None:
+    preset = tmp_path / "merge.yaml"
+    preset.write_text(
+        "agent: a2c\nactor: {optim: &adam {name: adam, lr: 0.001}}\ncritic: {optim: {<<: *adam, lr: 0.002}}\n"
+    )
+    cfg = load_config(preset)
+    assert cfg.actor.optim == {"name": "adam", "lr": 0.001}
+    assert cfg.critic.optim == {"name": "adam", "lr": 0.002}
+
+
+def test_unknown_key_lists_the_valid_keys_of_its_section() -> None:
+    with pytest.raises(ConfigError, match=r"^ppo.clipp: unknown key; valid keys of ppo: epochs, minibatch_size, clip"):
+        load_config(None, ["ppo.clipp=0.1"])
+
+
+def test_missing_value_marker_is_rejected_instead_of_ignored() -> None:
+    with pytest.raises(ConfigError, match=r"^seed: '\?\?\?'"):
+        load_config(PPO_CARTPOLE, ["seed=???"])
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key"),
+    [
+        (["critic.optim={name: lbfgs, lr: 0.1}"], "critic.optim"),  # step() needs a closure
+        (["agent=a2c", "actor.optim={name: sparseadam, lr: 0.1}"], "actor.optim"),  # dense gradients
+        (["agent=a2c", "actor.optim={name: sgd, lr: 0.1, momentum: .nan}"], "actor.optim"),  # nan after 2 steps
+        (["agent=a2c", "actor.optim={name: adam, lr: 0.1, capturable: true}"], "actor.optim"),
+        (["agent=a2c", "actor.optim={name: adam, lr: 0.1, eps: abc}"], "actor.optim"),
+        (["agent=a2c", "actor.schedule={name: step}"], "actor.schedule.step_size"),
+        (["agent=npg"], "actor.optim"),  # agents.base would hand npg an adam spec
+        (["agent=trpo", "actor.optim={name: trust_region, max_kl: {value: 0.01, name: cosine, min_factor: 2}}"],
+         "actor.optim.max_kl.min_factor"),
+        (["agent=trpo", "actor.optim={name: trust_region, backtrack_coef: 1.5}"], "actor.optim.backtrack_coef"),
+        (["agent=trpo", "actor.optim={name: trust_region, cg_damping: 1" + "0" * 400 + "}"], "actor.optim"),
+        (["ppo.clip={value: 0.0, name: linear}"], "ppo.clip"),
+    ],
+)
+def test_load_config_alone_rejects_unusable_update_rules(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(None, overrides)
+    assert str(caught.value).startswith(key)
+
+
+def test_validation_draws_no_random_numbers() -> None:
+    # The stand-in optimizer layer is zeros, so validating cannot shift the seeded run's RNG.
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    load_config(CONFIGS / "trpo_pendulum.yaml", ["critic.optim.name=sgd"])
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_validate_checks_a_config_built_in_python() -> None:
+    cfg = Config()
+    validate(cfg)
+    cfg.gamma = "high"  # type: ignore[assignment]
+    with pytest.raises(ConfigError, match="^gamma"):
+        validate(cfg)
+    cfg = Config()
+    cfg.actor.hidden = [[64]]  # type: ignore[list-item]
+    with pytest.raises(ConfigError, match=r"^actor.hidden\[0\]"):
+        validate(cfg)
