@@ -59,7 +59,9 @@ def default_run_dir(agent: str, env_id: str) -> Path:
 
 def _check_run_dir(run_dir: Path) -> None:
     """A run directory is never overwritten, and it must be creatable where it is asked for."""
-    if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ConfigError(f"--run-dir: {run_dir} is a file; give a new or empty directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; refusing to overwrite a run")
     ancestor = run_dir.absolute()
     while not ancestor.exists():
@@ -129,8 +131,7 @@ def _train(args: argparse.Namespace) -> int:
             raise
         except Exception as err:  # a truncated or foreign checkpoint file
             raise ConfigError(
-                f"--resume: the newest checkpoint of {run_dir} cannot be loaded ({type(err).__name__}: "
-                f"{' '.join(str(err).split())})"
+                f"--resume: {list_checkpoints(run_dir)[-1]} is not a readable rlopt checkpoint ({type(err).__name__})"
             ) from None
         print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
     summary = trainer.train()

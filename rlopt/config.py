@@ -317,8 +317,10 @@ def load_config(
         try:
             merged = OmegaConf.merge(merged, layer)
         except OmegaConfBaseException as err:
-            raise ConfigError(_omegaconf_message(err)) from None
-        except (TypeError, ValueError, OverflowError) as err:  # e.g. "actor.hidden[0]=5", "gamma=1e999…9"
+            if getattr(err, "full_key", None):
+                raise ConfigError(_omegaconf_message(err)) from None
+            raise ConfigError(f"cannot apply {where}: {_first_line(err)}") from None  # e.g. "actor=5"
+        except (TypeError, ValueError, OverflowError) as err:  # "actor.hidden[0]=5"; "gamma=1000…0" beyond float
             raise ConfigError(f"cannot apply {where}: {_first_line(err)}") from None
     try:
         cfg: Config = OmegaConf.to_object(merged)  # type: ignore[assignment]
@@ -417,7 +419,9 @@ def _check_ranges(cfg: Config) -> None:
     _require(cfg.env.num_envs >= 1, f"env.num_envs must be >= 1, got {cfg.env.num_envs}")
     _require(cfg.env.obs_clip > 0, f"env.obs_clip must be > 0, got {cfg.env.obs_clip}")
     _require(cfg.rollout.n_steps >= 1, f"rollout.n_steps must be >= 1, got {cfg.rollout.n_steps}")
-    _require(_is_finite_real(cfg.actor.log_std_init), f"actor.log_std_init must be finite, got {cfg.actor.log_std_init}")
+    _require(
+        _is_finite_real(cfg.actor.log_std_init), f"actor.log_std_init must be finite, got {cfg.actor.log_std_init}"
+    )
     for name, net in (("actor", cfg.actor), ("critic", cfg.critic)):
         _require(
             len(net.hidden) >= 1 and all(h >= 1 for h in net.hidden),

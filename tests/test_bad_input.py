@@ -144,6 +144,18 @@ CASES = [
         {"done/config.yaml": _RUN_CONFIG},
     ),
     BadInput(
+        "resume from a corrupt checkpoint",
+        ("train", "--resume", "{tmp}/done"),
+        "--resume",
+        {"done/config.yaml": _RUN_CONFIG, "done/checkpoints/step_000000000256.pt": b"not a checkpoint"},
+    ),
+    BadInput(
+        "eval of a corrupt checkpoint",
+        ("eval", "{tmp}/done", "--episodes", "1"),
+        "--checkpoint",
+        {"done/config.yaml": _RUN_CONFIG, "done/checkpoints/step_000000000256.pt": b"not a checkpoint"},
+    ),
+    BadInput(
         "resume without checkpoint",
         ("train", "--resume", "{tmp}/done"),
         "--resume",
@@ -202,6 +214,7 @@ def test_existing_non_empty_run_dir_is_never_overwritten(tmp_path: Path, capsys:
     file_in_place = tmp_path / "run_file"
     file_in_place.write_text("precious")
     line = _run_bad(("train", PPO, "--run-dir", str(file_in_place)), tmp_path, capsys)
+    assert "--run-dir" in line and "is a file" in line
     assert file_in_place.read_text() == "precious"
 
 
