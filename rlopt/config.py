@@ -43,6 +43,10 @@ class EnvConfig:
     """Normalise observations with a running mean/std (saved in checkpoints)."""
     obs_clip: float = 10.0
     """Clip normalised observations to [-obs_clip, obs_clip]."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return (learning signal only)."""
+    reward_clip: float = 10.0
+    """Clip scaled rewards to [-reward_clip, reward_clip]."""
 
 
 @dataclass
@@ -418,6 +422,7 @@ def _check_ranges(cfg: Config) -> None:
     _require(bool(cfg.env.id.strip()), "env.id must name a gymnasium environment, e.g. CartPole-v1")
     _require(cfg.env.num_envs >= 1, f"env.num_envs must be >= 1, got {cfg.env.num_envs}")
     _require(cfg.env.obs_clip > 0, f"env.obs_clip must be > 0, got {cfg.env.obs_clip}")
+    _require(cfg.env.reward_clip > 0, f"env.reward_clip must be > 0, got {cfg.env.reward_clip}")
     _require(cfg.rollout.n_steps >= 1, f"rollout.n_steps must be >= 1, got {cfg.rollout.n_steps}")
     _require(
         _is_finite_real(cfg.actor.log_std_init), f"actor.log_std_init must be finite, got {cfg.actor.log_std_init}"

@@ -48,7 +48,7 @@ from rlopt.checkpoint import (
 from rlopt.config import config_to_yaml
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
 from rlopt.evaluation import evaluate
-from rlopt.rollout import RolloutCollector, make_vec_env
+from rlopt.rollout import RewardScaler, RolloutCollector, make_vec_env
 
 if TYPE_CHECKING:
     from agents.base import Agent, UpdateStats
@@ -132,6 +132,9 @@ class Trainer:
         self.collector = RolloutCollector(
             self.envs, cfg.rollout.n_steps, device=agent.device, obs_normalizer=agent.obs_normalizer, seed=cfg.seed,
             obs_clip=cfg.env.obs_clip,
+            reward_scaler=RewardScaler(cfg.env.num_envs, cfg.gamma, clip=cfg.env.reward_clip)
+            if cfg.env.normalize_reward
+            else None,
         )
         self.env_steps = 0
         self.skipped_updates = 0
