@@ -47,8 +47,9 @@ def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]
 
     cfg = load_config(ROOT / "configs" / f"{agent}_{env}.yaml", [f"seed={seed}", *extra])
     budget = TARGETS[(agent, env)][0]
-    if cfg.total_steps > budget:
-        raise SystemExit(f"{agent}_{env}.yaml trains {cfg.total_steps} steps, more than the {budget} allowed")
+    trained_steps = cfg.num_updates * cfg.batch_size  # whole rollouts: the last one may overshoot
+    if trained_steps > budget:
+        raise SystemExit(f"{agent}_{env}.yaml trains {trained_steps} env steps, more than the {budget:,} allowed")
     probe = make_vec_env(cfg.env.id, 1)
     learner = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
     probe.close()
