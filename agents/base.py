@@ -168,13 +168,9 @@ class Agent:
             cfg = load_config(None, overrides, values={**config_to_dict(config), **values, "agent": cls.name})
         else:
             cfg = load_config(config, overrides, values={**values, "agent": cls.name})
-        from rlopt.rollout import make_vec_env
+        from agents import build_agent  # the package registry; imported late (it imports this module)
 
-        probe = make_vec_env(cfg.env.id, 1)
-        try:
-            return cls(cfg, probe.single_observation_space, probe.single_action_space)
-        finally:
-            probe.close()
+        return build_agent(cfg)
 
     # ----------------------------------------------------------------- acting
     def preprocess(self, obs: np.ndarray | Tensor) -> Tensor:

@@ -13,13 +13,9 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
-
-if TYPE_CHECKING:
-    from agents.base import Agent
-    from rlopt.config import Config
 
 EXIT_BAD_INPUT = 2
 EXIT_FAULT = 3
@@ -72,33 +68,8 @@ def _check_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"--run-dir: {ancestor} is not writable, so {run_dir} cannot be created")
 
 
-def build_agent(cfg: Config) -> Agent:
-    """Build ``cfg``'s env once (to learn its spaces) and the agent: every check that needs the env
-    or the networks. Anything the env id makes fail is a :class:`ConfigError`; nothing is written."""
-    from gymnasium import spaces
-
-    from agents import AGENTS
-    from rlopt.config import check_fits_in_memory
-    from rlopt.rollout import make_vec_env
-
-    try:
-        probe = make_vec_env(cfg.env.id, 1)
-    except ConfigError:
-        raise
-    except Exception as err:  # gymnasium.error.DependencyNotInstalled, an env constructor that raises
-        message = " ".join(str(err).split()) or type(err).__name__
-        raise ConfigError(f"env.id: cannot build {cfg.env.id!r} ({type(err).__name__}: {message})") from None
-    try:
-        observation_space, action_space = probe.single_observation_space, probe.single_action_space
-    finally:
-        probe.close()
-    # make_vec_env has checked: a 1-D Box of observations, Discrete or 1-D Box actions.
-    head_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(action_space.shape[0])
-    check_fits_in_memory(cfg, obs_dim=int(observation_space.shape[0]), head_dim=head_dim)
-    return AGENTS[cfg.agent](cfg, observation_space, action_space)
-
-
 def _train(args: argparse.Namespace) -> int:
+    from agents import build_agent
     from rlopt.checkpoint import list_checkpoints
     from rlopt.config import load_config
     from rlopt.trainer import CONFIG_FILE, Trainer
@@ -141,6 +112,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from agents import build_agent
     from rlopt.checkpoint import list_checkpoints, load_checkpoint
     from rlopt.config import load_config
     from rlopt.evaluation import evaluate, record_video

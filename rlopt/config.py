@@ -557,7 +557,7 @@ def check_fits_in_memory(cfg: Config, obs_dim: int = 1, head_dim: int = 1) -> No
     ``[obs_dim, *hidden, 1]`` (critic) twice, as weights and gradients are both allocated by every
     agent, and per rollout transition the observation plus an action and five scalars (log-prob,
     value, reward, advantage, return). With obs_dim = head_dim = 1 these are lower bounds valid
-    for any environment; ``rlopt.cli.build_agent`` repeats the check with the env's sizes.
+    for any environment; ``agents.build_agent`` repeats the check with the env's sizes.
     """
     memory = physical_memory_bytes()
     if memory is None:
@@ -586,7 +586,7 @@ def validate(cfg: Config) -> None:
     Beyond types and ranges, optimizer, schedule and coefficient specs are built as the agents
     build them (torch optimizers on a stand-in layer, with test steps), so ``load_config`` alone
     rejects them before any environment or network exists. The env id is checked by building
-    the env (``rlopt.cli.build_agent``).
+    the env (``agents.build_agent``).
     """
     _check_types(cfg)
     _check_ranges(cfg)

@@ -18,7 +18,8 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rlopt.cli import EXIT_BAD_INPUT, build_agent, main
+from agents import build_agent
+from rlopt.cli import EXIT_BAD_INPUT, main
 from rlopt.config import Config, config_to_yaml, load_config
 from rlopt.errors import ConfigError
 from rlopt.trainer import Trainer

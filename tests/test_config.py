@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlopt.cli import build_agent
+from agents import build_agent
 from rlopt.config import AGENT_NAMES, Config, config_to_yaml, load_config, validate
 from rlopt.errors import ConfigError
 
