@@ -94,17 +94,18 @@ def main() -> None:
     args = parser.parse_args()
 
     jobs = [(a, e, s) for a in args.agents for e in args.envs for s in args.seeds]
+    jobs.sort(key=lambda job: -TARGETS[job[0], job[1]][0])  # longest budgets first: the pool finishes together
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_one, a, e, s, args.overrides) for a, e, s in jobs]
         for future in futures:
             record = future.result()
             records.append(record)
+            args.out.with_suffix(".json").write_text(json.dumps(records, indent=2) + "\n")  # partial results survive a crash
             print(f"{record['preset']:<22} seed {record['seed']}: {record['eval_return_mean']:8.1f} "
                   f"({record['wall_seconds']:.1f} s, {record['steps_per_second']:.0f} steps/s)", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(records, indent=2) + "\n")
     markdown = table(records)
     args.out.with_suffix(".md").write_text(markdown + "\n")
     print(markdown)
