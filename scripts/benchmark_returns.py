@@ -2,6 +2,7 @@
 
     python scripts/benchmark_returns.py                      # all 5 agents × 2 envs × 5 seeds
     python scripts/benchmark_returns.py --agents ppo trpo --envs cartpole --seeds 0 1 2 --workers 2
+    python scripts/benchmark_returns.py --agents a2c --envs pendulum --update   # redo one row, keep the rest
 
 Each run is ``configs/<agent>_<env>.yaml`` with only ``seed`` changed; the score is the mean of
 the final deterministic evaluation (``eval.episodes`` fresh episodes). Results go to
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/returns"), help="output path prefix")
+    parser.add_argument("--update", action="store_true",
+                        help="keep the runs already in --out.json that this call does not redo")
     parser.add_argument("overrides", nargs="*", help="extra dotted overrides applied to every run")
     args = parser.parse_args()
 
@@ -97,6 +100,10 @@ def main() -> None:
     jobs.sort(key=lambda job: -TARGETS[job[0], job[1]][0])  # longest budgets first: the pool finishes together
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
+    if args.update and args.out.with_suffix(".json").exists():
+        redo = {(a, e, s) for a, e, s in jobs}
+        kept = json.loads(args.out.with_suffix(".json").read_text())
+        records = [r for r in kept if (r["agent"], r["env"], r["seed"]) not in redo]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with ProcessPoolExecutor(max_workers=args.workers) as pool:
         futures = [pool.submit(run_one, a, e, s, args.overrides) for a, e, s in jobs]
