@@ -110,7 +110,9 @@ def main() -> None:
         for future in futures:
             record = future.result()
             records.append(record)
-            args.out.with_suffix(".json").write_text(json.dumps(records, indent=2) + "\n")  # partial results survive a crash
+            partial = args.out.with_suffix(".json.tmp")  # after every run, atomically: a crash keeps what finished
+            partial.write_text(json.dumps(records, indent=2) + "\n")
+            partial.replace(args.out.with_suffix(".json"))
             print(f"{record['preset']:<22} seed {record['seed']}: {record['eval_return_mean']:8.1f} "
                   f"({record['wall_seconds']:.1f} s, {record['steps_per_second']:.0f} steps/s)", flush=True)
     markdown = table(records)
