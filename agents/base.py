@@ -118,6 +118,7 @@ class Agent:
             activation=cfg.actor.activation,
             ortho_init=cfg.actor.ortho_init,
             log_std_init=cfg.actor.log_std_init,
+            squash_mean=cfg.actor.squash_mean,
         ).to(self.device)
         self.critic: Critic | None = None
         if self.uses_critic:

@@ -65,6 +65,8 @@ class ActorConfig:
     """Orthogonal initialisation (Saxe et al. 2014), output gain 0.01."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian head (Box actions)."""
+    squash_mean: bool = False
+    """Bound the Gaussian mean inside the Box with tanh (samples are still clipped at the env)."""
     optim: Dict[str, Any] = field(default_factory=dict)
     """Optimizer spec {name, lr, **kwargs}; name trust_region for NPG/TRPO. Empty: adam, lr 3e-4."""
     schedule: Dict[str, Any] = field(default_factory=dict)

@@ -86,6 +86,11 @@ class Actor(nn.Module):
     ``Discrete(n)`` → ``Categorical`` over ``n`` logits. 1-D ``Box(d)`` → ``DiagGaussian`` whose
     mean is the MLP output and whose log-std is a state-independent learnable vector ``[d]``
     initialised to ``log_std_init`` (as in Schulman et al. 2015, TRPO). Other spaces → ``ConfigError``.
+
+    ``squash_mean`` bounds the Gaussian mean inside the Box: μ = c + r · tanh(h) with c, r the centre
+    and half-width of ``[low, high]`` (TorchRL's ``tanh_loc``). Samples stay Gaussian and are clipped
+    only at the env step; without it the mean of a clipped-action policy can drift far outside the
+    bounds, where every sample clips to the same action and the policy gradient is pure noise.
     """
 
     is_discrete: bool
@@ -100,6 +105,7 @@ class Actor(nn.Module):
         ortho_init: bool = True,
         log_std_init: float = 0.0,
         output_gain: float = 0.01,
+        squash_mean: bool = False,
     ) -> None:
         super().__init__()
         if isinstance(action_space, spaces.Discrete):
@@ -131,12 +137,24 @@ class Actor(nn.Module):
         self.log_std: nn.Parameter | None = (
             None if self.is_discrete else nn.Parameter(torch.full((head_dim,), float(log_std_init)))
         )
+        self.squash_mean = squash_mean
+        if squash_mean:
+            if self.is_discrete:
+                raise ConfigError("actor.squash_mean applies to Box action spaces only, got Discrete")
+            low, high = np.asarray(action_space.low, np.float64), np.asarray(action_space.high, np.float64)
+            if not (np.isfinite(low).all() and np.isfinite(high).all()):
+                raise ConfigError(f"actor.squash_mean needs finite action bounds, got low={low} high={high}")
+            # Not persistent: derived from the action space, so checkpoints keep their keys.
+            self.register_buffer("mean_center", torch.as_tensor((high + low) / 2, dtype=torch.float32), persistent=False)
+            self.register_buffer("mean_half_range", torch.as_tensor((high - low) / 2, dtype=torch.float32), persistent=False)
 
     def forward(self, obs: Tensor) -> Categorical | DiagGaussian:
         """Action distribution for a batch of observations (same dtype as the network)."""
         head = self.body(obs)
         if self.log_std is None:
             return Categorical(head)
+        if self.squash_mean:
+            head = self.mean_center + self.mean_half_range * torch.tanh(head)
         return DiagGaussian(head, self.log_std)
 
 

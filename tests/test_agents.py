@@ -180,6 +180,17 @@ def test_predict_matches_spaces_and_is_deterministic() -> None:
         assert np.array_equal(agent.predict(obs), single)
 
 
+def test_squash_mean_from_the_config_keeps_the_mean_inside_the_box_through_updates() -> None:
+    agent = make_agent("a2c", "Pendulum-v1", actor={"squash_mean": True, "optim": {"name": "sgd", "lr": 50.0}})
+    assert agent.actor.squash_mean
+    for _ in range(3):  # a huge lr drives the head far outside [-2, 2]; the mean must stay inside
+        one_update(agent)
+    obs = torch.randn(256, 3) * 10
+    with torch.no_grad():
+        head, mean = agent.actor.body(obs), agent.actor(obs).mean
+    assert head.abs().max() > 2 and mean.abs().max() <= 2.0
+
+
 def test_learn_through_the_python_api() -> None:
     agent = PPO.from_config("configs/ppo_cartpole.yaml", total_steps=1024, eval={"episodes": 2})
     summary = agent.learn(progress=False)

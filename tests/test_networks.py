@@ -46,6 +46,27 @@ def test_box_actor_shapes_and_learnable_state_independent_log_std() -> None:
     assert any(p is actor.log_std for p in actor.parameters())
 
 
+def test_squash_mean_maps_the_head_through_tanh_into_asymmetric_bounds() -> None:
+    space = spaces.Box(low=np.array([-2.0, 0.0], dtype=np.float32), high=np.array([2.0, 5.0], dtype=np.float32))
+    actor = Actor(OBS_DIM, space, output_gain=100.0, squash_mean=True)
+    obs = _obs() * 10
+    head = actor.body(obs)
+    center, half = torch.tensor([0.0, 2.5]), torch.tensor([2.0, 2.5])
+    torch.testing.assert_close(actor(obs).mean, center + half * torch.tanh(head))
+    mean = actor(obs).mean
+    assert (mean >= torch.from_numpy(space.low)).all() and (mean <= torch.from_numpy(space.high)).all()
+    assert (head.abs() > 3).any()  # the loud head really leaves the bounds before squashing
+    # Buffers are derived from the space: the state dict (checkpoints) is unchanged.
+    assert set(actor.state_dict()) == set(Actor(OBS_DIM, space).state_dict())
+
+
+def test_squash_mean_rejects_discrete_and_unbounded_spaces_naming_the_key() -> None:
+    with pytest.raises(ConfigError, match=r"actor\.squash_mean.*Discrete"):
+        Actor(OBS_DIM, spaces.Discrete(3), squash_mean=True)
+    with pytest.raises(ConfigError, match=r"actor\.squash_mean.*finite"):
+        Actor(OBS_DIM, spaces.Box(-np.inf, np.inf, shape=(2,)), squash_mean=True)
+
+
 def test_critic_outputs_one_value_per_row() -> None:
     assert Critic(OBS_DIM)(_obs()).shape == (BATCH,)
 
