@@ -44,6 +44,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
     ev.add_argument("--checkpoint", help="a checkpoint file (default: the newest in RUN_DIR/checkpoints)")
     ev.add_argument("--video", metavar="DIR", help="also record videos of the episodes into DIR")
+    ev.add_argument("--device", help="evaluate on this device instead of the run's (e.g. cpu for a run trained on CUDA)")
     return parser
 
 
@@ -123,7 +124,7 @@ def _eval(args: argparse.Namespace) -> int:
         raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
     if args.episodes is not None and args.episodes < 1:
         raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
-    cfg = load_config(run_dir / CONFIG_FILE)
+    cfg = load_config(run_dir / CONFIG_FILE, [] if args.device is None else [f"device={args.device}"])
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
         if not checkpoint.is_file():

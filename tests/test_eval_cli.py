@@ -1,4 +1,4 @@
-"""``rlopt eval RUN_DIR [--episodes N] [--checkpoint PATH] [--video DIR]`` and ``evaluate``.
+"""``rlopt eval RUN_DIR [--episodes N] [--checkpoint PATH] [--video DIR] [--device D]`` and ``evaluate``.
 
 Issue "Runs you can trust", requirement 4: evaluation prints JSON
 ``{"return_mean", "return_std", "episodes"}`` for the newest or a chosen checkpoint, and can
@@ -8,12 +8,14 @@ record the episodes with gymnasium's RecordVideo.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium import spaces
 
 from agents import AGENTS, PPO, Agent
@@ -120,6 +122,22 @@ def test_eval_bad_input_exits_2_with_one_line(
     code, _, err = run_eval(capsys, *make_args(run_dir, tmp_path))
     assert code == EXIT_BAD_INPUT
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_eval_device_overrides_the_run_device(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run trained on CUDA can be evaluated on a CPU machine with --device cpu; without it the error is one line."""
+    moved = tmp_path / "cuda_run"
+    shutil.copytree(run_dir, moved)
+    config = moved / CONFIG_FILE
+    config.write_text(config.read_text().replace("device: auto", "device: cuda:7"))
+    assert "device: cuda:7" in config.read_text()
+    if not torch.cuda.is_available():
+        code, _, err = run_eval(capsys, str(moved))
+        assert code == EXIT_BAD_INPUT and "device" in err and len(err.strip().splitlines()) == 1
+    code, result, _ = run_eval(capsys, str(moved), "--device", "cpu")
+    assert code == 0 and result == evaluate_checkpoint(run_dir, list_checkpoints(run_dir)[-1], 4)
+    code, _, err = run_eval(capsys, str(moved), "--device", "tpu")
+    assert code == EXIT_BAD_INPUT and "device" in err and len(err.strip().splitlines()) == 1
 
 
 def test_eval_video_records_one_file_per_episode(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
