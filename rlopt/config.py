@@ -129,6 +129,8 @@ class PolicyGradientConfig:
 class EvalConfig:
     episodes: int = 10
     """Episodes of the final deterministic evaluation on fresh env instances."""
+    max_episode_steps: Optional[int] = None
+    """Truncate evaluation episodes after this many steps; null = the env's own time limit."""
 
 
 @dataclass
@@ -464,6 +466,10 @@ def _check_ranges(cfg: Config) -> None:
         f"reinforce.baseline: unknown baseline '{cfg.reinforce.baseline}'; valid: {', '.join(BASELINES)}",
     )
     _require(cfg.eval.episodes >= 0, f"eval.episodes must be >= 0, got {cfg.eval.episodes}")
+    _require(
+        cfg.eval.max_episode_steps is None or cfg.eval.max_episode_steps >= 1,
+        f"eval.max_episode_steps must be >= 1 or null, got {cfg.eval.max_episode_steps}",
+    )
     _require(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
     _require(cfg.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {cfg.checkpoint.keep}")
     _require(

@@ -22,17 +22,22 @@ VIDEO_PREFIX = "rl-video"
 def evaluate(agent: "Agent", episodes: int, seed: int, deterministic: bool = True) -> dict[str, Any]:
     """Run ``episodes`` complete episodes, one per sub-env of a fresh vector env, and return
     ``{"return_mean", "return_std", "episodes"}`` (std over episodes, ddof=0). Each sub-env
-    contributes exactly its first episode, so short episodes are not over-represented."""
+    contributes exactly its first episode, so short episodes are not over-represented.
+    ``eval.max_episode_steps`` truncates episodes still running after that many steps (as a
+    TimeLimit would), so an env without a time limit cannot hang the evaluation."""
     if episodes <= 0:
         return {"return_mean": float("nan"), "return_std": float("nan"), "episodes": 0}
+    max_steps = agent.cfg.eval.max_episode_steps
     envs = make_vec_env(agent.cfg.env.id, episodes)
     try:
         obs, _ = envs.reset(seed=seed + EVAL_SEED_OFFSET)
         returns = np.zeros(episodes, dtype=np.float64)
         running = np.ones(episodes, dtype=bool)
-        while running.any():
+        steps = 0
+        while running.any() and (max_steps is None or steps < max_steps):
             actions = agent.predict(obs, deterministic=deterministic)
             obs, rewards, terminated, truncated, _ = envs.step(actions)
+            steps += 1
             returns += np.where(running, rewards, 0.0)
             running &= ~(terminated | truncated)
     finally:
@@ -44,7 +49,7 @@ def record_video(agent: "Agent", episodes: int, seed: int, video_dir: str | Path
     """Record ``episodes`` deterministic episodes with gymnasium's RecordVideo (needs moviepy);
     returns the files written by this call (``rl-video-episode-<i>.mp4``), not older ones in
     ``video_dir``."""
-    env = gym.make(agent.cfg.env.id, render_mode="rgb_array")
+    env = gym.make(agent.cfg.env.id, render_mode="rgb_array", max_episode_steps=agent.cfg.eval.max_episode_steps)
     env = gym.wrappers.RecordVideo(
         env, str(video_dir), episode_trigger=_every_episode, name_prefix=VIDEO_PREFIX, disable_logger=True
     )

@@ -83,6 +83,7 @@ CASES = [
     BadInput("unknown schedule", _train(PPO, "actor.schedule.name=exponential"), "actor.schedule.name"),
     BadInput("schedule kwarg typo", _train(PPO, "actor.schedule.end_factr=0.1"), "actor.schedule.end_factr"),
     BadInput("unknown activation", _train(PPO, "actor.activation=swish"), "actor.activation"),
+    BadInput("eval max_episode_steps 0", _train(PPO, "eval.max_episode_steps=0"), "eval.max_episode_steps"),
     BadInput("squash_mean on Discrete actions", _train(PPO, "actor.squash_mean=true"), "actor.squash_mean"),
     BadInput("unknown env", _train(PPO, "env.id=NoSuchEnv-v0"), "env.id"),
     BadInput("unknown env module", _train(PPO, "env.id=nosuchmodule:Foo-v0"), "env.id"),

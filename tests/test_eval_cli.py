@@ -48,6 +48,16 @@ class Countdown(gym.Env):
 gym.register("Countdown-v0", entry_point=f"{__name__}:Countdown")
 
 
+class Endless(Countdown):
+    """Never terminates and has no TimeLimit: only eval.max_episode_steps can end its episodes."""
+
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
+        return np.zeros(1, dtype=np.float32), 1.0, False, False, {}
+
+
+gym.register("Endless-v0", entry_point=f"{__name__}:Endless")
+
+
 def test_evaluate_counts_exactly_the_first_episode_of_each_env() -> None:
     """Episodes of different lengths: after a short one ends, its env's later episodes must not count."""
     agent = PPO.from_config(None, env={"id": f"{__name__}:Countdown-v0", "num_envs": 2}, rollout={"n_steps": 8},
@@ -57,6 +67,19 @@ def test_evaluate_counts_exactly_the_first_episode_of_each_env() -> None:
     assert len(set(lengths)) == MAX_COUNTDOWN  # all five lengths occur
     result = evaluate(agent, episodes, seed)
     assert result == {"return_mean": lengths.mean(), "return_std": lengths.std(), "episodes": episodes}
+
+
+def test_eval_max_episode_steps_truncates_like_a_time_limit() -> None:
+    endless = PPO.from_config(None, env={"id": f"{__name__}:Endless-v0", "num_envs": 2}, rollout={"n_steps": 8},
+                              ppo={"minibatch_size": 8}, eval={"max_episode_steps": 7})  # fmt: skip
+    assert evaluate(endless, 3, seed=0) == {"return_mean": 7.0, "return_std": 0.0, "episodes": 3}
+    countdown = PPO.from_config(None, env={"id": f"{__name__}:Countdown-v0", "num_envs": 2}, rollout={"n_steps": 8},
+                                ppo={"minibatch_size": 8}, eval={"max_episode_steps": 2})  # fmt: skip
+    episodes, seed = 7, 11
+    lengths = np.array([1 + (seed + EVAL_SEED_OFFSET + e) % MAX_COUNTDOWN for e in range(episodes)], dtype=np.float64)
+    capped = np.minimum(lengths, 2)
+    assert (capped < lengths).any() and (capped == lengths).any()
+    assert evaluate(countdown, episodes, seed) == {"return_mean": capped.mean(), "return_std": capped.std(), "episodes": episodes}
 
 
 @pytest.fixture(scope="module")
