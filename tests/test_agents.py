@@ -180,6 +180,19 @@ def test_predict_matches_spaces_and_is_deterministic() -> None:
         assert np.array_equal(agent.predict(obs), single)
 
 
+@pytest.mark.parametrize("name", sorted(AGENTS))
+def test_every_agent_updates_with_a_squashed_mean(name: str) -> None:
+    """The tanh-bounded mean goes through every update path, incl. the trust-region Fisher products."""
+    agent = make_agent(name, "Pendulum-v1", actor={"squash_mean": True})
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    _, stats = one_update(agent)
+    tags = stats.scalars()
+    assert not stats.skipped and all(math.isfinite(v) for v in tags.values()), tags
+    assert any(not torch.equal(a, b) for a, b in zip(before, agent.actor.parameters()))
+    if name == "trpo":  # the line search accepted a step inside the trust region
+        assert tags["actor/step_accepted"] == 1.0 and tags["actor/kl"] <= agent.cfg.actor.optim["max_kl"]
+
+
 def test_squash_mean_from_the_config_keeps_the_mean_inside_the_box_through_updates() -> None:
     agent = make_agent("a2c", "Pendulum-v1", actor={"squash_mean": True, "optim": {"name": "sgd", "lr": 50.0}})
     assert agent.actor.squash_mean
