@@ -58,28 +58,35 @@ class Endless(Countdown):
 gym.register("Endless-v0", entry_point=f"{__name__}:Endless")
 
 
+def tiny_agent(env_name: str, **eval_cfg: Any) -> Agent:
+    """A PPO agent on one of this module's envs; evaluation only, never trained."""
+    return PPO.from_config(None, env={"id": f"{__name__}:{env_name}", "num_envs": 2}, rollout={"n_steps": 8},
+                           ppo={"minibatch_size": 8}, eval=eval_cfg)  # fmt: skip
+
+
+def countdown_lengths(episodes: int, seed: int) -> np.ndarray:
+    """Length (= return) of each evaluation episode of Countdown, known from its reset seed."""
+    return np.array([1 + (seed + EVAL_SEED_OFFSET + e) % MAX_COUNTDOWN for e in range(episodes)], dtype=np.float64)
+
+
 def test_evaluate_counts_exactly_the_first_episode_of_each_env() -> None:
     """Episodes of different lengths: after a short one ends, its env's later episodes must not count."""
-    agent = PPO.from_config(None, env={"id": f"{__name__}:Countdown-v0", "num_envs": 2}, rollout={"n_steps": 8},
-                            ppo={"minibatch_size": 8})  # fmt: skip
     episodes, seed = 7, 11
-    lengths = np.array([1 + (seed + EVAL_SEED_OFFSET + e) % MAX_COUNTDOWN for e in range(episodes)], dtype=np.float64)
+    lengths = countdown_lengths(episodes, seed)
     assert len(set(lengths)) == MAX_COUNTDOWN  # all five lengths occur
-    result = evaluate(agent, episodes, seed)
+    result = evaluate(tiny_agent("Countdown-v0"), episodes, seed)
     assert result == {"return_mean": lengths.mean(), "return_std": lengths.std(), "episodes": episodes}
 
 
 def test_eval_max_episode_steps_truncates_like_a_time_limit() -> None:
-    endless = PPO.from_config(None, env={"id": f"{__name__}:Endless-v0", "num_envs": 2}, rollout={"n_steps": 8},
-                              ppo={"minibatch_size": 8}, eval={"max_episode_steps": 7})  # fmt: skip
+    endless = tiny_agent("Endless-v0", max_episode_steps=7)
     assert evaluate(endless, 3, seed=0) == {"return_mean": 7.0, "return_std": 0.0, "episodes": 3}
-    countdown = PPO.from_config(None, env={"id": f"{__name__}:Countdown-v0", "num_envs": 2}, rollout={"n_steps": 8},
-                                ppo={"minibatch_size": 8}, eval={"max_episode_steps": 2})  # fmt: skip
     episodes, seed = 7, 11
-    lengths = np.array([1 + (seed + EVAL_SEED_OFFSET + e) % MAX_COUNTDOWN for e in range(episodes)], dtype=np.float64)
+    lengths = countdown_lengths(episodes, seed)
     capped = np.minimum(lengths, 2)
     assert (capped < lengths).any() and (capped == lengths).any()
-    assert evaluate(countdown, episodes, seed) == {"return_mean": capped.mean(), "return_std": capped.std(), "episodes": episodes}
+    result = evaluate(tiny_agent("Countdown-v0", max_episode_steps=2), episodes, seed)
+    assert result == {"return_mean": capped.mean(), "return_std": capped.std(), "episodes": episodes}
 
 
 @pytest.fixture(scope="module")
