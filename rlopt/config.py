@@ -221,7 +221,7 @@ def _first_line(err: BaseException) -> str:
     return lines[0].strip() if lines else type(err).__name__
 
 
-def _read_yaml(path: str | Path) -> dict[str, Any]:
+def read_yaml(path: str | Path) -> dict[str, Any]:
     """Parse a UTF-8 YAML mapping with a safe loader (no arbitrary object construction)."""
     path = Path(path)
     if not path.is_file():
@@ -313,7 +313,7 @@ def load_config(
     layers: list[tuple[str, Any]] = []
     try:
         if path is not None:
-            layers.append((f"config file {path}", OmegaConf.create(_read_yaml(path))))
+            layers.append((f"config file {path}", OmegaConf.create(read_yaml(path))))
         if values is not None:
             layers.append(("values", OmegaConf.create(dict(values))))
     except OmegaConfBaseException as err:
