@@ -1,23 +1,50 @@
-"""The five agents of rlopt, each one file on the shared update layer (``agents.base``)."""
+"""The five agents of rlopt, each one file on the shared update layer (``agents.base``).
+
+The top floor: agents import the library (``rlopt``), never the other way round. This package
+holds the registry (:data:`AGENTS`), the agent-level validation of a config
+(:func:`check_config`, no env built) and :func:`build_agent`, where a run's process-wide setup
+(threads, seeding) happens right before the networks are built.
+"""
 
 from gymnasium import spaces
 
 from agents.actor_critic import A2C
-from agents.base import Agent, UpdateStats
+from agents.base import Agent
 from agents.npg import NPG
 from agents.ppo import PPO
 from agents.reinforce import REINFORCE
 from agents.trpo import TRPO
-from rlopt.config import Config, check_fits_in_memory
+from rlopt.config import Config, check_fits_in_memory, validate
+from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError
-from rlopt.rollout import make_vec_env
+from rlopt.learner import UpdateStats
+from rlopt.runtime import start_run
 
 AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (REINFORCE, A2C, NPG, TRPO, PPO)}
+"""Every agent by its config name (``agent: ppo``)."""
+
+
+def agent_class(name: str) -> type[Agent]:
+    """The agent class registered as ``name``; an unknown name is a ConfigError listing the valid ones."""
+    try:
+        return AGENTS[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"agent: unknown agent {name!r}; valid: {', '.join(AGENTS)}") from None
+
+
+def check_config(cfg: Config) -> Config:
+    """Every check of ``cfg`` that needs no env: the schema's (``rlopt.config.validate``) and its
+    agent class's (``check_config``). Returns the resolved config (the agent's defaults filled in,
+    what ``RUN_DIR/config.yaml`` will show); raises a one-line ConfigError naming the key."""
+    validate(cfg)
+    return agent_class(cfg.agent).check_config(cfg)
 
 
 def build_agent(cfg: Config) -> Agent:
-    """Build ``cfg``'s env once (to learn its spaces) and the agent: every check that needs the env
-    or the networks. Anything the env id makes fail is a :class:`ConfigError`; nothing is written."""
+    """Check ``cfg``, build its env once (to learn its spaces), then seed the process, set torch's
+    threads and build the agent. Anything the config or the env id makes fail is a
+    :class:`ConfigError`; nothing is written."""
+    cfg = check_config(cfg)
     try:
         probe = make_vec_env(cfg.env.id, 1)
     except ConfigError:
@@ -32,7 +59,11 @@ def build_agent(cfg: Config) -> Agent:
     # make_vec_env has checked: a 1-D Box of observations, Discrete or 1-D Box actions.
     head_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(action_space.shape[0])
     check_fits_in_memory(cfg, obs_dim=int(observation_space.shape[0]), head_dim=head_dim)
+    start_run(cfg.seed, cfg.threads)  # the seed fixes the initial weights and every later draw
     return AGENTS[cfg.agent](cfg, observation_space, action_space)
 
 
-__all__ = ["AGENTS", "build_agent", "A2C", "Agent", "NPG", "PPO", "REINFORCE", "TRPO", "UpdateStats"]
+__all__ = [
+    "AGENTS", "agent_class", "build_agent", "check_config",
+    "A2C", "Agent", "NPG", "PPO", "REINFORCE", "TRPO", "UpdateStats",
+]

@@ -1,6 +1,11 @@
 """The shared shape of every rlopt agent: an actor, an optional critic, one optimizer (and one
 LR schedule) for each, and an ``update(batch) -> UpdateStats`` that never touches a logger.
 
+The agents are the top floor over the library (``rlopt``): an agent implements the
+:class:`rlopt.learner.Learner` protocol the trainer is typed against, and owns its agent-level
+config rules (``check_config``: which actor step, the defaults that depend on the agent).
+Construction has no process-wide side effects: ``agents.build_agent`` seeds and sets threads.
+
 Subclasses override one hook each:
 
 * ``compute_targets`` — advantages and critic targets from a rollout (REINFORCE: Monte-Carlo);
@@ -12,9 +17,7 @@ The base class itself is the advantage actor-critic (A2C) update.
 
 from __future__ import annotations
 
-import math
-import random
-from dataclasses import dataclass, fields
+import copy
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
@@ -24,68 +27,29 @@ import torch
 from torch import Tensor, nn
 
 from rlopt.clipping import clip_gradients
-from rlopt.config import Config, load_config
+from rlopt.coefficients import build_coefficients
+from rlopt.config import (
+    DEFAULT_ACTOR_OPTIM,
+    DEFAULT_CRITIC_OPTIM,
+    Config,
+    check_optimizer_spec,
+    config_to_dict,
+    load_config,
+)
 from rlopt.distributions import Categorical, DiagGaussian
 from rlopt.errors import ConfigError
 from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
 from rlopt.networks import Actor, Critic, clip_action_to_space
+from rlopt.normalization import RunningMeanStd
 from rlopt.optim import build_optimizer
-from rlopt.rollout import RolloutBatch, RolloutBuffer, RunningMeanStd, compute_gae
-from rlopt.schedules import build_lr_scheduler, build_schedule, parse_scheduled_value
+from rlopt.returns import compute_gae
+from rlopt.rollout import RolloutBatch, RolloutBuffer
+from rlopt.learner import UpdateStats
+from rlopt.runtime import resolve_device
+from rlopt.schedules import ScheduledValue, build_lr_scheduler, build_schedule
+from rlopt.trust_region import TRUST_REGION_NAME
 
 Distribution = Categorical | DiagGaussian
-
-DEFAULT_ACTOR_OPTIM: dict[str, Any] = {"name": "adam", "lr": 3e-4}
-DEFAULT_CRITIC_OPTIM: dict[str, Any] = {"name": "adam", "lr": 1e-3}
-
-
-@dataclass
-class UpdateStats:
-    """What one update measured; ``scalars()`` maps it to the stable TensorBoard tags."""
-
-    actor_loss: float = math.nan
-    actor_entropy: float = math.nan
-    actor_kl: float = math.nan
-    actor_kl_max: float = math.nan
-    actor_grad_norm: float = math.nan
-    actor_lr: float = math.nan
-    critic_loss: float | None = None
-    critic_grad_norm: float | None = None
-    critic_lr: float | None = None
-    critic_explained_variance: float | None = None
-    actor_cg_residual: float | None = None
-    actor_line_search_steps: float | None = None
-    actor_step_accepted: float | None = None
-    actor_clip_fraction: float | None = None
-    skipped: bool = False
-
-    def scalars(self) -> dict[str, float]:
-        """``{"actor/loss": ..., "critic/lr": ...}`` for the fields that were measured."""
-        out: dict[str, float] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "skipped" or value is None:
-                continue
-            group, _, name = f.name.partition("_")
-            out[f"{group}/{name}"] = float(value)
-        return out
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's global RNGs (envs are seeded at their first reset)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"device: '{name}' requested but CUDA is not available; use device=cpu or auto")
-    return torch.device(name)
-
 
 def minibatches(size: int, minibatch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
     """Index tensors of a random permutation of ``range(size)`` split into minibatches."""
@@ -103,9 +67,12 @@ class Agent:
     name: ClassVar[str] = "a2c"
 
     def __init__(self, cfg: Config, observation_space: gym.Space, action_space: gym.Space) -> None:
-        torch.set_num_threads(cfg.threads)
-        seed_everything(cfg.seed)  # before the networks are initialised
-        self.cfg = cfg
+        """Networks, optimizers and schedules for ``cfg`` (resolved with this agent's defaults).
+
+        The initial weights are drawn from torch's global RNG; seeding it is the caller's job
+        (``agents.build_agent`` seeds with ``cfg.seed`` right before it constructs the agent).
+        """
+        self.cfg = cfg = type(self).resolve_config(cfg)
         self.device = resolve_device(cfg.device)
         self.observation_space = observation_space
         self.action_space = action_space
@@ -125,7 +92,7 @@ class Agent:
             self.critic = Critic(
                 obs_dim, hidden=cfg.critic.hidden, activation=cfg.critic.activation, ortho_init=cfg.critic.ortho_init
             ).to(self.device)
-        self.actor_optimizer = self.build_actor_optimizer(dict(cfg.actor.optim) or dict(DEFAULT_ACTOR_OPTIM))
+        self.actor_optimizer = self.build_actor_optimizer(dict(cfg.actor.optim))
         self.actor_scheduler = build_lr_scheduler(
             self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule")
         )
@@ -133,16 +100,50 @@ class Agent:
         self.critic_scheduler = None
         if self.critic is not None:
             self.critic_optimizer = build_optimizer(
-                self.critic.parameters(), dict(cfg.critic.optim) or dict(DEFAULT_CRITIC_OPTIM), key="critic.optim"
+                self.critic.parameters(), dict(cfg.critic.optim), key="critic.optim"
             )
             self.critic_scheduler = build_lr_scheduler(
                 self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
             )
-        self.entropy_coef = parse_scheduled_value(cfg.entropy_coef, horizon, key="entropy_coef")
+        self.coefficients: dict[str, ScheduledValue] = build_coefficients(cfg)
+        """Scheduled coefficients by config key (entropy_coef, ppo.clip, actor.optim.max_kl)."""
         self.obs_normalizer = (
             RunningMeanStd(observation_space.shape) if cfg.env.normalize_obs else None
         )
         self.updates_done = 0
+
+    # ----------------------------------------------------------------- config
+    @classmethod
+    def resolve_actor_optim(cls, spec: dict[str, Any]) -> dict[str, Any]:
+        """The actor's optimizer spec with this agent's defaults filled in: a spec without ``name``
+        (e.g. only ``actor.optim.lr=1e-3``, or empty) tweaks the default, adam with lr 3e-4."""
+        return spec if "name" in spec else {**DEFAULT_ACTOR_OPTIM, **spec}
+
+    @classmethod
+    def resolve_config(cls, cfg: Config) -> Config:
+        """A copy of ``cfg`` with the agent-dependent defaults filled in: the optimizer specs this
+        agent actually uses (what ``RUN_DIR/config.yaml`` shows). Idempotent; checks nothing."""
+        resolved = copy.deepcopy(cfg)
+        resolved.actor.optim = cls.resolve_actor_optim(dict(cfg.actor.optim))
+        resolved.critic.optim = dict(cfg.critic.optim) or dict(DEFAULT_CRITIC_OPTIM)
+        return resolved
+
+    @classmethod
+    def check_config(cls, cfg: Config) -> Config:
+        """Agent-level rules for a schema-valid ``cfg``; returns it resolved. Raises ConfigError.
+
+        The actor step's name first (a torch.optim optimizer here), then its spec, built on a
+        stand-in layer. Builds no env and no network (``agents.check_config`` runs it for every
+        run of a sweep).
+        """
+        if cfg.actor.optim.get("name") == TRUST_REGION_NAME:
+            raise ConfigError(
+                f"actor.optim.name: trust_region is the actor step of the trust-region agents, not of "
+                f"{cls.name}; use a torch.optim name such as adam"
+            )
+        resolved = cls.resolve_config(cfg)
+        check_optimizer_spec(resolved.actor.optim, "actor.optim", resolved.num_updates)
+        return resolved
 
     # ----------------------------------------------------------------- construction
     @property
@@ -151,12 +152,14 @@ class Agent:
         return True
 
     def build_actor_optimizer(self, spec: dict[str, Any]) -> torch.optim.Optimizer:
-        """A torch.optim optimizer over the actor's parameters (NPG/TRPO override the spec check)."""
-        if spec.get("name") == "trust_region":
-            raise ConfigError(
-                f"actor.optim.name: trust_region is the actor step of npg and trpo, not of {self.name}"
-            )
+        """Hook: the actor's optimizer from its resolved spec (a torch.optim optimizer here)."""
         return build_optimizer(self.actor.parameters(), spec, key="actor.optim")
+
+    def trainables(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
+        """The networks and optimizers an update may change (the trainer snapshots them)."""
+        modules = [m for m in (self.actor, self.critic) if m is not None]
+        optimizers = [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None]
+        return modules, optimizers
 
     @classmethod
     def from_config(
@@ -164,8 +167,6 @@ class Agent:
     ) -> "Agent":
         """Build from a Config, a YAML path, and/or keyword values (``seed=1, env={"id": ...}``)."""
         if isinstance(config, Config):
-            from rlopt.config import config_to_dict
-
             cfg = load_config(None, overrides, values={**config_to_dict(config), **values, "agent": cls.name})
         else:
             cfg = load_config(config, overrides, values={**values, "agent": cls.name})
@@ -256,8 +257,7 @@ class Agent:
             info["actor_kl_max"] = torch.maximum(info["actor_kl_max"], kl) if "actor_kl_max" in info else kl
             names = list(info)
             values = torch.stack([torch.as_tensor(info[n], dtype=torch.float32).cpu() for n in names]).tolist()
-            for n, v in zip(names, values):  # one host sync for all statistics
-                setattr(stats, n, v)
+            stats.record(dict(zip(names, values)))  # one host sync for all statistics
         stats.actor_lr = self.actor_optimizer.param_groups[0]["lr"]
         if self.critic_optimizer is not None:
             stats.critic_lr = self.critic_optimizer.param_groups[0]["lr"]
@@ -306,9 +306,13 @@ class Agent:
                 norms.append(grad_norm)
         return {"critic_loss": torch.stack(losses).mean(), "critic_grad_norm": torch.stack(norms).mean()}
 
+    def coefficient(self, key: str) -> float:
+        """The scheduled coefficient ``key`` (e.g. ``"ppo.clip"``) at the current update."""
+        return self.coefficients[key].value(self.updates_done)
+
     @property
     def current_entropy_coef(self) -> float:
-        return self.entropy_coef.value(self.updates_done)
+        return self.coefficient("entropy_coef")
 
     @staticmethod
     def gradient_step(

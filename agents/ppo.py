@@ -15,7 +15,8 @@ from torch import Tensor
 from agents.base import Agent, Distribution, minibatches
 from rlopt.losses import normalize, ppo_clip_loss, value_loss
 from rlopt.rollout import RolloutBatch
-from rlopt.schedules import parse_scheduled_value
+from rlopt.config import Config
+from rlopt.errors import ConfigError
 
 
 class PPO(Agent):
@@ -23,13 +24,20 @@ class PPO(Agent):
 
     name = "ppo"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self.clip_range = parse_scheduled_value(self.cfg.ppo.clip, self.cfg.num_updates, key="ppo.clip")
+    @classmethod
+    def check_config(cls, cfg: Config) -> Config:
+        """Base rules, plus: a minibatch fits in the rollout batch."""
+        resolved = super().check_config(cfg)
+        if cfg.ppo.minibatch_size > cfg.batch_size:
+            raise ConfigError(
+                f"ppo.minibatch_size ({cfg.ppo.minibatch_size}) is larger than the rollout batch "
+                f"rollout.n_steps * env.num_envs = {cfg.batch_size}"
+            )
+        return resolved
 
     def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
         cfg = self.cfg.ppo
-        clip = self.clip_range.value(self.updates_done)
+        clip = self.coefficient("ppo.clip")
         entropy_coef = self.current_entropy_coef
         assert self.critic is not None and self.critic_optimizer is not None
         totals: dict[str, list[Tensor]] = {k: [] for k in ("loss", "entropy", "clip", "grad", "vloss", "vgrad", "kl")}
@@ -66,7 +74,7 @@ class PPO(Agent):
     def _summarise(totals: dict[str, list[Tensor]]) -> dict[str, Tensor]:
         """Means over the minibatches that stepped; the max KL over all of them."""
         out: dict[str, Tensor] = {}
-        names = {"loss": "actor_loss", "entropy": "actor_entropy", "clip": "actor_clip_fraction",
+        names = {"loss": "actor_loss", "entropy": "actor_entropy", "clip": "actor/clip_fraction",
                  "grad": "actor_grad_norm", "vloss": "critic_loss", "vgrad": "critic_grad_norm"}
         for key, name in names.items():
             if totals[key]:

@@ -8,11 +8,11 @@ otherwise (the plain Monte-Carlo estimator of a truncated sum).
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from agents.base import Agent
-from rlopt.rollout import RolloutBuffer, discounted_returns
+from rlopt.returns import discounted_returns, next_values_from
+from rlopt.rollout import RolloutBuffer
 
 
 class REINFORCE(Agent):
@@ -30,6 +30,6 @@ class REINFORCE(Agent):
 
     def compute_targets(self, buffer: RolloutBuffer) -> tuple[Tensor, Tensor]:
         """Â_t = G_t − b(s_t), critic target G_t (Sutton & Barto 2018, §13.4)."""
-        next_values = torch.cat([buffer.values[1:], buffer.last_values.unsqueeze(0)])
+        next_values = next_values_from(buffer.values, buffer.last_values)
         returns = discounted_returns(buffer.rewards, buffer.terminated, buffer.truncated, next_values, self.cfg.gamma)
         return returns - buffer.values, returns

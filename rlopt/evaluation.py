@@ -1,17 +1,15 @@
-"""Deterministic evaluation on fresh environment instances."""
+"""Deterministic evaluation on fresh environment instances, of any :class:`~rlopt.learner.Learner`."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
-from rlopt.rollout import make_vec_env
-
-if TYPE_CHECKING:
-    from agents.base import Agent
+from rlopt.envs import make_vec_env
+from rlopt.learner import Learner
 
 EVAL_SEED_OFFSET = 1_000_003
 """Evaluation envs are seeded with ``seed + EVAL_SEED_OFFSET``: fresh, but reproducible."""
@@ -19,7 +17,7 @@ VIDEO_PREFIX = "rl-video"
 """File names of recorded episodes: ``<prefix>-episode-<i>.mp4`` (RecordVideo's default)."""
 
 
-def evaluate(agent: "Agent", episodes: int, seed: int, deterministic: bool = True) -> dict[str, Any]:
+def evaluate(agent: Learner, episodes: int, seed: int, deterministic: bool = True) -> dict[str, Any]:
     """Run ``episodes`` complete episodes, one per sub-env of a fresh vector env, and return
     ``{"return_mean", "return_std", "episodes"}`` (std over episodes, ddof=0). Each sub-env
     contributes exactly its first episode, so short episodes are not over-represented.
@@ -45,7 +43,7 @@ def evaluate(agent: "Agent", episodes: int, seed: int, deterministic: bool = Tru
     return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "episodes": episodes}
 
 
-def record_video(agent: "Agent", episodes: int, seed: int, video_dir: str | Path) -> list[Path]:
+def record_video(agent: Learner, episodes: int, seed: int, video_dir: str | Path) -> list[Path]:
     """Record ``episodes`` deterministic episodes with gymnasium's RecordVideo (needs moviepy);
     returns the files written by this call (``rl-video-episode-<i>.mp4``), not older ones in
     ``video_dir``."""

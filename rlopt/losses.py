@@ -78,6 +78,7 @@ def value_loss(
 
 
 def explained_variance(predictions: Tensor, targets: Tensor) -> Tensor:
-    """1 − Var[y − ŷ] / Var[y]: 1 is perfect, 0 is no better than a constant, NaN if Var[y] = 0."""
+    """1 − Var[y − ŷ] / Var[y]: 1 is perfect, 0 is no better than a constant; if Var[y] = 0 it is
+    NaN for a perfect prediction and −inf otherwise."""
     target_var = targets.var(unbiased=False)
     return 1.0 - (targets - predictions).var(unbiased=False) / target_var

@@ -1,8 +1,9 @@
 """The training loop: collect → ``agent.update(batch)`` → log stats → checkpoint.
 
-Data flows one way: env → rollout batch → agent.update → UpdateStats → TensorBoard. The agent
-never sees the logger; the trainer owns the run directory, checkpoints, fault counting and the
-final evaluation.
+Data flows one way: env → rollout batch → learner.update → UpdateStats → TensorBoard. The
+trainer is typed against the :class:`~rlopt.learner.Learner` protocol and imports no agent; the
+learner never sees the logger. The trainer owns the run directory, checkpoints, fault counting
+and the final evaluation.
 
 What makes a run trustworthy (issue "Runs you can trust"):
 
@@ -29,7 +30,7 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -46,12 +47,12 @@ from rlopt.checkpoint import (
     set_rng_state,
 )
 from rlopt.config import config_to_yaml
+from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
 from rlopt.evaluation import evaluate
-from rlopt.rollout import RewardScaler, RolloutCollector, make_vec_env
-
-if TYPE_CHECKING:
-    from agents.base import Agent, UpdateStats
+from rlopt.learner import Learner, UpdateStats
+from rlopt.normalization import RewardScaler
+from rlopt.rollout import RolloutCollector
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
@@ -121,9 +122,9 @@ def wait_for_later_event_file_name(run_dir: Path) -> None:
 
 
 class Trainer:
-    """Runs one agent in its configured vector env; with a ``run_dir`` it logs and checkpoints."""
+    """Runs one learner in its configured vector env; with a ``run_dir`` it logs and checkpoints."""
 
-    def __init__(self, agent: "Agent", run_dir: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(self, agent: Learner, run_dir: str | Path | None = None, progress: bool = True) -> None:
         self.agent = agent
         self.cfg = cfg = agent.cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -247,7 +248,7 @@ class Trainer:
                 started = time.perf_counter()
                 rollout = self.collector.collect(self._act, self.agent.value)
                 batch = self.agent.prepare_batch(self.collector.buffer)
-                snapshot = snapshot_weights(*self._trainables())
+                snapshot = snapshot_weights(*self.agent.trainables())
                 stats = self.agent.update(batch)
                 if stats.skipped:
                     restore_weights(snapshot)
@@ -278,13 +279,6 @@ class Trainer:
         summary = self._summarise()
         self.close()
         return summary
-
-    def _trainables(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
-        """The agent's networks and their optimizers (what an update may change)."""
-        agent = self.agent
-        modules = [m for m in (agent.actor, agent.critic) if m is not None]
-        optimizers = [o for o in (agent.actor_optimizer, agent.critic_optimizer) if o is not None]
-        return modules, optimizers
 
     def _act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """``agent.act`` that survives non-finite observations.
@@ -317,7 +311,7 @@ class Trainer:
         if self._previous_sigint_handler is not None:
             signal.signal(signal.SIGINT, self._previous_sigint_handler)
 
-    def _count_faults(self, stats: "UpdateStats") -> None:
+    def _count_faults(self, stats: UpdateStats) -> None:
         """Count skipped updates, in total and in a row."""
         if stats.skipped:
             self.skipped_updates += 1
@@ -339,7 +333,7 @@ class Trainer:
     def _recent_return(self) -> float:
         return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
 
-    def _log(self, stats: "UpdateStats", rollout: Any, sps: float) -> None:
+    def _log(self, stats: UpdateStats, rollout: Any, sps: float) -> None:
         if self.writer is None:
             return
         step = self.env_steps

@@ -41,9 +41,8 @@ ENV_ORDER = ("cartpole", "pendulum")
 
 def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]:
     """Train one preset with one seed in this process; returns its summary."""
-    from agents import AGENTS
+    from agents import build_agent
     from rlopt.config import load_config
-    from rlopt.rollout import make_vec_env
     from rlopt.trainer import Trainer
 
     cfg = load_config(ROOT / "configs" / f"{agent}_{env}.yaml", [f"seed={seed}", *extra])
@@ -51,9 +50,7 @@ def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]
     trained_steps = cfg.num_updates * cfg.batch_size  # whole rollouts: the last one may overshoot
     if trained_steps > budget:
         raise SystemExit(f"{agent}_{env}.yaml trains {trained_steps} env steps, more than the {budget:,} allowed")
-    probe = make_vec_env(cfg.env.id, 1)
-    learner = AGENTS[cfg.agent](cfg, probe.single_observation_space, probe.single_action_space)
-    probe.close()
+    learner = build_agent(cfg)  # seeds the process and sets torch's threads, as `rlopt train` does
     started = time.perf_counter()
     summary = Trainer(learner, run_dir=None, progress=False).train()
     summary["process_seconds"] = round(time.perf_counter() - started, 2)

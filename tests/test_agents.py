@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from agents import AGENTS, NPG, PPO, TRPO, A2C, REINFORCE, Agent
+from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError
-from rlopt.rollout import RolloutCollector, make_vec_env
+from rlopt.rollout import RolloutCollector
 
 COMMON_TAGS = {
     "actor/loss", "actor/entropy", "actor/kl", "actor/kl_max", "actor/grad_norm", "actor/lr",
@@ -150,6 +151,22 @@ def test_reinforce_without_baseline_has_no_critic_and_uses_monte_carlo_returns()
     assert "critic/loss" not in stats.scalars()
     # with γ = 1 and reward 1 per step the return counts the remaining steps of the rollout/episode
     assert torch.all(batch.returns >= 1) and torch.equal(batch.advantages, batch.returns)
+
+
+def test_reinforce_with_baseline_bootstraps_the_window_end_and_subtracts_the_value() -> None:
+    agent = make_agent("reinforce", "Pendulum-v1")  # the preset learns a value baseline
+    envs = make_vec_env("Pendulum-v1", 2, seed=0)
+    collector = RolloutCollector(envs, 64, obs_normalizer=agent.obs_normalizer, seed=0)
+    collector.collect(agent.act, agent.value)
+    envs.close()
+    buf, gamma = collector.buffer, agent.cfg.gamma
+    assert not (buf.terminated | buf.truncated).any()  # 64 steps < Pendulum's 200-step limit
+    advantages, returns = agent.compute_targets(buf)
+    # G_{T-1} = r_{T-1} + γ V(s_T) (the window cuts the episode), then G_t = r_t + γ G_{t+1}.
+    torch.testing.assert_close(returns[-1], buf.rewards[-1] + gamma * buf.last_values)
+    torch.testing.assert_close(returns[-2], buf.rewards[-2] + gamma * returns[-1])
+    torch.testing.assert_close(advantages, returns - buf.values)
+    assert buf.values.abs().min() > 0  # a real baseline, so the subtraction is checked
 
 
 def test_ppo_target_kl_stops_the_epochs_early(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from agents import build_agent
-from rlopt.config import AGENT_NAMES, Config, config_to_yaml, load_config, validate
+from agents import AGENTS, build_agent, check_config
+from rlopt.config import DEFAULT_ACTOR_OPTIM, DEFAULT_CRITIC_OPTIM, Config, config_to_yaml, load_config, validate
 from rlopt.errors import ConfigError
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -23,7 +23,7 @@ def test_presets_exist() -> None:
 @pytest.mark.parametrize("preset", PRESETS, ids=lambda p: p.stem)
 def test_every_preset_loads_validates_and_builds_its_agent(preset: Path) -> None:
     cfg = load_config(preset)
-    assert cfg.agent in AGENT_NAMES
+    assert cfg.agent in AGENTS
     assert preset.stem.startswith(cfg.agent)
     agent = build_agent(cfg)
     assert type(agent).name == cfg.agent
@@ -129,7 +129,10 @@ def test_missing_value_marker_is_rejected_instead_of_ignored() -> None:
         (["agent=a2c", "actor.optim={name: adam, lr: 0.1, capturable: true}"], "actor.optim"),
         (["agent=a2c", "actor.optim={name: adam, lr: 0.1, eps: abc}"], "actor.optim"),
         (["agent=a2c", "actor.schedule={name: step}"], "actor.schedule.step_size"),
-        (["agent=npg"], "actor.optim"),  # agents.base would hand npg an adam spec
+        (["agent=npg", "actor.optim={name: adam, lr: 0.1}"], "actor.optim.name"),  # npg needs its trust region
+        (["agent=ppo", "actor.optim={name: trust_region}"], "actor.optim.name"),
+        (["agent=dqn"], "agent: unknown agent 'dqn'; valid: reinforce, a2c, npg, trpo, ppo"),
+        (["ppo.minibatch_size=100000"], "ppo.minibatch_size"),
         (["agent=trpo", "actor.optim={name: trust_region, max_kl: {value: 0.01, name: cosine, min_factor: 2}}"],
          "actor.optim.max_kl.min_factor"),
         (["agent=trpo", "actor.optim={name: trust_region, backtrack_coef: 1.5}"], "actor.optim.backtrack_coef"),
@@ -137,18 +140,59 @@ def test_missing_value_marker_is_rejected_instead_of_ignored() -> None:
         (["ppo.clip={value: 0.0, name: linear}"], "ppo.clip"),
     ],
 )
-def test_load_config_alone_rejects_unusable_update_rules(overrides: list[str], key: str) -> None:
+def test_check_config_rejects_unusable_update_rules_without_an_env(overrides: list[str], key: str) -> None:
+    """load_config (schema) + check_config (agent class): what a sweep runs on every run up front."""
     with pytest.raises(ConfigError) as caught:
-        load_config(None, overrides)
+        check_config(load_config(None, overrides))
     assert str(caught.value).startswith(key)
+    assert "\n" not in str(caught.value)
 
 
 def test_validation_draws_no_random_numbers() -> None:
     # The stand-in optimizer layer is zeros, so validating cannot shift the seeded run's RNG.
     torch.manual_seed(123)
     before = torch.get_rng_state()
-    load_config(CONFIGS / "trpo_pendulum.yaml", ["critic.optim.name=sgd"])
+    check_config(load_config(CONFIGS / "trpo_pendulum.yaml", ["critic.optim.name=sgd"]))
     assert torch.equal(torch.get_rng_state(), before)
+
+
+@pytest.mark.parametrize(("agent", "line_search"), [("npg", False), ("trpo", True)])
+def test_trust_region_agents_fill_in_the_whole_trust_region_spec(agent: str, line_search: bool) -> None:
+    empty = check_config(load_config(None, [f"agent={agent}"]))
+    assert empty.actor.optim == {
+        "name": "trust_region", "metric": "fisher", "lr": 1.0, "max_kl": 0.01, "cg_iters": 10, "cg_damping": 0.1,
+        "cg_tol": 1e-10, "backtrack_coef": 0.8, "max_backtracks": 10, "accept_ratio": 0.0, "line_search": line_search,
+    }
+    partial = check_config(load_config(None, [f"agent={agent}", "actor.optim={name: trust_region, max_kl: 0.02}"]))
+    assert partial.actor.optim["max_kl"] == 0.02 and partial.actor.optim["line_search"] is line_search
+    explicit = check_config(load_config(None, [f"agent={agent}", f"actor.optim.line_search={not line_search}"]))
+    assert explicit.actor.optim["line_search"] is (not line_search)  # the config decides when it says so
+    assert check_config(empty) == empty  # resolving is idempotent
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_check_config_fills_the_optimizer_defaults_and_leaves_its_input_alone(agent: str) -> None:
+    cfg = load_config(None, [f"agent={agent}"])
+    assert cfg.actor.optim == {} and cfg.critic.optim == {}  # the schema's "the agent's default"
+    resolved = check_config(cfg)
+    assert cfg.actor.optim == {} and resolved is not cfg
+    assert resolved.critic.optim == DEFAULT_CRITIC_OPTIM
+    if agent not in ("npg", "trpo"):
+        assert resolved.actor.optim == DEFAULT_ACTOR_OPTIM
+
+
+def test_saved_config_yaml_shows_the_optimizer_specs_actually_used(tmp_path: Path) -> None:
+    from agents import NPG
+
+    agent = NPG.from_config(None, total_steps=64, env={"num_envs": 1}, rollout={"n_steps": 64}, eval={"episodes": 0})
+    agent.learn(run_dir=tmp_path, progress=False)
+    torch.set_num_threads(1)
+    saved = load_config(tmp_path / "config.yaml")
+    assert saved.actor.optim == {**agent.cfg.actor.optim, "line_search": False} and saved.actor.optim["cg_iters"] == 10
+    assert saved.critic.optim == DEFAULT_CRITIC_OPTIM
+    assert agent.actor_optimizer.param_groups[0]["max_kl"] == saved.actor.optim["max_kl"]
+    text = (tmp_path / "config.yaml").read_text()
+    assert "optim: {}" not in text and "name: trust_region" in text
 
 
 def test_validate_checks_a_config_built_in_python() -> None:

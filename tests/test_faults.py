@@ -246,7 +246,7 @@ def test_trpo_never_accepts_a_step_outside_the_trust_region() -> None:
     )  # fmt: skip
     recorder = UpdateRecorder(agent)
     Trainer(agent, run_dir=None, progress=False).train()
-    accepted = [s for s in recorder.stats if s.actor_step_accepted == 1.0]
+    accepted = [s for s in recorder.stats if s.extra["actor/step_accepted"] == 1.0]
     assert len(accepted) >= 4, "the test needs accepted steps to mean anything"
     for stats in accepted:
         assert 0.0 < stats.actor_kl <= max_kl * (1 + 1e-6)
@@ -271,8 +271,8 @@ def test_trpo_rejected_step_leaves_the_actor_bit_identical(monkeypatch: pytest.M
 
     recorder = UpdateRecorder(agent, before_update=remember_actor)
     Trainer(agent, run_dir=None, progress=False).train()
-    assert [s.actor_step_accepted for s in recorder.stats] == [0.0, 0.0, 0.0]
-    assert all(not s.skipped and s.actor_line_search_steps == 10 for s in recorder.stats)
+    assert [s.extra["actor/step_accepted"] for s in recorder.stats] == [0.0, 0.0, 0.0]
+    assert all(not s.skipped and s.extra["actor/line_search_steps"] == 10 for s in recorder.stats)
     assert all(s.actor_kl == 0.0 for s in recorder.stats)
     for name, tensor in agent.actor.state_dict().items():
         for before in actor_before:

@@ -1,5 +1,5 @@
-"""GAE and discounted returns under the NEXT_STEP autoreset layout, against analytic answers and
-an independent forward-sum reference."""
+"""rlopt.returns: GAE and discounted returns under the NEXT_STEP autoreset layout, against
+analytic answers and an independent forward-sum reference."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from rlopt.rollout import compute_gae, discounted_returns, next_values_from
+from rlopt.returns import compute_gae, discounted_returns, next_values_from
 
 GAMMA, LAMBDA = 0.97, 0.9
 

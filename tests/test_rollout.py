@@ -1,4 +1,6 @@
-"""Vector-env construction, rollout collection under NEXT_STEP autoreset, and RunningMeanStd."""
+"""Rollout collection under NEXT_STEP autoreset: buffer layout, valid mask, episode statistics,
+seeding, state round trip, action clipping, flatten, truncation bootstrap and the collector's use of
+an observation normaliser. Estimators are checked in test_gae.py, envs in test_envs.py."""
 
 from __future__ import annotations
 
@@ -10,17 +12,12 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
-from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from torch import Tensor
 
-from rlopt.errors import ConfigError
-from rlopt.rollout import (
-    ActFn,
-    RolloutCollector,
-    RunningMeanStd,
-    ValueFn,
-    make_vec_env,
-)
+from rlopt.envs import make_vec_env
+from rlopt.normalization import RunningMeanStd
+from rlopt.returns import compute_gae, discounted_returns, next_values_from
+from rlopt.rollout import ActFn, RolloutCollector, ValueFn
 
 # CartPole-v1 termination thresholds (gymnasium's cartpole.py): |x| > 2.4 or |theta| > 12 degrees.
 CARTPOLE_X_LIMIT = 2.4
@@ -83,55 +80,8 @@ def obs_sum(obs: Tensor) -> Tensor:
     return obs.sum(dim=1)
 
 
-# ------------------------------------------------------------------------------------------------
-# make_vec_env
-# ------------------------------------------------------------------------------------------------
-
-
-def test_make_vec_env_uses_vector_entry_point_for_cartpole() -> None:
-    envs = make_vec_env("CartPole-v1", 3, seed=0)
-    assert isinstance(envs, CartPoleVectorEnv)
-    assert envs.num_envs == 3
-    assert envs.single_action_space == spaces.Discrete(2)
-    assert envs.single_observation_space.shape == (4,)
-    envs.close()
-
-
-def test_make_vec_env_falls_back_to_sync_and_forwards_kwargs() -> None:
-    envs = make_vec_env("Pendulum-v1", 2, g=3.5)
-    assert isinstance(envs, gym.vector.SyncVectorEnv)
-    assert envs.metadata["autoreset_mode"] == gym.vector.AutoresetMode.NEXT_STEP
-    assert [env.unwrapped.g for env in envs.envs] == [3.5, 3.5]
-    envs.close()
-
-
-def test_make_vec_env_accepts_module_prefixed_id() -> None:
-    envs = make_vec_env("gymnasium.envs.classic_control:CartPole-v1", 2)
-    assert isinstance(envs, CartPoleVectorEnv)
-    envs.close()
-
-
-def test_make_vec_env_seeds_action_space() -> None:
-    samples = [make_vec_env("Pendulum-v1", 2, seed=5).action_space.sample() for _ in range(2)]
-    np.testing.assert_array_equal(samples[0], samples[1])
-
-
-@pytest.mark.parametrize("env_id", ["NoSuchEnv-v0", "no_such_module_rlopt:CartPole-v1"])
-def test_make_vec_env_rejects_unknown_id(env_id: str) -> None:
-    with pytest.raises(ConfigError, match=f"^env.id: unknown environment '{env_id}' \\("):
-        make_vec_env(env_id, 2)
-
-
-def test_make_vec_env_rejects_zero_envs() -> None:
-    with pytest.raises(ConfigError, match="^env.num_envs must be >= 1, got 0$"):
-        make_vec_env("CartPole-v1", 0)
-
-
-def test_make_vec_env_rejects_unsupported_spaces_and_kwargs() -> None:
-    with pytest.raises(ConfigError, match="observation space must be a 1-D Box"):
-        make_vec_env("FrozenLake-v1", 2)
-    with pytest.raises(ConfigError, match="env.kwargs"):
-        make_vec_env("Pendulum-v1", 2, no_such_kwarg=1)
+def zero_value(obs: Tensor) -> Tensor:
+    return torch.zeros(obs.shape[0])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -232,7 +182,7 @@ def test_state_dict_round_trip_continues_rollout_identically() -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Deterministic env: clipping, cross-rollout bookkeeping, flatten, buffer targets
+# Deterministic env: clipping, cross-rollout bookkeeping, flatten, returns of collected data
 # ------------------------------------------------------------------------------------------------
 
 
@@ -266,34 +216,40 @@ def test_episodes_spanning_rollouts_and_reset_step_at_rollout_start() -> None:
     assert all(r == 1.0 + 2.0 + 3.0 for s in all_stats for r in s.episode_returns)
 
 
-def test_flatten_and_buffer_targets() -> None:
+def test_flatten_and_returns_of_a_collected_rollout() -> None:
     steps, num_envs, gamma = 9, 2, 1.0
     collector = RolloutCollector(make_vec_env(ECHO_ID, num_envs, episode_length=3), steps, seed=0)
-    collector.collect(random_box_act(2, scale=0.5, seed=1, value=lambda obs: torch.zeros(obs.shape[0])),
-                      lambda obs: torch.zeros(obs.shape[0]))
+    collector.collect(random_box_act(2, scale=0.5, seed=1, value=zero_value), zero_value)
     buf = collector.buffer
 
-    buf.compute_discounted_returns(gamma, bootstrap=False)
+    # Plain Monte-Carlo returns (next values 0: no bootstrap) of what the collector stored.
+    no_bootstrap = torch.zeros_like(next_values_from(buf.values, buf.last_values))
+    returns = discounted_returns(buf.rewards, buf.terminated, buf.truncated, no_bootstrap, gamma)
     # Per env: episodes occupy steps 0-2 and 4-6 (rewards 1, 2, 3), step 3 and 7 are reset steps,
     # step 8 starts a third episode cut by the window (reward 1, no bootstrap). Reset-step rows
     # are meaningless and masked out.
     real = buf.valid[:, 0]
     assert real.tolist() == [True, True, True, False, True, True, True, False, True]
     expected_returns = torch.tensor([6.0, 5.0, 3.0, 6.0, 5.0, 3.0, 1.0])
-    torch.testing.assert_close(buf.returns[real, 0], expected_returns)
-    torch.testing.assert_close(buf.advantages, buf.returns - buf.values)
+    torch.testing.assert_close(returns[real, 0], expected_returns)
 
+    # Store targets as Agent.prepare_batch does; advantages differ from returns so that flatten
+    # cannot swap the two columns unnoticed.
+    buf.returns.copy_(returns)
+    buf.advantages.copy_(returns - 10.0)
     batch = buf.flatten()
     assert len(batch) == int(buf.valid.sum()) == num_envs * 7
     torch.testing.assert_close(batch.returns, buf.returns[buf.valid])
+    torch.testing.assert_close(batch.advantages, buf.advantages[buf.valid])
     torch.testing.assert_close(batch.obs, buf.obs[buf.valid])
     assert batch.actions.shape == (num_envs * 7, 2)
     full = buf.flatten(valid_only=False)
     assert len(full) == steps * num_envs
     torch.testing.assert_close(full.obs[5 * num_envs + 1], buf.obs[5, 1])
 
-    buf.compute_gae(gamma=0.5, gae_lambda=1.0)  # V = 0: GAE(lambda=1) is the discounted return
-    torch.testing.assert_close(buf.returns[:3, 0], torch.tensor([1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0]))
+    # V = 0: GAE(lambda=1) is the discounted return.
+    _, gae_returns = compute_gae(buf.rewards, buf.values, buf.terminated, buf.truncated, buf.last_values, 0.5, 1.0)
+    torch.testing.assert_close(gae_returns[:3, 0], torch.tensor([1 + 0.5 * 2 + 0.25 * 3, 2 + 0.5 * 3, 3.0]))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -331,10 +287,12 @@ def test_pendulum_truncation_bootstraps_from_final_observation() -> None:
         assert stats.episode_returns[e] == pytest.approx(episode_return, rel=1e-12)
     assert stats.episode_lengths == [PENDULUM_TIME_LIMIT] * num_envs
 
-    buf.compute_gae(gamma, gae_lambda)
+    _, returns = compute_gae(
+        buf.rewards, buf.values, buf.terminated, buf.truncated, buf.last_values, gamma, gae_lambda
+    )
     final_values = linear_value(buf.obs[PENDULUM_TIME_LIMIT])
     torch.testing.assert_close(buf.values[PENDULUM_TIME_LIMIT], final_values)
-    torch.testing.assert_close(buf.returns[last_real], buf.rewards[last_real] + gamma * final_values)
+    torch.testing.assert_close(returns[last_real], buf.rewards[last_real] + gamma * final_values)
     assert not torch.allclose(final_values, linear_value(buf.obs[PENDULUM_TIME_LIMIT + 1]))
 
 
@@ -366,81 +324,3 @@ def test_collector_updates_and_applies_normalizer() -> None:
     expected_last = normalizer.normalize(plain.buffer.last_obs, clip=clip)
     torch.testing.assert_close(normed.buffer.last_obs, expected_last)
     assert normed.state_dict()["obs_normalizer"]["count"] == steps * num_envs
-
-
-def test_running_mean_std_matches_numpy_for_uneven_batches() -> None:
-    rng = np.random.default_rng(0)
-    data = rng.normal(loc=[3.0, -1.0, 0.0], scale=[2.0, 0.1, 5.0], size=(1000, 3))
-    exact = RunningMeanStd(3, epsilon=0.0)
-    for start, stop in [(0, 1), (1, 8), (8, 300), (300, 301), (301, 1000)]:
-        exact.update(torch.from_numpy(data[start:stop]))
-    np.testing.assert_allclose(exact.mean.numpy(), data.mean(0), rtol=1e-12)
-    np.testing.assert_allclose(exact.var.numpy(), data.var(0), rtol=1e-11)
-    assert exact.count == 1000
-
-    # With the default prior (mean 0, var 1, pseudo-count eps) the answer is the pooled statistics.
-    prior = RunningMeanStd(3)
-    prior.update(torch.from_numpy(data[:10]).float())
-    prior.update(torch.from_numpy(data[10:]).float())
-    eps, n = 1e-4, 1000.0
-    data32 = data.astype(np.float32).astype(np.float64)
-    mean, var = data32.mean(0), data32.var(0)
-    np.testing.assert_allclose(prior.mean.numpy(), mean * n / (n + eps), rtol=1e-10)
-    pooled_var = (eps * 1.0 + n * var + mean**2 * eps * n / (n + eps)) / (n + eps)
-    np.testing.assert_allclose(prior.var.numpy(), pooled_var, rtol=1e-10)
-
-
-def test_running_mean_std_incremental_equals_batch() -> None:
-    data = torch.randn(64, 5, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    batch, incremental = RunningMeanStd((2,)), RunningMeanStd((2,))
-    batch.update(data)  # [64, 5, 2]: all leading dims are samples
-    for row in data:
-        incremental.update(row)
-    torch.testing.assert_close(incremental.mean, batch.mean, rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(incremental.var, batch.var, rtol=1e-12, atol=1e-14)
-    assert incremental.count == pytest.approx(batch.count, rel=1e-15)
-
-
-def test_running_mean_std_state_round_trip_and_normalize() -> None:
-    gen = torch.Generator().manual_seed(2)
-    source = RunningMeanStd(3)
-    source.update(torch.randn(50, 3, generator=gen) * 4.0 + 1.0)
-    restored = RunningMeanStd(3)
-    restored.load_state_dict(source.state_dict())
-    probe = torch.tensor([[1.0, 2.0, 3.0], [1e6, -1e6, 0.0]])
-    out = restored.normalize(probe, clip=5.0)
-    assert out.dtype == torch.float32
-    torch.testing.assert_close(out, source.normalize(probe, clip=5.0), rtol=0.0, atol=0.0)
-    expected_row = (probe[0].double() - source.mean) / (source.var + source.std_epsilon).sqrt()
-    torch.testing.assert_close(out[0], expected_row.float())
-    assert out[1, :2].tolist() == [5.0, -5.0]
-    more = torch.randn(7, 3, generator=gen)
-    source.update(more)
-    restored.update(more)
-    assert torch.equal(source.mean, restored.mean) and torch.equal(source.var, restored.var)
-    with pytest.raises(ValueError, match="shape"):
-        RunningMeanStd(4).load_state_dict(source.state_dict())
-
-
-def test_reward_scaler_divides_by_the_std_of_the_discounted_return() -> None:
-    from rlopt.rollout import RewardScaler
-
-    gamma = 0.9
-    scaler = RewardScaler(num_envs=2, gamma=gamma, clip=100.0, epsilon=0.0)
-    rng = np.random.default_rng(0)
-    rewards = rng.normal(size=(50, 2))
-    dones = np.zeros((50, 2), dtype=bool)
-    dones[20, 0] = True
-    running = np.zeros(2)
-    seen = []
-    for t in range(50):
-        scaled = scaler.scale(rewards[t], dones[t])
-        running = running * gamma + rewards[t]
-        seen.append(running.copy())
-        running[dones[t]] = 0.0
-        expected_std = np.sqrt(np.var(np.concatenate(seen)) + 1e-8)
-        np.testing.assert_allclose(scaled, rewards[t] / expected_std, rtol=1e-5)
-    state = scaler.state_dict()
-    other = RewardScaler(num_envs=2, gamma=gamma, clip=100.0, epsilon=0.0)
-    other.load_state_dict(state)
-    np.testing.assert_array_equal(other.scale(rewards[0], dones[0]), scaler.scale(rewards[0], dones[0]))

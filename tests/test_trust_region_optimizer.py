@@ -7,6 +7,7 @@ solves with torch.linalg.solve: Δθ = −lr · √(2δ / gᵀF̃⁻¹g) · F̃�
 from __future__ import annotations
 
 import copy
+import inspect
 import io
 import math
 from collections.abc import Callable
@@ -16,7 +17,9 @@ import torch
 from torch import Tensor, nn
 from torch.func import grad, hessian
 
+from rlopt.config import DEFAULT_TRUST_REGION
 from rlopt.errors import ConfigError
+from rlopt.trust_region import TRUST_REGION_OPTIONS, build_trust_region, trust_region_radius
 from rlopt.trust_region.flat import flat_params
 from rlopt.trust_region.metrics import IdentityMetric
 from rlopt.trust_region.optimizer import TrustRegion, TrustRegionStats
@@ -82,6 +85,13 @@ class Batch:
         return self.log_probs(weight, theta[NUM_ACTIONS * OBS_DIM :])
 
 
+def _step(optimizer: TrustRegion, closure: Closure) -> TrustRegionStats:
+    """One step; its diagnostics (``step`` itself returns the loss, like torch.optim)."""
+    optimizer.step(closure)
+    assert optimizer.last_stats is not None
+    return optimizer.last_stats
+
+
 def _policy(seed: int = 0) -> nn.Linear:
     torch.manual_seed(seed)
     return nn.Linear(OBS_DIM, NUM_ACTIONS).to(DTYPE)
@@ -106,7 +116,7 @@ def test_npg_step_equals_dense_damped_natural_gradient_step(lr: float) -> None:
         policy.parameters(), lr=lr, max_kl=max_kl, cg_damping=damping,
         cg_iters=NUM_PARAMS, cg_tol=0.0, line_search=False,
     )  # fmt: skip
-    stats = optimizer.step(batch.closure(policy))
+    stats = _step(optimizer, batch.closure(policy))
 
     torch.testing.assert_close(_theta(policy) - theta_old, expected_step, rtol=1e-9, atol=1e-12)
     assert stats.accepted and stats.finite and stats.step_fraction == 1.0
@@ -129,7 +139,7 @@ def test_npg_kl_after_step_is_lr_squared_max_kl(lr: float) -> None:
         policy.parameters(), lr=lr, max_kl=max_kl, cg_damping=1e-4,
         cg_iters=NUM_PARAMS, cg_tol=0.0, line_search=False,
     )  # fmt: skip
-    stats = optimizer.step(Batch(policy).closure(policy))
+    stats = _step(optimizer, Batch(policy).closure(policy))
     assert stats.kl == pytest.approx(lr**2 * max_kl, rel=0.02)
 
 
@@ -146,7 +156,7 @@ def test_trpo_accepted_steps_respect_kl_and_improve(
     history: list[TrustRegionStats] = []
     for _ in range(4):
         theta_old = _theta(policy)
-        stats = optimizer.step(batch.closure(policy))  # π_old refreshed every update
+        stats = _step(optimizer, batch.closure(policy))  # π_old refreshed every update
         history.append(stats)
         assert stats.accepted and stats.finite
         assert 0 < stats.kl <= max_kl
@@ -169,7 +179,7 @@ def test_trpo_accept_ratio_enforces_armijo_condition() -> None:
     optimizer = TrustRegion(
         policy.parameters(), max_kl=1.0, cg_damping=1e-3, accept_ratio=accept_ratio
     )
-    stats = optimizer.step(Batch(policy).closure(policy))
+    stats = _step(optimizer, Batch(policy).closure(policy))
     # At δ = 1 the first-order prediction is far too optimistic: the full step must be shrunk.
     assert stats.accepted and stats.line_search_steps > 1
     required = accept_ratio * stats.step_fraction * stats.expected_improvement
@@ -189,7 +199,7 @@ def test_rejected_line_search_leaves_parameters_bit_identical() -> None:
         return (loss if torch.is_grad_enabled() else loss + 1.0), kl
 
     optimizer = TrustRegion(policy.parameters(), max_backtracks=7)
-    stats = optimizer.step(worsening_closure)
+    stats = _step(optimizer, worsening_closure)
     assert not stats.accepted
     assert stats.line_search_steps == 7
     assert stats.kl == 0.0 and stats.step_norm == 0.0 and stats.step_fraction == 0.0
@@ -210,7 +220,7 @@ def test_non_finite_gradient_is_rejected_without_touching_parameters() -> None:
         loss, kl = honest()
         return loss * torch.tensor(math.nan, dtype=DTYPE), kl
 
-    stats = TrustRegion(policy.parameters(), line_search=False).step(nan_closure)
+    stats = _step(TrustRegion(policy.parameters(), line_search=False), nan_closure)
     assert not stats.accepted and not stats.finite
     assert calls == [True]  # no evaluation after the guard
     assert all(torch.equal(p.detach(), o) for p, o in zip(policy.parameters(), originals))
@@ -221,7 +231,7 @@ def test_zero_gradient_makes_no_step() -> None:
     batch = Batch(policy)
     batch.advantages.zero_()
     theta_old = _theta(policy)
-    stats = TrustRegion(policy.parameters(), line_search=False).step(batch.closure(policy))
+    stats = _step(TrustRegion(policy.parameters(), line_search=False), batch.closure(policy))
     assert not stats.accepted and stats.finite
     assert stats.grad_norm == 0.0 and stats.cg_iterations == 0
     assert torch.equal(_theta(policy), theta_old)
@@ -244,7 +254,7 @@ def test_identity_metric_step_is_scaled_negative_gradient() -> None:
         policy.parameters(), metric="identity", lr=lr, max_kl=max_kl,
         cg_damping=damping, line_search=False,
     )  # fmt: skip
-    stats = optimizer.step(batch.closure(policy))
+    stats = _step(optimizer, batch.closure(policy))
     # M + λI = (1 + λ)I ⇒ d = −g/(1+λ), Δθ = −lr · √(2δ/(1+λ)) · g/‖g‖; CG converges in 1 iteration.
     expected_step = -lr * math.sqrt(2 * max_kl / (1 + damping)) * g / g.norm()
     torch.testing.assert_close(_theta(policy) - theta_old, expected_step, rtol=1e-12, atol=1e-14)
@@ -285,7 +295,7 @@ def _npg_step_norm(configure: Callable[[TrustRegion], None]) -> float:
     policy = _policy()
     optimizer = TrustRegion(policy.parameters(), max_kl=1e-3, line_search=False)
     configure(optimizer)
-    return optimizer.step(Batch(policy).closure(policy)).step_norm
+    return _step(optimizer, Batch(policy).closure(policy)).step_norm
 
 
 def test_scheduled_max_kl_and_lr_scale_the_step() -> None:
@@ -334,3 +344,63 @@ def test_multiple_param_groups_and_bad_scheduled_values_raise_config_error() -> 
     optimizer.param_groups[0]["max_kl"] = -1.0
     with pytest.raises(ConfigError, match="max_kl must be > 0"):
         optimizer.step(Batch(policy).closure(policy))
+
+
+# (h) the torch.optim contract and the one builder of a config spec ---------------------------
+@pytest.mark.parametrize("line_search", [False, True])
+def test_step_returns_the_loss_before_the_step_and_keeps_stats_in_last_stats(line_search: bool) -> None:
+    policy = _policy()
+    batch = Batch(policy)
+    closure = batch.closure(policy)
+    with torch.no_grad():
+        expected_loss, _ = closure()
+    optimizer = TrustRegion(policy.parameters(), line_search=line_search)
+    assert optimizer.last_stats is None
+    loss = optimizer.step(closure)
+    assert isinstance(loss, Tensor) and loss.dim() == 0 and not loss.requires_grad  # like LBFGS.step
+    assert loss.item() == expected_loss.item()
+    stats = optimizer.last_stats
+    assert isinstance(stats, TrustRegionStats)
+    assert stats.loss_before == loss.item() and stats.accepted and stats.loss_after < stats.loss_before
+    assert (stats.line_search_steps >= 1) == line_search
+    second = _step(optimizer, batch.closure(policy))
+    assert optimizer.last_stats is second and second is not stats  # refreshed by every step
+
+
+def test_build_trust_region_takes_a_config_spec_with_a_scheduled_max_kl() -> None:
+    policy = _policy()
+    spec = {"name": "trust_region", "max_kl": {"value": 0.04, "name": "linear", "end_factor": 0.5},
+            "cg_iters": 7, "line_search": False}
+    optimizer = build_trust_region(policy.parameters(), spec, horizon=10)
+    group = optimizer.param_groups[0]
+    assert isinstance(optimizer, TrustRegion)
+    assert (group["max_kl"], group["cg_iters"], group["line_search"]) == (0.04, 7, False)  # max_kl at update 0
+    radius = trust_region_radius(spec, horizon=10)
+    assert radius.value(0) == pytest.approx(0.04) and radius.value(10) == pytest.approx(0.02)
+    assert trust_region_radius({"name": "trust_region"}, horizon=10).value(3) == 0.01  # the optimizer's default
+    assert set(TRUST_REGION_OPTIONS) == set(inspect.signature(TrustRegion.__init__).parameters) - {"self", "params"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"name": "trust_region", "cg_iter": 5},
+         r"^actor\.optim\.cg_iter: unknown option for trust_region; accepted: name, metric"),
+        ({"name": "trust_region", "cg_iters": 0}, r"^actor\.optim\.cg_iters must be an integer >= 1"),
+        ({"name": "trust_region", "max_kl": {"value": 0.01, "name": "cosine", "min_factor": 2}},
+         r"^actor\.optim\.max_kl\.min_factor"),
+        ({"name": "trust_region", "cg_damping": 10**400}, r"^actor\.optim"),
+        ({"name": "adam", "lr": 0.1}, r"^actor\.optim\.name"),
+    ],
+)
+def test_build_trust_region_names_the_bad_option(spec: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        build_trust_region(_policy().parameters(), spec, horizon=10, key="actor.optim")
+
+
+def test_default_trust_region_spec_matches_the_optimizer_signature() -> None:
+    """The schema's DEFAULT_TRUST_REGION is the optimizer's own defaults (line_search is the agent's)."""
+    parameters = inspect.signature(TrustRegion.__init__).parameters
+    assert {k: v for k, v in DEFAULT_TRUST_REGION.items() if k != "name"} == {
+        name: p.default for name, p in parameters.items() if name not in ("self", "params", "line_search")
+    }

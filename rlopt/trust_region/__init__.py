@@ -1,5 +1,12 @@
-"""Trust-region updates (seed 003): flat views, CG, metrics M(θ), line search, optimizer."""
+"""Trust-region updates (seed 003): flat views, CG, metrics M(θ), line search, the optimizer, and
+``build_trust_region`` (config spec → optimizer, shared by the learners and config validation)."""
 
+from rlopt.trust_region.build import (
+    TRUST_REGION_NAME,
+    TRUST_REGION_OPTIONS,
+    build_trust_region,
+    trust_region_radius,
+)
 from rlopt.trust_region.cg import CGResult, conjugate_gradient
 from rlopt.trust_region.flat import (
     flat_grad,
@@ -21,6 +28,10 @@ from rlopt.trust_region.metrics import (
 from rlopt.trust_region.optimizer import TrustRegion, TrustRegionStats, propose_step
 
 __all__ = [
+    "TRUST_REGION_NAME",
+    "TRUST_REGION_OPTIONS",
+    "build_trust_region",
+    "trust_region_radius",
     "CGResult",
     "FisherMetric",
     "IdentityMetric",

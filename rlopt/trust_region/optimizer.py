@@ -6,7 +6,8 @@ has the solution δθ* = −√(2δ / gᵀM̃⁻¹g) · M̃⁻¹g with M̃ = M +
 Schulman et al. 2015, App. C). M̃⁻¹g comes from conjugate gradient on v ↦ M̃ v. With M = Fisher
 this is the natural policy gradient step (NPG, Kakade 2002); followed by a backtracking line
 search on the true surrogate and KL it is TRPO. Like ``torch.optim.LBFGS`` the step takes a
-closure, and all parameters form one flat vector (no per-group options).
+closure and returns the loss; its diagnostics (:class:`TrustRegionStats`) are kept in
+``optimizer.last_stats``. All parameters form one flat vector (no per-group options).
 """
 
 from __future__ import annotations
@@ -204,6 +205,8 @@ class TrustRegion(torch.optim.Optimizer):
             accept_ratio=accept_ratio,
         )
         super().__init__(params, defaults)
+        self.last_stats: TrustRegionStats | None = None
+        """Diagnostics of the latest :meth:`step` (None before the first)."""
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Accept exactly one group: θ is a single flat vector with one set of hyper-parameters."""
@@ -224,13 +227,14 @@ class TrustRegion(torch.optim.Optimizer):
             self._metric = build_metric(name, key="metric")
         return self._metric
 
-    def step(self, closure: Callable[[], LossAndKL]) -> TrustRegionStats:  # type: ignore[override]
-        """One trust-region update.
+    def step(self, closure: Callable[[], LossAndKL]) -> Tensor:
+        """One trust-region update; returns the loss at θ_old, like every ``torch.optim`` step.
 
         ``closure()`` returns (loss to minimise, mean KL(π_old‖π_θ)) at the current parameters,
         with π_old fixed by the caller at θ_old. It is called once with grad enabled (gradient
         and metric), then under ``torch.no_grad()`` for the line search or diagnostics.
-        ``.grad`` of the parameters is neither read nor written.
+        ``.grad`` of the parameters is neither read nor written. The step's diagnostics are
+        kept in :attr:`last_stats`.
         """
         group = self.param_groups[0]
         hyper = {name: group[name] for name in _HYPERPARAMETERS}
@@ -270,25 +274,10 @@ class TrustRegion(torch.optim.Optimizer):
         state = self.state[params[0]]
         state["step"] = state.get("step", 0) + 1
 
-        if not valid:
-            state["rejected"] = state.get("rejected", 0) + 1
-            return TrustRegionStats(
-                loss_before=loss_before,
-                loss_after=loss_before,
-                expected_improvement=0.0,
-                actual_improvement=0.0,
-                kl=0.0,
-                cg_residual=cg_residual,
-                cg_iterations=proposal.cg.iterations,
-                line_search_steps=0,
-                accepted=False,
-                step_norm=0.0,
-                grad_norm=grad_norm,
-                step_fraction=0.0,
-                finite=bool(finite),
-            )
-
-        if hyper["line_search"]:
+        if not valid:  # no step proposed: nothing moves
+            accepted, line_search_steps, step_fraction = False, 0, 0.0
+            loss_after, kl_after, expected, after_finite = loss_before, 0.0, 0.0, bool(finite)
+        elif hyper["line_search"]:
             search = backtracking_line_search(
                 params,
                 proposal.step,
@@ -302,16 +291,18 @@ class TrustRegion(torch.optim.Optimizer):
             )
             accepted, line_search_steps = search.accepted, search.steps
             step_fraction, loss_after, kl_after = search.step_fraction, search.loss, search.kl
+            after_finite = math.isfinite(loss_after) and math.isfinite(kl_after)
         else:
             set_flat_params_(params, flat_params(params).add_(proposal.step))
             with torch.no_grad():
                 loss_tensor, kl_tensor = closure()
             accepted, line_search_steps, step_fraction = True, 0, 1.0
             loss_after, kl_after = float(loss_tensor), float(kl_tensor)
+            after_finite = math.isfinite(loss_after) and math.isfinite(kl_after)
 
         if not accepted:
             state["rejected"] = state.get("rejected", 0) + 1
-        return TrustRegionStats(
+        self.last_stats = TrustRegionStats(
             loss_before=loss_before,
             loss_after=loss_after,
             expected_improvement=expected,
@@ -324,5 +315,6 @@ class TrustRegion(torch.optim.Optimizer):
             step_norm=step_fraction * full_step_norm,
             grad_norm=grad_norm,
             step_fraction=step_fraction,
-            finite=math.isfinite(loss_after) and math.isfinite(kl_after),
+            finite=after_finite,
         )
+        return loss

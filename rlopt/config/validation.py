@@ -1,0 +1,276 @@
+"""Schema-level validation of a run configuration: types, ranges, and every optimizer, schedule and
+coefficient spec built exactly as the learners build them (on a stand-in layer), so a bad value is
+rejected before any environment or network exists.
+
+Nothing here knows an agent: which agent names exist, which actor step each needs and the defaults
+that depend on the agent are the agent classes' ``check_config``. The trust-region spec is built
+by the one builder the learners use (:func:`rlopt.trust_region.build_trust_region`).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import fields, is_dataclass
+from typing import Any, Iterator, Mapping, Optional, get_type_hints
+
+import torch
+from omegaconf import OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from rlopt.coefficients import build_coefficients
+from rlopt.config.schema import Config
+from rlopt.errors import ConfigError
+from rlopt.networks import activation_class
+from rlopt.optim import build_optimizer
+from rlopt.schedules import build_schedule
+from rlopt.trust_region.build import TRUST_REGION_NAME, build_trust_region
+
+BASELINES = ("none", "value")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (messages stay one line)."""
+    lines = str(err).strip().splitlines()
+    return lines[0].strip() if lines else type(err).__name__
+
+
+def _section_keys(dotted: str) -> list[str] | None:
+    """Field names of the config section at ``dotted`` ("" = top level), or None if it is no section."""
+    section: Any = Config
+    for part in filter(None, dotted.split(".")):
+        hint = get_type_hints(section).get(part)
+        if not (isinstance(hint, type) and is_dataclass(hint)):
+            return None
+        section = hint
+    return [f.name for f in fields(section)]
+
+
+def omegaconf_message(err: OmegaConfBaseException) -> str:
+    """``key: problem``; an unknown key also lists the valid keys of its section."""
+    key = str(getattr(err, "full_key", None) or "")
+    if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and key:
+        parent = key.rpartition(".")[0]
+        valid = _section_keys(parent)
+        if valid is not None:
+            return f"{key}: unknown key; valid keys{f' of {parent}' if parent else ''}: {', '.join(valid)}"
+    return f"{key}: {first_line(err)}" if key else first_line(err)
+
+
+SEED_MAX = 2**63 - 1
+"""torch.manual_seed takes 64 bits; int64 leaves room for per-env and evaluation seed offsets."""
+THREADS_MAX = 2**31 - 1
+"""torch.set_num_threads takes a C int."""
+_TEST_STEPS = 2
+"""Steps of the stand-in optimizer: the second also uses the state of the first (momentum, moments)."""
+_FLOAT32_BYTES = 4
+_SCALARS_PER_TRANSITION = 5
+"""RolloutBuffer keeps log-prob, value, reward, advantage and return per transition."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+@contextmanager
+def _as_config_error(key: str) -> Iterator[None]:
+    """Turn whatever a builder raises on a malformed value into a ConfigError naming ``key``.
+
+    The builders raise ConfigError for what they check; torch and float() add TypeError
+    (``'<=' between float and str``), OverflowError (``float(10**400)``), AssertionError
+    (``capturable=True`` on CPU) and RuntimeError (``differentiable=True``): equally bad input.
+    """
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as err:
+        raise ConfigError(f"{key}: invalid value ({type(err).__name__}: {first_line(err)})") from None
+
+
+def _is_finite_real(value: Any) -> bool:
+    try:
+        return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _check_grad_norm(value: Optional[float], key: str) -> None:
+    _require(value is None or (_is_finite_real(value) and value > 0), f"{key} must be > 0 or null, got {value}")
+
+
+def _check_types(cfg: Config) -> None:
+    """Every field holds its annotated type (a Config built in python skips OmegaConf's checks,
+    and OmegaConf's merge lets ``actor.hidden=[[1]]`` into a List[int])."""
+    try:
+        OmegaConf.structured(cfg)
+    except OmegaConfBaseException as err:
+        raise ConfigError(omegaconf_message(err)) from None
+    except (TypeError, ValueError, OverflowError) as err:
+        raise ConfigError(f"invalid value: {first_line(err)}") from None
+
+
+def _check_ranges(cfg: Config) -> None:
+    """Range checks that types alone cannot express (all comparisons reject nan)."""
+    _require(bool(cfg.agent.strip()), "agent must name an agent, e.g. ppo")
+    _require(0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, 2**63 - 1], got {cfg.seed}")
+    _require(cfg.total_steps >= 1, f"total_steps must be >= 1, got {cfg.total_steps}")
+    _require(
+        cfg.device in DEVICES or re.fullmatch(r"cuda:\d+", cfg.device) is not None,
+        f"device: unknown device '{cfg.device}'; valid: auto, cpu, cuda, cuda:N",
+    )
+    _require(1 <= cfg.threads <= THREADS_MAX, f"threads must be in [1, 2**31 - 1], got {cfg.threads}")
+    _require(0.0 <= cfg.gamma <= 1.0, f"gamma must be in [0, 1], got {cfg.gamma}")
+    _require(0.0 <= cfg.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {cfg.gae_lambda}")
+    _require(bool(cfg.env.id.strip()), "env.id must name a gymnasium environment, e.g. CartPole-v1")
+    _require(cfg.env.num_envs >= 1, f"env.num_envs must be >= 1, got {cfg.env.num_envs}")
+    _require(cfg.env.obs_clip > 0, f"env.obs_clip must be > 0, got {cfg.env.obs_clip}")
+    _require(cfg.env.reward_clip > 0, f"env.reward_clip must be > 0, got {cfg.env.reward_clip}")
+    _require(cfg.rollout.n_steps >= 1, f"rollout.n_steps must be >= 1, got {cfg.rollout.n_steps}")
+    _require(
+        _is_finite_real(cfg.actor.log_std_init), f"actor.log_std_init must be finite, got {cfg.actor.log_std_init}"
+    )
+    for name, net in (("actor", cfg.actor), ("critic", cfg.critic)):
+        _require(
+            len(net.hidden) >= 1 and all(h >= 1 for h in net.hidden),
+            f"{name}.hidden must be a non-empty list of positive sizes, got {net.hidden}",
+        )
+        activation_class(net.activation, key=f"{name}.activation")
+        _check_grad_norm(net.max_grad_norm, f"{name}.max_grad_norm")
+    _require(cfg.critic.updates >= 1, f"critic.updates must be >= 1, got {cfg.critic.updates}")
+    _require(cfg.critic.minibatch_size >= 0, f"critic.minibatch_size must be >= 0, got {cfg.critic.minibatch_size}")
+    _require(
+        cfg.critic.minibatch_size <= cfg.batch_size,
+        f"critic.minibatch_size ({cfg.critic.minibatch_size}) is larger than the rollout batch "
+        f"rollout.n_steps * env.num_envs = {cfg.batch_size}",
+    )
+    _require(cfg.ppo.epochs >= 1, f"ppo.epochs must be >= 1, got {cfg.ppo.epochs}")
+    _require(cfg.ppo.minibatch_size >= 1, f"ppo.minibatch_size must be >= 1, got {cfg.ppo.minibatch_size}")
+    _require(
+        cfg.ppo.clip_value is None or cfg.ppo.clip_value > 0,
+        f"ppo.clip_value must be > 0 or null, got {cfg.ppo.clip_value}",
+    )
+    _require(
+        cfg.ppo.target_kl is None or cfg.ppo.target_kl > 0,
+        f"ppo.target_kl must be > 0 or null, got {cfg.ppo.target_kl}",
+    )
+    _require(
+        cfg.reinforce.baseline in BASELINES,
+        f"reinforce.baseline: unknown baseline '{cfg.reinforce.baseline}'; valid: {', '.join(BASELINES)}",
+    )
+    _require(cfg.eval.episodes >= 0, f"eval.episodes must be >= 0, got {cfg.eval.episodes}")
+    _require(
+        cfg.eval.max_episode_steps is None or cfg.eval.max_episode_steps >= 1,
+        f"eval.max_episode_steps must be >= 1 or null, got {cfg.eval.max_episode_steps}",
+    )
+    _require(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
+    _require(cfg.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {cfg.checkpoint.keep}")
+    _require(
+        cfg.health.max_consecutive_faults >= 1,
+        f"health.max_consecutive_faults must be >= 1, got {cfg.health.max_consecutive_faults}",
+    )
+
+
+def _stand_in_layer() -> list[torch.Tensor]:
+    """Zero weight [2, 2] and bias [2]: the parameter shapes of an MLP layer (no RNG is drawn)."""
+    return [torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)]
+
+
+def _check_torch_optimizer(spec: Mapping[str, Any], key: str) -> None:
+    """Build ``spec`` as the learners do and take test steps with a unit gradient, as they do
+    (``optimizer.step()`` without closure): rejects e.g. lbfgs, sparseadam, capturable on CPU."""
+    params = _stand_in_layer()
+    with _as_config_error(key):
+        optimizer = build_optimizer(params, spec, key=key)
+        for _ in range(_TEST_STEPS):
+            for param in params:
+                param.grad = torch.ones_like(param)
+            optimizer.step()
+    _require(
+        all(bool(torch.isfinite(param).all()) for param in params),
+        f"{key}: {spec.get('name')} turns a unit gradient into non-finite parameters; check its numeric options",
+    )
+
+
+def check_optimizer_spec(spec: Mapping[str, Any], key: str, horizon: int) -> None:
+    """Build ``spec`` as a learner would, on a stand-in layer: ``trust_region`` with the shared
+    :func:`~rlopt.trust_region.build_trust_region`, any other name as a torch optimizer that must
+    survive test steps. Agent classes call it for ``actor.optim`` once they accept its name."""
+    if spec.get("name") == TRUST_REGION_NAME:
+        build_trust_region(_stand_in_layer(), spec, horizon, key=key)
+    else:
+        _check_torch_optimizer(spec, key)
+
+
+def _check_update_rules(cfg: Config) -> None:
+    """Critic optimizer, schedule and coefficient specs, built exactly as the learners build them.
+
+    ``actor.optim`` is the agent's: which step it may name (and its defaults) depends on the agent,
+    so its class checks it first and then builds it with :func:`check_optimizer_spec`.
+    """
+    horizon = cfg.num_updates
+    if cfg.critic.optim:
+        check_optimizer_spec(dict(cfg.critic.optim), "critic.optim", horizon)
+    for key, schedule in (("actor.schedule", cfg.actor.schedule), ("critic.schedule", cfg.critic.schedule)):
+        with _as_config_error(key):
+            build_schedule(dict(schedule) or None, horizon, key=key)
+    clip = build_coefficients(cfg)["ppo.clip"]
+    _require(clip.base > 0, f"ppo.clip must be > 0 (the clip range ε of the ratio), got {clip.base}")
+
+
+def physical_memory_bytes() -> int | None:
+    """Total RAM of this machine, or None where POSIX sysconf cannot tell."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_fits_in_memory(cfg: Config, obs_dim: int = 1, head_dim: int = 1) -> None:
+    """Reject networks and rollout buffers larger than this machine's memory, before allocating.
+
+    Counts the float32 parameters of the MLPs ``[obs_dim, *hidden, head_dim]`` (actor) and
+    ``[obs_dim, *hidden, 1]`` (critic) twice, as weights and gradients are both allocated by every
+    agent, and per rollout transition the observation plus an action and five scalars (log-prob,
+    value, reward, advantage, return). With obs_dim = head_dim = 1 these are lower bounds valid
+    for any environment; building the learner repeats the check with the env's sizes.
+    """
+    memory = physical_memory_bytes()
+    if memory is None:
+        return
+    gib = 2**30
+    for name, net, out_dim in (("actor", cfg.actor, head_dim), ("critic", cfg.critic, 1)):
+        widths = [obs_dim, *net.hidden, out_dim]
+        parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:]))
+        needed = 2 * parameters * _FLOAT32_BYTES
+        _require(
+            needed <= memory,
+            f"{name}.hidden: {net.hidden} needs at least {needed / gib:.3g} GiB (weights and gradients), "
+            f"more than this machine's {memory / gib:.3g} GiB",
+        )
+    needed = cfg.batch_size * (obs_dim + 1 + _SCALARS_PER_TRANSITION) * _FLOAT32_BYTES
+    _require(
+        needed <= memory,
+        f"rollout.n_steps * env.num_envs = {cfg.batch_size} transitions need at least {needed / gib:.3g} GiB, "
+        f"more than this machine's {memory / gib:.3g} GiB",
+    )
+
+
+def validate(cfg: Config) -> None:
+    """Reject every value no learner can run with, naming the key and what is allowed.
+
+    Beyond types and ranges, the critic's optimizer, the schedules and the coefficients are built
+    as the learners build them (torch optimizers on a stand-in layer, with test steps), so
+    ``load_config`` alone rejects them before any environment or network exists; ``actor.optim``
+    is left to the agent class (:func:`check_optimizer_spec`). The env id is checked when the
+    learner is built (it needs the env), the agent-level rules by the agent class.
+    """
+    _check_types(cfg)
+    _check_ranges(cfg)
+    check_fits_in_memory(cfg)
+    _check_update_rules(cfg)
