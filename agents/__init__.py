@@ -40,23 +40,29 @@ def check_config(cfg: Config) -> Config:
     return agent_class(cfg.agent).check_config(cfg)
 
 
+def env_spaces(env_id: str) -> tuple[spaces.Space, spaces.Space]:
+    """Build ``env_id`` once as a one-env vector env and return its single observation and action
+    spaces (checked by ``make_vec_env``: a 1-D Box of observations, Discrete or 1-D Box actions).
+    Anything the env id makes fail is a one-line :class:`ConfigError`."""
+    try:
+        probe = make_vec_env(env_id, 1)
+    except ConfigError:
+        raise
+    except Exception as err:  # gymnasium.error.DependencyNotInstalled, an env constructor that raises
+        message = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(f"env.id: cannot build {env_id!r} ({type(err).__name__}: {message})") from None
+    try:
+        return probe.single_observation_space, probe.single_action_space
+    finally:
+        probe.close()
+
+
 def build_agent(cfg: Config) -> Agent:
     """Check ``cfg``, build its env once (to learn its spaces), then seed the process, set torch's
     threads and build the agent. Anything the config or the env id makes fail is a
     :class:`ConfigError`; nothing is written."""
     cfg = check_config(cfg)
-    try:
-        probe = make_vec_env(cfg.env.id, 1)
-    except ConfigError:
-        raise
-    except Exception as err:  # gymnasium.error.DependencyNotInstalled, an env constructor that raises
-        message = " ".join(str(err).split()) or type(err).__name__
-        raise ConfigError(f"env.id: cannot build {cfg.env.id!r} ({type(err).__name__}: {message})") from None
-    try:
-        observation_space, action_space = probe.single_observation_space, probe.single_action_space
-    finally:
-        probe.close()
-    # make_vec_env has checked: a 1-D Box of observations, Discrete or 1-D Box actions.
+    observation_space, action_space = env_spaces(cfg.env.id)
     head_dim = int(action_space.n) if isinstance(action_space, spaces.Discrete) else int(action_space.shape[0])
     check_fits_in_memory(cfg, obs_dim=int(observation_space.shape[0]), head_dim=head_dim)
     start_run(cfg.seed, cfg.threads)  # the seed fixes the initial weights and every later draw
@@ -64,6 +70,6 @@ def build_agent(cfg: Config) -> Agent:
 
 
 __all__ = [
-    "AGENTS", "agent_class", "build_agent", "check_config",
+    "AGENTS", "agent_class", "build_agent", "check_config", "env_spaces",
     "A2C", "Agent", "NPG", "PPO", "REINFORCE", "TRPO", "UpdateStats",
 ]

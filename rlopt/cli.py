@@ -1,4 +1,7 @@
-"""``rlopt`` command line: ``train`` and ``eval``.
+"""``rlopt`` command line: ``train``, ``eval``, ``sweep`` and ``report`` (the top floor).
+
+The only module of ``rlopt`` that imports ``agents``: it hands the agents' config check to the
+sweep planner, which never imports them itself.
 
 Bad input never produces a traceback: a :class:`ConfigError` prints one line to stderr and
 exits with code 2 before any run directory is created.
@@ -13,9 +16,14 @@ import re
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
+from rlopt.report import add_report_parser, report_command
+from rlopt.sweep import add_sweep_parser, sweep_command
+
+if TYPE_CHECKING:
+    from rlopt.config import Config
 
 EXIT_BAD_INPUT = 2
 EXIT_FAULT = 3
@@ -45,6 +53,8 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", help="a checkpoint file (default: the newest in RUN_DIR/checkpoints)")
     ev.add_argument("--video", metavar="DIR", help="also record videos of the episodes into DIR")
     ev.add_argument("--device", help="evaluate on this device instead of the run's (e.g. cpu for a run trained on CUDA)")
+    add_sweep_parser(sub)
+    add_report_parser(sub)
     return parser
 
 
@@ -153,10 +163,31 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep_validator() -> Callable[[Config], Config]:
+    """Every check ``rlopt train`` makes before writing, for each run of a sweep: the agents'
+    config check, and each distinct env id built once (as ``build_agent`` probes it)."""
+    from agents import check_config, env_spaces
+
+    probed: set[str] = set()
+
+    def validate(cfg: Config) -> Config:
+        resolved = check_config(cfg)
+        if resolved.env.id not in probed:
+            env_spaces(resolved.env.id)
+            probed.add(resolved.env.id)
+        return resolved
+
+    return validate
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rlopt`` console script; returns the process exit code."""
     try:
         args = _build_parser().parse_args(argv)
+        if args.command == "sweep":
+            return sweep_command(args, _sweep_validator())
+        if args.command == "report":
+            return report_command(args)
         return _train(args) if args.command == "train" else _eval(args)
     except ConfigError as err:
         print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line

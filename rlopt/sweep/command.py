@@ -1,0 +1,49 @@
+"""``rlopt sweep SWEEP.yaml``: the command's arguments and exit codes.
+
+Kept free of heavy imports (torch, tqdm) so that ``rlopt --help`` stays instant; the work is in
+:mod:`rlopt.sweep.driver`. The CLI registers :func:`add_sweep_parser` and calls
+:func:`sweep_command` with the agents' config check injected (this package never imports the
+agents).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING, Any
+
+from rlopt.errors import ConfigError
+from rlopt.sweep.runner import EXIT_INTERRUPTED
+
+if TYPE_CHECKING:
+    from rlopt.sweep.spec import Validator
+
+EXIT_BAD_INPUT = 2
+BACKENDS = ("local", "ray")
+
+
+def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add the ``sweep`` sub-command to ``subparsers`` (the result of ``add_subparsers``)."""
+    parser = subparsers.add_parser("sweep", help="run an ablation: arms x seeds of rlopt train, resumable")
+    parser.add_argument("sweep_file", metavar="SWEEP.yaml", help="a sweep file, e.g. configs/sweeps/actor_optimizer.yaml")
+    parser.add_argument("--out", help="sweep directory (default sweeps/<name>); re-running resumes it")
+    parser.add_argument("--workers", type=int, help="runs at a time (default: usable cores // threads_per_run)")
+    parser.add_argument("--backend", choices=BACKENDS, default="local", help="local subprocess pool or Ray tasks")
+    parser.add_argument("--address", help="Ray cluster address (--backend ray; default: start a local Ray)")
+    parser.add_argument("--retry-failed", action="store_true", help="restart runs that failed before")
+    parser.add_argument("--dry-run", action="store_true", help="print the runs and their status; write nothing")
+    return parser
+
+
+def sweep_command(args: argparse.Namespace, validate: Validator) -> int:
+    """Run ``rlopt sweep``; returns the exit code (0, 1 if a run failed, 2 bad input, 130 Ctrl-C)."""
+    try:
+        from rlopt.sweep.driver import run_sweep
+
+        return run_sweep(args, validate)
+    except ConfigError as err:
+        print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("rlopt: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

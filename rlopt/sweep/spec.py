@@ -1,0 +1,338 @@
+"""The sweep file: parse it, expand arms × seeds, build and validate every run's config.
+
+A sweep file names a base preset, overrides applied to every run (``set``), named ``variants``
+crossed with a ``grid``, and seeds. Every run's :class:`~rlopt.config.Config` is built and
+validated here, before anything is written, so a bad sweep fails in one line naming the sweep,
+the arm and the key. Agent-level checks (env ids, agent builders) are injected as ``validate``:
+this package never imports ``agents``.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import numbers
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import rlopt
+from rlopt.config import Config, config_to_dict, load_config, read_yaml
+from rlopt.errors import ConfigError
+
+Validator = Callable[[Config], Config]
+"""Agent-level check of a run's config, injected by the CLI (returns the config or raises ConfigError)."""
+
+PRESET_DIR = Path(rlopt.__file__).resolve().parents[1] / "configs"
+"""Where ``base: <preset>`` is looked up: the repository's ``configs/``."""
+ARM_SEPARATOR = "__"
+"""Separates a variant name from the grid entries in an arm name (``momentum__actor.max_grad_norm=0.5``)."""
+BASE_ARM = "base"
+"""The single arm of a sweep with neither variants nor grid."""
+MAX_ARM_NAME = 200
+"""Arm names become directory names (255 bytes on common filesystems)."""
+DEFAULT_METRIC = "eval_return_mean"
+DEFAULT_CURVE = "rollout/episode_return"
+RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
+"""Config keys the sweep sets itself -> the sweep key that sets them."""
+SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run")
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
+_DOTTED_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of the sweep: a name and its dotted overrides (variant, then grid)."""
+
+    name: str
+    overrides: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One arm at one seed, with its resolved and validated config."""
+
+    arm: str
+    seed: int
+    overrides: dict[str, Any]
+    """The sweep's ``set``, the arm's overrides and the seed, as dotted keys."""
+    config: Config
+    config_hash: str
+
+    @property
+    def run_dir(self) -> Path:
+        """The run directory, relative to the sweep's OUT."""
+        return Path("runs") / self.arm / f"seed_{self.seed}"
+
+    @property
+    def config_file(self) -> Path:
+        """The resolved config that ``rlopt train`` reads, relative to OUT."""
+        return Path("configs") / self.arm / f"seed_{self.seed}.yaml"
+
+    @property
+    def log_file(self) -> Path:
+        """stdout and stderr of every attempt, beside the run directory (relative to OUT)."""
+        return Path("runs") / self.arm / f"seed_{self.seed}.log"
+
+    @property
+    def label(self) -> str:
+        return f"{self.arm}/seed_{self.seed}"
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """A parsed sweep file with every run resolved."""
+
+    name: str
+    path: Path
+    base: Path
+    set: dict[str, Any]
+    seeds: list[int]
+    arms: list[Arm]
+    baseline: str | None
+    metric: str
+    curve: str
+    threads_per_run: int
+    runs: list[RunSpec]
+    raw: dict[str, Any]
+    """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
+
+
+def config_hash(cfg: Config) -> str:
+    """sha256 of the canonical JSON of the resolved config."""
+    canonical = json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def no_check(cfg: Config) -> Config:
+    """The identity validator (load_config's checks only)."""
+    return cfg
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def format_value(value: Any) -> str:
+    """A value as it reads in YAML (``null``, ``true``, ``0.5``, ``{"name":"sgd"}``)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Assign ``value`` at dotted ``key`` in place; a mapping value replaces the whole sub-tree."""
+    parts = key.split(".")
+    node = tree
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            prefix = ".".join(parts[: depth + 1])
+            raise ConfigError(f"{key}: {prefix} is a value ({format_value(child)}), not a section")
+        node = child
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def get_dotted(tree: Mapping[str, Any], key: str) -> Any:
+    """The value at dotted ``key``, or None where the path does not exist."""
+    node: Any = tree
+    for part in key.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+class _SweepErrors:
+    """Builds one-line messages ``sweep <name>[, arm <arm>]: <key>: <problem>``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, message: str, arm: str | None = None) -> ConfigError:
+        where = f"sweep {self.name}" + (f", arm {arm}" if arm is not None else "")
+        return ConfigError(f"{where}: {message}")
+
+
+def _check_overrides(value: Any, key: str, fail: _SweepErrors, arm: str | None = None) -> dict[str, Any]:
+    """A mapping of dotted config keys -> values (null = empty)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise fail(f"{key} must be a mapping of dotted config keys to values, got {format_value(value)}", arm)
+    for dotted in value:
+        if not isinstance(dotted, str) or not _DOTTED_KEY.match(dotted):
+            raise fail(f"{key}: {dotted!r} is not a dotted config key such as actor.optim.lr", arm)
+        root = dotted.split(".")[0]
+        if root in RESERVED_KEYS:
+            raise fail(f"{key}.{dotted}: {root} is set by the sweep key {RESERVED_KEYS[root]}", arm)
+    return dict(value)
+
+
+def _check_name(value: Any, key: str, fail: _SweepErrors) -> str:
+    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ARM_SEPARATOR in value:
+        raise fail(
+            f"{key}: {format_value(value)} is not a filesystem-safe name "
+            f"(letters, digits, _ . = + -, starting with a letter or digit, no '{ARM_SEPARATOR}')"
+        )
+    return value
+
+
+def _parse_seeds(value: Any, fail: _SweepErrors) -> list[int]:
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {"start", "count"})
+        if unknown:
+            raise fail(f"seeds.{unknown[0]}: unknown key; valid keys of seeds: start, count")
+        start, count = value.get("start", 0), value.get("count")
+        if not _is_int(start) or start < 0:
+            raise fail(f"seeds.start must be an integer >= 0, got {format_value(start)}")
+        if not _is_int(count) or count < 1:
+            raise fail(f"seeds.count must be an integer >= 1, got {format_value(count)}")
+        return list(range(start, start + count))
+    if isinstance(value, list):
+        if not value:
+            raise fail("seeds: the list of seeds is empty")
+        for seed in value:
+            if not _is_int(seed) or seed < 0:
+                raise fail(f"seeds: {format_value(seed)} is not an integer >= 0")
+        duplicates = sorted({seed for seed in value if value.count(seed) > 1})
+        if duplicates:
+            raise fail(f"seeds: seed {duplicates[0]} is listed twice")
+        return list(value)
+    raise fail(f"seeds must be {{start: S, count: N}} or a list of integers, got {format_value(value)}")
+
+
+def _grid_entry(key: str, value: Any) -> str:
+    """``key=value`` made filesystem-safe."""
+    rendered = _UNSAFE_CHARS.sub("-", format_value(value)).strip("-") or "empty"
+    return f"{key}={rendered}"
+
+
+def expand_arms(variants: Mapping[str, dict[str, Any]], grid: Mapping[str, list[Any]], fail: _SweepErrors) -> list[Arm]:
+    """Arms = variants × grid, in definition order; without both, one arm named ``base``."""
+    named = list(variants.items()) or [(None, {})]
+    combos = list(itertools.product(*grid.values())) if grid else [()]
+    arms: list[Arm] = []
+    seen: set[str] = set()
+    for variant, overrides in named:
+        for combo in combos:
+            entries = [_grid_entry(key, value) for key, value in zip(grid, combo)]
+            name = ARM_SEPARATOR.join([variant, *entries] if variant else entries) or BASE_ARM
+            if len(name) > MAX_ARM_NAME:
+                raise fail(f"arm name {name[:40]}... is longer than {MAX_ARM_NAME} characters; shorten the variant or grid")
+            if name in seen:
+                raise fail(f"two arms are both named {name}; make the variant names or grid values distinct")
+            seen.add(name)
+            arm_overrides = dict(overrides)
+            for key, value in zip(grid, combo):
+                if key in arm_overrides:
+                    raise fail(f"grid.{key} is also set by variant {variant}; set it in one place", name)
+                arm_overrides[key] = value
+            arms.append(Arm(name, arm_overrides))
+    return arms
+
+
+def resolve_base(value: Any, sweep_path: Path, fail: _SweepErrors) -> Path:
+    """A preset name (``a2c_cartpole`` -> configs/a2c_cartpole.yaml) or a path relative to the sweep file."""
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"base must name a preset such as a2c_cartpole or a YAML path, got {format_value(value)}")
+    if "/" not in value and not value.endswith((".yaml", ".yml")):
+        preset = PRESET_DIR / f"{value}.yaml"
+        if not preset.is_file():
+            presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+            raise fail(f"base: unknown preset {value!r}; valid: {', '.join(presets)} (or a path relative to the sweep file)")
+        return preset
+    path = Path(value).expanduser()
+    path = path if path.is_absolute() else sweep_path.parent / path
+    if not path.is_file():
+        raise fail(f"base: no such file {path}")
+    return path
+
+
+def _optional_string(raw: Mapping[str, Any], key: str, default: str | None, fail: _SweepErrors) -> str | None:
+    value = raw.get(key, default)
+    if value is None and default is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise fail(f"{key} must be a non-empty string, got {format_value(value)}")
+    return value
+
+
+def build_runs(
+    base_tree: Mapping[str, Any],
+    set_values: Mapping[str, Any],
+    arms: list[Arm],
+    seeds: list[int],
+    threads: int,
+    validate: Validator,
+    fail: _SweepErrors,
+) -> list[RunSpec]:
+    """Every run's config: base preset < ``set`` < arm overrides < seed, threads; then validated."""
+    runs = []
+    for arm in arms:
+        for seed in seeds:
+            tree = copy.deepcopy(dict(base_tree))
+            try:
+                for key, value in [*set_values.items(), *arm.overrides.items()]:
+                    set_dotted(tree, key, value)
+                tree["seed"], tree["threads"] = seed, threads
+                cfg = validate(load_config(None, values=tree))
+            except ConfigError as err:
+                raise fail(" ".join(str(err).split()), arm.name) from None
+            overrides = {**set_values, **arm.overrides, "seed": seed}
+            runs.append(RunSpec(arm.name, seed, overrides, cfg, config_hash(cfg)))
+    return runs
+
+
+def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
+    """Parse a sweep file and build every run's validated config (ConfigError on any bad input)."""
+    path = Path(path)
+    raw = read_yaml(path)
+    fail = _SweepErrors(path.stem)
+    name = _check_name(raw.get("name", path.stem), "name", fail)
+    fail = _SweepErrors(name)
+    unknown = [key for key in raw if key not in SWEEP_KEYS]
+    if unknown:
+        raise fail(f"{unknown[0]}: unknown sweep key; valid keys: {', '.join(SWEEP_KEYS)}")
+    base = resolve_base(raw.get("base"), path, fail)
+    set_values = _check_overrides(raw.get("set"), "set", fail)
+    seeds = _parse_seeds(raw.get("seeds", [0]), fail)
+    variants_raw = raw.get("variants") or {}
+    if not isinstance(variants_raw, dict):
+        raise fail(f"variants must be a mapping of arm names to overrides, got {format_value(variants_raw)}")
+    variants = {
+        _check_name(variant, f"variants.{variant}", fail): _check_overrides(overrides, f"variants.{variant}", fail, variant)
+        for variant, overrides in variants_raw.items()
+    }
+    grid_raw = raw.get("grid") or {}
+    if not isinstance(grid_raw, dict):
+        raise fail(f"grid must be a mapping of dotted keys to lists of values, got {format_value(grid_raw)}")
+    _check_overrides(grid_raw, "grid", fail)
+    for key, values in grid_raw.items():
+        if not isinstance(values, list) or not values:
+            raise fail(f"grid.{key} must be a non-empty list of values, got {format_value(values)}")
+    arms = expand_arms(variants, grid_raw, fail)
+    baseline = _optional_string(raw, "baseline", None, fail)
+    if baseline is not None and baseline not in {arm.name for arm in arms}:
+        raise fail(f"baseline: {baseline!r} is not an arm; arms: {', '.join(arm.name for arm in arms)}")
+    metric = _optional_string(raw, "metric", DEFAULT_METRIC, fail)
+    curve = _optional_string(raw, "curve", DEFAULT_CURVE, fail)
+    threads = raw.get("threads_per_run", 1)
+    if not _is_int(threads) or threads < 1:
+        raise fail(f"threads_per_run must be an integer >= 1, got {format_value(threads)}")
+    try:
+        base_tree = read_yaml(base)
+    except ConfigError as err:
+        raise fail(f"base: {err}") from None
+    runs = build_runs(base_tree, set_values, arms, seeds, threads, validate, fail)
+    return Sweep(
+        name=name, path=path, base=base, set=set_values, seeds=seeds, arms=arms, baseline=baseline,
+        metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw,
+    )  # fmt: skip

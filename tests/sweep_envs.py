@@ -1,0 +1,53 @@
+"""Environments for the sweep tests, importable by the ``rlopt train`` subprocesses as
+``tests.sweep_envs:<Env-v0>`` (the tests put the repository root on PYTHONPATH).
+
+* ``ThreadProbe-v0``: CartPole that, at its first step, records the process's torch threads and
+  ``OMP_NUM_THREADS`` into ``$RLOPT_SWEEP_PROBE_DIR/<pid>.json``.
+* ``CrashAfter-v0``: CartPole whose step raises after ``CRASH_AFTER_STEPS`` steps (a run that fails).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
+from gymnasium.envs.registration import register, registry
+
+PROBE_DIR_VARIABLE = "RLOPT_SWEEP_PROBE_DIR"
+CRASH_AFTER_STEPS = 40
+
+
+class ThreadProbe(CartPoleEnv):
+    """CartPole recording the threads its process trains with (once per process)."""
+
+    recorded = False
+
+    def step(self, action: Any) -> Any:
+        if not ThreadProbe.recorded and os.environ.get(PROBE_DIR_VARIABLE):
+            ThreadProbe.recorded = True
+            record = {"torch_threads": torch.get_num_threads(), "omp": os.environ.get("OMP_NUM_THREADS")}
+            (Path(os.environ[PROBE_DIR_VARIABLE]) / f"{os.getpid()}.json").write_text(json.dumps(record))
+        return super().step(action)
+
+
+class CrashAfter(CartPoleEnv):
+    """CartPole that raises after a few steps."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.steps_taken = 0
+
+    def step(self, action: Any) -> Any:
+        self.steps_taken += 1
+        if self.steps_taken > CRASH_AFTER_STEPS:
+            raise RuntimeError("CrashAfter-v0: deliberate failure")
+        return super().step(action)
+
+
+for _name, _cls in (("ThreadProbe-v0", ThreadProbe), ("CrashAfter-v0", CrashAfter)):
+    if _name not in registry:
+        register(id=_name, entry_point=_cls, max_episode_steps=500)
