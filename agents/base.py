@@ -36,7 +36,7 @@ from rlopt.config import (
     config_to_dict,
     load_config,
 )
-from rlopt.distributions import Categorical, DiagGaussian
+from rlopt.distributions import ActionDistribution
 from rlopt.errors import ConfigError
 from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
 from rlopt.networks import Actor, Critic, clip_action_to_space
@@ -49,7 +49,7 @@ from rlopt.runtime import resolve_device
 from rlopt.schedules import ScheduledValue, build_lr_scheduler, build_schedule
 from rlopt.trust_region import TRUST_REGION_NAME
 
-Distribution = Categorical | DiagGaussian
+Distribution = ActionDistribution
 
 def minibatches(size: int, minibatch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
     """Index tensors of a random permutation of ``range(size)`` split into minibatches."""

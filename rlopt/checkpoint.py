@@ -1,16 +1,16 @@
 """Checkpoints that survive a SIGKILL: atomic writes, tensors-only format, safe loading.
 
-Layout in ``RUN_DIR/checkpoints/``::
+Run-directory layer (torch): what a checkpoint holds and where; the atomic write itself is the
+torch-free :mod:`rlopt.files`. Layout in ``RUN_DIR/checkpoints/``::
 
     step_000000012288.pt     # tensors and plain containers; torch.load(weights_only=True)
     step_000000012288.env    # pickled vector env (its internal state and RNGs), see below
 
-Each file is written to a hidden temporary file in the same directory, fsync'ed and renamed
-over its final name (``os.replace`` is atomic on POSIX), then the directory is fsync'ed: a
-crash leaves either the old state or the new file, never a truncated one. The ``.pt`` file is
-written last, so its presence marks a complete checkpoint; leftover temporary files and
-``.env`` files without their ``.pt`` are ignored and removed at the next save. The ``.env``
-file exists because an arbitrary gymnasium env's internal state can only be captured by
+Each file is written with :func:`rlopt.files.atomic_write_bytes` (temporary file, fsync,
+``os.replace``, directory fsync): a crash leaves either the old state or the new file, never a
+truncated one. The ``.pt`` file is written last, so its presence marks a complete checkpoint;
+leftover temporary files and ``.env`` files without their ``.pt`` are ignored and removed at the
+next save. The ``.env`` file exists because an arbitrary gymnasium env's internal state can only be captured by
 pickling it; it is read only by ``rlopt train --resume`` of a run directory one wrote oneself
 (unpickling runs code). Without it a resume restarts the envs from a seed and is not exact.
 """
@@ -18,11 +18,9 @@ pickling it; it is read only by ``rlopt train --resume`` of a run directory one 
 from __future__ import annotations
 
 import copy
-import os
 import pickle
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -30,39 +28,10 @@ import numpy as np
 import torch
 from gymnasium.vector import SyncVectorEnv
 
+from rlopt.files import TEMP_SUFFIX, atomic_write_bytes
+
 CHECKPOINT_DIR = "checkpoints"
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
-_TEMP_SUFFIX = ".tmp"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file in the same directory, fsync, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=_TEMP_SUFFIX)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(folder: Path) -> None:
-    """Make a rename durable: fsync the directory entry (a no-op where directories can't be opened)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -143,7 +112,7 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
         old.with_suffix(".env").unlink(missing_ok=True)
     for leftover in (Path(run_dir) / CHECKPOINT_DIR).iterdir():
-        partial_write = leftover.name.startswith(".step_") and leftover.name.endswith(_TEMP_SUFFIX)
+        partial_write = leftover.name.startswith(".step_") and leftover.name.endswith(TEMP_SUFFIX)
         orphan_env = leftover.suffix == ".env" and not leftover.with_suffix(".pt").is_file()
         if partial_write or orphan_env:
             leftover.unlink(missing_ok=True)

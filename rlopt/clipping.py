@@ -1,8 +1,10 @@
 """Gradient clipping by global L2 norm and/or by value, reporting the norm before and after.
 
-The norms stay 0-dim tensors on the gradients' device (no ``.item()``, no host sync); the
-caller logs ``norm_before`` as ``grad_norm``. All work is done by ``torch.nn.utils``, which uses
-the fused ``torch._foreach_*`` kernels on CPU and CUDA when ``foreach=None``.
+Numerical layer (torch and ``rlopt.errors`` only): a learner calls :func:`clip_gradients` once
+per network and step, between ``backward()`` and ``optimizer.step()``. The norms stay 0-dim
+tensors on the gradients' device (no ``.item()``, no host sync); the caller logs
+``norm_before`` as ``grad_norm``. All work is done by ``torch.nn.utils``, which uses the fused
+``torch._foreach_*`` kernels on CPU and CUDA when ``foreach=None``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch.nn.utils import clip_grad_value_, clip_grads_with_norm_, get_total_no
 
 from rlopt.errors import ConfigError
 
-__all__ = ["GradClipResult", "clip_gradients", "clip_param_groups"]
+__all__ = ["GradClipResult", "clip_gradients"]
 
 # L2 norm: the clipping rule g <- g * tau / ||g||_2 of seed 000 §4 (Pascanu et al., 2013).
 _NORM_TYPE = 2.0
@@ -70,17 +72,3 @@ def clip_gradients(
         clip_grad_value_(with_grad, max_value, foreach=None)
     norm_after = get_total_norm(grads, norm_type=_NORM_TYPE, foreach=None)
     return GradClipResult(norm_before, norm_after)
-
-
-def clip_param_groups(
-    optimizer: torch.optim.Optimizer,
-    max_norm: float | None = None,
-    max_value: float | None = None,
-) -> list[GradClipResult]:
-    """Clip each parameter group of ``optimizer`` separately (e.g. actor and critic groups)."""
-    max_norm = _check_threshold(max_norm, "max_norm")
-    max_value = _check_threshold(max_value, "max_value")
-    return [
-        clip_gradients(group["params"], max_norm=max_norm, max_value=max_value)
-        for group in optimizer.param_groups
-    ]

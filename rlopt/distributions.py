@@ -7,6 +7,9 @@ Every quantity is reduced to one value per batch row, shape ``[B]``.
 ``Categorical``  — gymnasium ``Discrete``: logits ``[B, n]``.
 ``DiagGaussian`` — gymnasium ``Box``: mean ``[B, d]``, log-std ``[d]`` (state-independent) or
 ``[B, d]``; the log-std broadcasts against the mean and is never materialised at ``[B, d]``.
+
+Numerical layer (torch only): the policy heads of :mod:`rlopt.networks` build these, and the
+learners call their methods (``log_prob``, ``entropy``, ``kl``) directly.
 """
 
 from __future__ import annotations
@@ -130,13 +133,4 @@ class DiagGaussian:
 
 
 ActionDistribution = Categorical | DiagGaussian
-
-
-def kl_divergence(p: ActionDistribution, q: ActionDistribution) -> Tensor:
-    """Exact KL(p ‖ q) per batch row, ``[B]``; ``p`` and ``q`` must be the same distribution type."""
-    if type(p) is not type(q):
-        raise TypeError(
-            "kl_divergence needs two distributions of one type, "
-            f"got {type(p).__name__} and {type(q).__name__}"
-        )
-    return p.kl(q)  # type: ignore[arg-type]  # same type checked above
+"""What a policy head returns; ``p.kl(q)`` needs ``q`` of the same type (π_old and π_θ of one actor)."""

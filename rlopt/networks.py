@@ -16,7 +16,7 @@ import torch
 from gymnasium import spaces
 from torch import Tensor, nn
 
-from rlopt.distributions import Categorical, DiagGaussian
+from rlopt.distributions import ActionDistribution, Categorical, DiagGaussian
 from rlopt.errors import ConfigError
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -148,7 +148,7 @@ class Actor(nn.Module):
             self.register_buffer("mean_center", torch.as_tensor((high + low) / 2, dtype=torch.float32), persistent=False)
             self.register_buffer("mean_half_range", torch.as_tensor((high - low) / 2, dtype=torch.float32), persistent=False)
 
-    def forward(self, obs: Tensor) -> Categorical | DiagGaussian:
+    def forward(self, obs: Tensor) -> ActionDistribution:
         """Action distribution for a batch of observations (same dtype as the network)."""
         head = self.body(obs)
         if self.log_std is None:

@@ -3,7 +3,8 @@
 Data flows one way: env → rollout batch → learner.update → UpdateStats → TensorBoard. The
 trainer is typed against the :class:`~rlopt.learner.Learner` protocol and imports no agent; the
 learner never sees the logger. The trainer owns the run directory, checkpoints, fault counting
-and the final evaluation.
+and the final evaluation; its ``config.yaml`` and ``summary.json`` are written atomically
+(:mod:`rlopt.files`), like the checkpoints.
 
 What makes a run trustworthy (issue "Runs you can trust"):
 
@@ -50,6 +51,7 @@ from rlopt.config import config_to_yaml
 from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
 from rlopt.evaluation import evaluate
+from rlopt.files import atomic_write_text
 from rlopt.learner import Learner, UpdateStats
 from rlopt.normalization import RewardScaler
 from rlopt.rollout import RolloutCollector
@@ -235,7 +237,7 @@ class Trainer:
         total = int(total_steps if total_steps is not None else self.cfg.total_steps)
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / CONFIG_FILE).write_text(config_to_yaml(self.cfg))
+            atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(self.cfg))
             self._open_writer()
         bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,
                    dynamic_ncols=True, leave=True)
@@ -360,7 +362,7 @@ class Trainer:
             "skipped_updates": self.skipped_updates,
         }
         if self.run_dir is not None:
-            (self.run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
         return summary
 
     def close(self) -> None:

@@ -92,9 +92,9 @@ def main(argv: list[str] | None = None) -> int:
             make_sweep(out, args.runs, args.arms, args.points, args.other_tags, args.templates)
             print(f"wrote synthetic sweep {out} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
         start = time.perf_counter()
-        from rlopt.report import build_report
+        from rlopt.report.build import build_report
 
-        print(f"import rlopt.report: {time.perf_counter() - start:.2f} s")
+        print(f"import rlopt.report.build: {time.perf_counter() - start:.2f} s")
         size = sum(p.stat().st_size for p in (out / "runs").rglob("*tfevents*"))
         print(f"{args.runs} runs, {size / 1e9:.2f} GB of event files")
         for i in range(args.repeat):

@@ -17,8 +17,7 @@ import pytest
 import torch
 
 from agents import PPO
-from rlopt import checkpoint as ckpt
-from rlopt.checkpoint import CHECKPOINT_DIR, atomic_write_bytes, list_checkpoints, load_checkpoint, load_envs
+from rlopt.checkpoint import CHECKPOINT_DIR, list_checkpoints, load_checkpoint, load_envs
 from rlopt.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,19 +135,3 @@ def test_partial_temp_file_and_orphan_env_are_ignored_then_removed(finished_run:
     resumed.train()  # one more update and a final checkpoint, which sweeps the leftovers
     assert not partial.exists() and not orphan_env.exists()
     assert list_checkpoints(finished_run.run_dir)[-1].name == "step_000000001152.pt"
-
-
-def test_atomic_write_replaces_whole_file_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = tmp_path / "step_000000000128.pt"
-    atomic_write_bytes(target, b"old checkpoint")
-    atomic_write_bytes(target, b"new checkpoint")
-    assert target.read_bytes() == b"new checkpoint"
-
-    def crash(src: str, dst: str) -> None:
-        raise OSError("disk pulled out before the rename")
-
-    monkeypatch.setattr(ckpt.os, "replace", crash)
-    with pytest.raises(OSError, match="disk pulled"):
-        atomic_write_bytes(target, b"never visible")
-    assert target.read_bytes() == b"new checkpoint"
-    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no temp file left behind

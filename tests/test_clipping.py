@@ -1,4 +1,4 @@
-"""Gradient clipping: norms against hand-computed values, direction, value bounds, groups."""
+"""Gradient clipping: norms against hand-computed values, direction, value bounds, bad thresholds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from rlopt.clipping import GradClipResult, clip_gradients, clip_param_groups
+from rlopt.clipping import GradClipResult, clip_gradients
 from rlopt.errors import ConfigError
 
 
@@ -111,28 +111,6 @@ def test_accepts_a_generator_of_parameters() -> None:
     assert result.norm_after.item() == pytest.approx(1e-3, rel=1e-3)
 
 
-def test_per_group_clipping_bounds_each_group_separately() -> None:
-    actor = params_with_grads([3.0, 4.0])  # norm 5
-    critic = params_with_grads([12.0], None)  # norm 12
-    optimizer = torch.optim.SGD([{"params": actor}, {"params": critic}], lr=0.1)
-    results = clip_param_groups(optimizer, max_norm=6.0)
-    assert len(results) == 2
-    assert results[0].norm_before.item() == pytest.approx(5.0)
-    assert results[0].norm_after.item() == pytest.approx(5.0)  # below threshold: untouched
-    assert actor[0].grad.tolist() == [3.0, 4.0]
-    assert results[1].norm_before.item() == pytest.approx(12.0)
-    assert results[1].norm_after.item() == pytest.approx(6.0, rel=1e-6)
-    assert critic[0].grad.item() == pytest.approx(6.0, rel=1e-6)
-
-
-def test_per_group_clipping_by_value() -> None:
-    first, second = params_with_grads([-3.0]), params_with_grads([0.5])
-    optimizer = torch.optim.SGD([{"params": first}, {"params": second}], lr=0.1)
-    results = clip_param_groups(optimizer, max_norm=None, max_value=1.0)
-    assert first[0].grad.tolist() == [-1.0] and second[0].grad.tolist() == [0.5]
-    assert [r.norm_after.item() for r in results] == [1.0, 0.5]
-
-
 @pytest.mark.parametrize(
     "kwargs, name",
     [
@@ -146,6 +124,3 @@ def test_per_group_clipping_by_value() -> None:
 def test_bad_thresholds_are_config_errors(kwargs: dict, name: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{name}: must be null or a number >= 0"):
         clip_gradients(params_with_grads([1.0]), **kwargs)
-    optimizer = torch.optim.SGD(params_with_grads([1.0]), lr=0.1)
-    with pytest.raises(ConfigError, match=rf"^{name}:"):
-        clip_param_groups(optimizer, **kwargs)

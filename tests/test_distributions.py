@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import distributions as td
 
-from rlopt.distributions import Categorical, DiagGaussian, kl_divergence
+from rlopt.distributions import Categorical, DiagGaussian
 
 BATCH = 32
 NUM_ACTIONS = 6
@@ -64,8 +64,6 @@ def test_categorical_kl_matches_torch() -> None:
     expected = td.kl_divergence(td.Categorical(logits=p_logits), td.Categorical(logits=q_logits))
     assert expected.shape == (BATCH,)
     torch.testing.assert_close(Categorical(p_logits).kl(Categorical(q_logits)), expected, **F64_TOL)
-    dispatched = kl_divergence(Categorical(p_logits), Categorical(q_logits))
-    torch.testing.assert_close(dispatched, expected, **F64_TOL)
 
 
 # --- DiagGaussian ----------------------------------------------------------------------------
@@ -157,13 +155,6 @@ def test_detach_cuts_graph_and_keeps_values() -> None:
     gauss = DiagGaussian(mean, log_std).detach()
     assert not gauss.mean.requires_grad and not gauss.log_std.requires_grad
     torch.testing.assert_close(gauss.mean, mean.detach())
-
-
-def test_kl_divergence_rejects_mismatched_types() -> None:
-    cat = Categorical(_random_logits(40))
-    gauss = DiagGaussian(*_random_gaussian_params(41, per_row_std=False))
-    with pytest.raises(TypeError, match="Categorical and DiagGaussian"):
-        kl_divergence(cat, gauss)
 
 
 # --- Sampling ------------------------------------------------------------------------------

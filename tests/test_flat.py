@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from rlopt.trust_region.flat import (
-    flat_grad,
-    flat_param_grads,
-    flat_params,
-    set_flat_grads_,
-    set_flat_params_,
-)
+from rlopt.trust_region.flat import flat_grad, flat_params, set_flat_params_
 
 
 def _params() -> list[torch.Tensor]:
@@ -77,16 +71,3 @@ def test_flat_grad_create_graph_allows_second_derivative() -> None:
     expected = torch.zeros(10, dtype=torch.float64)
     expected[-1] = 6 * scalar.detach()
     torch.testing.assert_close(hessian_row, expected, rtol=1e-14, atol=1e-14)
-
-
-def test_flat_param_grads_and_set_flat_grads_round_trip() -> None:
-    params = _params()
-    params[0].grad = torch.full((3, 2), 2.0, dtype=torch.float64)
-    flat = flat_param_grads(params)
-    expected = torch.tensor([2.0] * 6 + [0.0] * 4, dtype=torch.float64)
-    assert torch.equal(flat, expected)
-
-    new_grads = torch.linspace(-1, 1, 10, dtype=torch.float64)
-    set_flat_grads_(params, new_grads)
-    assert torch.equal(flat_param_grads(params), new_grads)
-    assert all(p.grad is not None and p.grad.shape == p.shape for p in params)

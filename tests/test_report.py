@@ -13,7 +13,8 @@ import pytest
 from torch.utils.tensorboard import SummaryWriter
 
 from rlopt.errors import ConfigError
-from rlopt.report import REPORT_DIR, add_report_parser, build_report, report_command
+from rlopt.report import add_report_parser, report_command
+from rlopt.report.build import REPORT_DIR, build_report
 
 TAG = "rollout/episode_return"
 METRIC = "eval_return_mean"

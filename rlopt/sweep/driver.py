@@ -16,7 +16,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from rlopt.checkpoint import atomic_write_bytes
+from rlopt.files import atomic_write_bytes
 from rlopt.config import config_to_yaml
 from rlopt.errors import ConfigError
 from rlopt.sweep.hparams import hparam_table, write_hparams

@@ -19,8 +19,9 @@ from typing import Any
 import yaml
 
 import rlopt
-from rlopt.checkpoint import atomic_write_bytes, list_checkpoints
+from rlopt.checkpoint import list_checkpoints
 from rlopt.config import config_to_dict, load_config
+from rlopt.files import atomic_write_bytes
 from rlopt.errors import ConfigError
 from rlopt.sweep.spec import RunSpec, Sweep, config_hash, format_value
 from rlopt.trainer import CONFIG_FILE, SUMMARY_FILE

@@ -10,9 +10,7 @@ from rlopt.trust_region.build import (
 from rlopt.trust_region.cg import CGResult, conjugate_gradient
 from rlopt.trust_region.flat import (
     flat_grad,
-    flat_param_grads,
     flat_params,
-    set_flat_grads_,
     set_flat_params_,
 )
 from rlopt.trust_region.line_search import LineSearchResult, backtracking_line_search
@@ -23,7 +21,6 @@ from rlopt.trust_region.metrics import (
     Metric,
     build_metric,
     fisher_vector_product,
-    kl_hessian_vector_product,
 )
 from rlopt.trust_region.optimizer import TrustRegion, TrustRegionStats, propose_step
 
@@ -45,10 +42,7 @@ __all__ = [
     "conjugate_gradient",
     "fisher_vector_product",
     "flat_grad",
-    "flat_param_grads",
     "flat_params",
-    "kl_hessian_vector_product",
     "propose_step",
-    "set_flat_grads_",
     "set_flat_params_",
 ]

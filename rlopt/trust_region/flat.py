@@ -3,6 +3,9 @@
 A trust-region step (Schulman et al. 2015, App. C) works on the whole parameter vector at once:
 the gradient g, the metric product M v, the CG solution and the step are all n-vectors. The
 order of the flat vector is the order of ``params``, each tensor flattened row-major.
+
+Bottom of :mod:`rlopt.trust_region` (torch only). Gradients are taken functionally with
+:func:`flat_grad`; the trust-region step neither reads nor writes ``p.grad``.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ import torch
 from torch import Tensor
 
 
-def _check_numel(params: Sequence[Tensor], flat: Tensor, what: str) -> None:
+def _check_numel(params: Sequence[Tensor], flat: Tensor) -> None:
     expected = sum(p.numel() for p in params)
     if flat.dim() != 1 or flat.numel() != expected:
         raise ValueError(
-            f"{what} must be a 1-D tensor of {expected} elements, got shape {tuple(flat.shape)}"
+            f"flat parameter vector must be a 1-D tensor of {expected} elements, "
+            f"got shape {tuple(flat.shape)}"
         )
 
 
@@ -29,7 +33,7 @@ def flat_params(params: Sequence[Tensor]) -> Tensor:
 @torch.no_grad()
 def set_flat_params_(params: Sequence[Tensor], flat: Tensor) -> None:
     """Copy the 1-D tensor ``flat`` into ``params`` in place, without recording autograd history."""
-    _check_numel(params, flat, "flat parameter vector")
+    _check_numel(params, flat)
     offset = 0
     for p in params:
         count = p.numel()
@@ -62,28 +66,3 @@ def flat_grad(
         materialize_grads=True,
     )
     return torch.cat([g.reshape(-1) for g in grads])
-
-
-def flat_param_grads(params: Sequence[Tensor]) -> Tensor:
-    """Concatenate ``p.grad`` of every parameter (zeros where ``p.grad`` is None)."""
-    return torch.cat(
-        [
-            (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1)
-            for p in params
-        ]
-    )
-
-
-@torch.no_grad()
-def set_flat_grads_(params: Sequence[Tensor], flat: Tensor) -> None:
-    """Write the 1-D tensor ``flat`` into ``p.grad`` of every parameter (allocating where None)."""
-    _check_numel(params, flat, "flat gradient vector")
-    offset = 0
-    for p in params:
-        count = p.numel()
-        chunk = flat[offset : offset + count].view_as(p)
-        if p.grad is None:
-            p.grad = chunk.detach().clone()
-        else:
-            p.grad.copy_(chunk)
-        offset += count

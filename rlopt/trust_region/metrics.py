@@ -9,10 +9,16 @@ a factory of such products. Two ship here:
 * ``"identity"`` M = I, the vanilla gradient direction inside a trust region (seed 003, row 1).
 
 Damping λI (seed 003, "Damping") is added by the caller, not by the metric.
+
+Middle of :mod:`rlopt.trust_region` (torch only): built on :mod:`~rlopt.trust_region.flat`, used
+by :mod:`~rlopt.trust_region.optimizer`. :func:`fisher_vector_product` is the pure numerical
+piece (tested against dense Fisher matrices); :class:`FisherMetric` only builds ∇_θ KL once per
+step and hands CG that function.
 """
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from typing import ClassVar
@@ -52,32 +58,17 @@ class Metric(ABC):
         """Return v ↦ M(θ) v (without damping); ``loss`` and ``kl`` are graph tensors at θ."""
 
 
-def kl_hessian_vector_product(kl: Tensor, params: Sequence[Tensor]) -> MatrixVectorProduct:
-    """v ↦ ∇²_θ kl · v by double backward (Pearlmutter 1994), first-order graph built once.
+def fisher_vector_product(kl_grad: Tensor, params: Sequence[Tensor], vector: Tensor) -> Tensor:
+    """F v = ∇_θ((∇_θ kl)ᵀ v), F = ∇²_θ mean KL(π_old‖π_θ) at θ = θ_old (Pearlmutter 1994).
 
-    ∇_θ kl is computed here with ``create_graph=True``; each call of the returned function only
-    differentiates the scalar (∇_θ kl)ᵀ v, reusing that graph (``retain_graph=True``).
-    For kl = mean KL(π_old‖π_θ) at θ = θ_old this is the Fisher-vector product F v
-    (the gradient of the KL vanishes there, its Hessian is the Fisher information).
+    ``kl_grad`` is ∇_θ kl with its graph, ``flat_grad(kl, params, create_graph=True)``: formed
+    once per step, it is differentiated again (``retain_graph=True``) for each product, so CG's
+    repeated calls cost one backward each. At θ = θ_old the KL's gradient vanishes and its
+    Hessian is the Fisher information. Undamped: the caller adds λv
+    (:func:`~rlopt.trust_region.optimizer.propose_step`). ``.grad`` of ``params`` is left
+    untouched; entries of parameters the KL does not depend on are zero.
     """
-    params = list(params)
-    grad_kl = flat_grad(kl, params, create_graph=True)
-
-    def hessian_vector_product(vector: Tensor) -> Tensor:
-        return flat_grad(torch.dot(grad_kl, vector.detach()), params, retain_graph=True)
-
-    return hessian_vector_product
-
-
-def fisher_vector_product(
-    kl: Tensor, params: Sequence[Tensor], vector: Tensor, damping: float
-) -> Tensor:
-    """(F + damping·I) v with F = ∇²_θ mean KL(π_old‖π_θ) at θ = θ_old.
-
-    Builds the first-order graph on every call; for repeated products (CG) use
-    ``FisherMetric().mvp(...)``, which shares :func:`kl_hessian_vector_product` with this function.
-    """
-    return torch.add(kl_hessian_vector_product(kl, params)(vector), vector, alpha=damping)
+    return flat_grad(torch.dot(kl_grad, vector.detach()), params, retain_graph=True)
 
 
 class FisherMetric(Metric):
@@ -86,7 +77,9 @@ class FisherMetric(Metric):
     name: ClassVar[str] = "fisher"
 
     def mvp(self, params: Sequence[Tensor], loss: Tensor, kl: Tensor) -> MatrixVectorProduct:
-        return kl_hessian_vector_product(kl, params)
+        params = list(params)
+        kl_grad = flat_grad(kl, params, create_graph=True)  # the first-order graph, built once
+        return functools.partial(fisher_vector_product, kl_grad, params)
 
 
 class IdentityMetric(Metric):
