@@ -12,17 +12,50 @@ The one hook overridden here is :meth:`actor_step`; the config rules are NPG's o
 
 from __future__ import annotations
 
+import functools
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
+from torch.func import functional_call
 
 from agents.base import Agent, Distribution
 from rlopt.config import DEFAULT_TRUST_REGION, Config, check_optimizer_spec
 from rlopt.errors import ConfigError
-from rlopt.losses import surrogate_loss
+from rlopt.losses import surrogate_loss, surrogate_loss_per_sample
+from rlopt.networks import Actor, ActorOutputs
 from rlopt.rollout import RolloutBatch
-from rlopt.trust_region import TRUST_REGION_NAME, TrustRegion, build_trust_region
+from rlopt.trust_region import TRUST_REGION_NAME, MetricInputs, TrustRegion, build_trust_region
+
+
+def _sample_loss(
+    actor: Actor, entropy_coef: float, outputs: Tensor, actions: Tensor, old_log_probs: Tensor, advantages: Tensor
+) -> Tensor:
+    """Per-sample surrogate l_i of outputs y [B, k] (its mean is the closure's loss)."""
+    dist = actor.distribution(outputs)
+    return surrogate_loss_per_sample(dist.log_prob(actions), old_log_probs, advantages, dist.entropy(), entropy_coef)
+
+
+def _sample_log_prob(actor: Actor, outputs: Tensor, actions: Tensor, *_: Tensor) -> Tensor:
+    """log π(a_i|s_i) of outputs y [B, k] at the batch's actions."""
+    return actor.distribution(outputs).log_prob(actions)
+
+
+def actor_metric_inputs(
+    actor: Actor, obs: Tensor, actions: Tensor, old_log_probs: Tensor, advantages: Tensor, entropy_coef: float
+) -> MetricInputs:
+    """The actor on a batch as pure functions of its parameters, for the metrics that differentiate
+    its outputs or per-sample terms; the per-sample loss is the closure's surrogate, row by row.
+    Cheap to build (no computation); ``fisher`` and ``identity`` never read it."""
+    outputs_module = ActorOutputs(actor)
+    return MetricInputs(
+        params=dict(outputs_module.named_parameters()),
+        forward=functools.partial(functional_call, outputs_module),
+        inputs=obs,
+        targets=(actions, old_log_probs, advantages),
+        sample_loss=functools.partial(_sample_loss, actor, entropy_coef),
+        sample_log_prob=functools.partial(_sample_log_prob, actor),
+    )
 
 
 class NPG(Agent):
@@ -55,7 +88,8 @@ class NPG(Agent):
         return build_trust_region(self.actor.parameters(), spec, self.cfg.num_updates, key="actor.optim")
 
     def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
-        """Closure (surrogate loss, mean KL(π_old‖π_θ)) handed to the trust-region optimizer."""
+        """Closure (surrogate loss, mean KL(π_old‖π_θ)) and :func:`actor_metric_inputs` handed to
+        the trust-region optimizer; its diagnostics become ``actor/*`` tags."""
         advantages = self.advantages(batch)
         entropy_coef = self.current_entropy_coef
         optimizer = self.actor_optimizer
@@ -66,16 +100,28 @@ class NPG(Agent):
             loss, _ = surrogate_loss(dist.log_prob(batch.actions), batch.log_probs, advantages, dist.entropy(), entropy_coef)
             return loss, old_dist.kl(dist).mean()
 
-        loss = optimizer.step(closure)
+        inputs = actor_metric_inputs(self.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
+        loss = optimizer.step(closure, inputs)
         result = optimizer.last_stats
         with torch.no_grad():
             entropy = self.actor(batch.obs).entropy().mean()
+        diagnostics = {
+            "actor/cg_residual": result.cg_residual,
+            "actor/line_search_steps": result.line_search_steps,
+            "actor/step_accepted": result.accepted,
+            "actor/cos_to_grad": result.cos_to_grad,
+            "actor/expected_improvement": result.expected_improvement,
+            "actor/actual_improvement": result.actual_improvement,
+            "actor/improvement_ratio": result.improvement_ratio,
+            "actor/step_norm": result.step_norm,
+            "actor/step_fraction": result.step_fraction,
+            "actor/cg_iterations": result.cg_iterations,
+            "actor/negative_curvature": result.negative_curvature,
+        }
         return {
             "actor_loss": loss,
             "actor_entropy": entropy,
             "actor_grad_norm": torch.tensor(result.grad_norm),
-            "actor/cg_residual": torch.tensor(result.cg_residual),
-            "actor/line_search_steps": torch.tensor(float(result.line_search_steps)),
-            "actor/step_accepted": torch.tensor(float(result.accepted)),
+            **{tag: torch.tensor(float(value)) for tag, value in diagnostics.items()},
             "skipped": not result.finite,
         }

@@ -41,6 +41,14 @@ def surrogate_loss(
     return loss, {"policy_loss": policy_loss.detach(), "entropy": entropy_mean.detach()}
 
 
+def surrogate_loss_per_sample(
+    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, entropy: Tensor, entropy_coef: float
+) -> Tensor:
+    """The surrogate's per-sample terms l_i = −π_θ/π_old · Â_i − c_H H_i, ``[B]``: their mean is
+    :func:`surrogate_loss` (the trust-region metrics that need per-sample terms read these)."""
+    return -torch.exp(log_probs - old_log_probs) * advantages - entropy_coef * entropy
+
+
 def ppo_clip_loss(
     log_probs: Tensor,
     old_log_probs: Tensor,

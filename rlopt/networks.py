@@ -150,12 +150,46 @@ class Actor(nn.Module):
 
     def forward(self, obs: Tensor) -> ActionDistribution:
         """Action distribution for a batch of observations (same dtype as the network)."""
-        head = self.body(obs)
+        head = self._head(obs)
         if self.log_std is None:
             return Categorical(head)
+        return DiagGaussian(head, self.log_std)
+
+    def _head(self, obs: Tensor) -> Tensor:
+        """The logits (Discrete) or the (squashed) mean (Box), ``[B, head_dim]``."""
+        head = self.body(obs)
         if self.squash_mean:
             head = self.mean_center + self.mean_half_range * torch.tanh(head)
-        return DiagGaussian(head, self.log_std)
+        return head
+
+    def outputs(self, obs: Tensor) -> Tensor:
+        """The policy's outputs y per row, ``[B, k]``: the logits (Discrete, k = n), or the mean
+        and the log-std side by side (Box, k = 2d; a state-independent log-std repeated per row).
+        ``self.distribution(self.outputs(obs))`` is the same distribution as ``self(obs)``."""
+        head = self._head(obs)
+        if self.log_std is None:
+            return head
+        return torch.cat([head, self.log_std.expand_as(head)], dim=-1)
+
+    def distribution(self, outputs: Tensor) -> ActionDistribution:
+        """The action distribution of outputs ``[B, k]`` from :meth:`outputs`."""
+        if self.log_std is None:
+            return Categorical(outputs)
+        mean, log_std = outputs.chunk(2, dim=-1)
+        return DiagGaussian(mean, log_std)
+
+
+class ActorOutputs(nn.Module):
+    """:meth:`Actor.outputs` as a module's ``forward``, so ``torch.func.functional_call`` can run it
+    with substituted parameters (named ``actor.<name>``, in ``actor.parameters()`` order)."""
+
+    def __init__(self, actor: Actor) -> None:
+        super().__init__()
+        self.actor = actor
+
+    def forward(self, obs: Tensor) -> Tensor:
+        """``actor.outputs(obs)``, ``[B, k]``."""
+        return self.actor.outputs(obs)
 
 
 class Critic(nn.Module):

@@ -19,7 +19,11 @@ COMMON_TAGS = {
     "actor/loss", "actor/entropy", "actor/kl", "actor/kl_max", "actor/grad_norm", "actor/lr",
 }
 CRITIC_TAGS = {"critic/loss", "critic/grad_norm", "critic/lr", "critic/explained_variance"}
-TRUST_REGION_TAGS = {"actor/cg_residual", "actor/line_search_steps", "actor/step_accepted"}
+TRUST_REGION_TAGS = {
+    "actor/cg_residual", "actor/line_search_steps", "actor/step_accepted", "actor/cos_to_grad",
+    "actor/expected_improvement", "actor/actual_improvement", "actor/improvement_ratio", "actor/step_norm",
+    "actor/step_fraction", "actor/cg_iterations", "actor/negative_curvature",
+}
 TINY = {"total_steps": 512, "env": {"num_envs": 2}, "rollout": {"n_steps": 64}}
 
 

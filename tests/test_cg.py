@@ -116,3 +116,37 @@ def test_cg_does_not_modify_rhs() -> None:
     b = torch.tensor([1.0, 2.0], dtype=torch.float64)
     conjugate_gradient(lambda v: v, b, iters=3)
     assert torch.equal(b, torch.tensor([1.0, 2.0], dtype=torch.float64))
+
+
+def test_cg_keeps_the_last_positive_curvature_iterate_on_an_indefinite_matrix() -> None:
+    # A = diag(4, −1), b = (1, ½): p₀ = b has p₀ᵀAp₀ = 3.75 > 0, so x₁ = (bᵀb / bᵀAb) b = b/3;
+    # then r₁ = (−⅓, ⅔), β = (5/9)/(5/4) = 4/9, p₁ = (1/9, 8/9) with p₁ᵀAp₁ = (4 − 64)/81 < 0.
+    matrix = torch.diag(torch.tensor([4.0, -1.0], dtype=torch.float64))
+    b = torch.tensor([1.0, 0.5], dtype=torch.float64)
+    result = conjugate_gradient(lambda v: matrix @ v, b, iters=10, tol=1e-30)
+    assert result.negative_curvature and result.iterations == 1
+    torch.testing.assert_close(result.solution, b / 3, rtol=1e-15, atol=1e-15)
+    assert result.solution @ matrix @ result.solution > 0
+
+
+def test_cg_reports_negative_curvature_on_the_first_direction_and_not_on_spd() -> None:
+    indefinite = torch.diag(torch.tensor([1.0, -3.0], dtype=torch.float64))
+    first = conjugate_gradient(lambda v: indefinite @ v, torch.ones(2, dtype=torch.float64), iters=5)
+    assert first.negative_curvature and first.iterations == 0
+    assert torch.equal(first.solution, torch.zeros(2, dtype=torch.float64))
+    spd = _spd(6, condition=10.0, seed=0)
+    assert not conjugate_gradient(lambda v: spd @ v, torch.ones(6, dtype=torch.float64), iters=6).negative_curvature
+
+
+def test_cg_on_a_rotated_indefinite_matrix_stops_with_positive_curvature() -> None:
+    generator = torch.Generator().manual_seed(3)
+    q, _ = torch.linalg.qr(torch.randn(8, 8, dtype=torch.float64, generator=generator))
+    matrix = q @ torch.diag(torch.tensor([5.0, 4, 3, 2, 1, 0.5, -0.5, -2], dtype=torch.float64)) @ q.T
+    b = torch.randn(8, dtype=torch.float64, generator=generator)
+    result = conjugate_gradient(lambda v: matrix @ v, b, iters=20, tol=1e-30)
+    assert result.negative_curvature and result.iterations >= 1
+    # the frozen iterate is the one of the last positive-curvature iteration
+    before = conjugate_gradient(lambda v: matrix @ v, b, iters=result.iterations, tol=1e-30)
+    assert not before.negative_curvature
+    torch.testing.assert_close(result.solution, before.solution, rtol=0.0, atol=0.0)
+    assert result.solution @ matrix @ result.solution > 0

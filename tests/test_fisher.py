@@ -179,14 +179,14 @@ def test_identity_metric_returns_the_vector() -> None:
 
 
 def test_build_metric_by_name_instance_and_error() -> None:
-    assert set(METRICS) == {"fisher", "identity"}
+    assert {"fisher", "identity"} <= set(METRICS)
     assert isinstance(build_metric("fisher"), FisherMetric)
     assert isinstance(build_metric("identity"), IdentityMetric)
     custom = IdentityMetric()
     assert build_metric(custom) is custom
-    valid_names = r"actor\.optim\.metric must be one of \['fisher', 'identity'\]"
+    valid_names = r"actor\.optim\.metric must be one of \[.*'fisher', .*'identity'\]"
     with pytest.raises(ConfigError, match=valid_names):
-        build_metric("hessian")
+        build_metric("newton")
     with pytest.raises(ConfigError, match="critic.metric"):
         build_metric("kfac", key="critic.metric")
     assert issubclass(FisherMetric, Metric) and FisherMetric.name == "fisher"

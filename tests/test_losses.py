@@ -18,6 +18,7 @@ from rlopt.losses import (
     policy_gradient_loss,
     ppo_clip_loss,
     surrogate_loss,
+    surrogate_loss_per_sample,
     value_loss,
 )
 
@@ -134,6 +135,15 @@ def test_surrogate_loss_is_the_unclipped_importance_weighted_advantage() -> None
     assert info["policy_loss"].item() == pytest.approx(loss.item(), abs=1e-15)
     loss.backward()
     torch.testing.assert_close(log_probs.grad, tensor([-0.5 / 2, 2.0 / 2]), rtol=1e-12, atol=1e-12)
+
+
+def test_surrogate_per_sample_terms_are_hand_values_and_average_to_the_surrogate() -> None:
+    log_probs, old = torch.log(tensor([0.5, 2.0])), torch.zeros(2, dtype=F64)
+    advantages, entropy = tensor([1.0, -1.0]), tensor([0.3, 0.7])
+    rows = surrogate_loss_per_sample(log_probs, old, advantages, entropy, 0.1)
+    torch.testing.assert_close(rows, tensor([-0.5 - 0.03, 2.0 - 0.07]), rtol=1e-15, atol=1e-15)
+    loss, _ = surrogate_loss(log_probs, old, advantages, entropy, 0.1)
+    assert rows.mean().item() == pytest.approx(loss.item(), abs=1e-15)
 
 
 def test_policy_gradient_loss_is_minus_mean_log_prob_times_advantage() -> None:

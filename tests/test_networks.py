@@ -12,7 +12,7 @@ from torch import nn
 
 from rlopt.distributions import Categorical, DiagGaussian
 from rlopt.errors import ConfigError
-from rlopt.networks import ACTIVATIONS, Actor, Critic, clip_action_to_space, mlp
+from rlopt.networks import ACTIVATIONS, Actor, ActorOutputs, Critic, clip_action_to_space, mlp
 
 OBS_DIM = 8
 BATCH = 16
@@ -160,3 +160,24 @@ def test_clip_action_to_space_clips_per_dimension_and_writes_into_out() -> None:
     buffer = np.empty_like(actions)
     assert clip_action_to_space(actions, space, out=buffer) is buffer
     np.testing.assert_array_equal(buffer, expected)
+
+
+@pytest.mark.parametrize(
+    "space", [spaces.Discrete(3), spaces.Box(-2.0, 1.0, shape=(2,), dtype=np.float32)], ids=["discrete", "box"]
+)
+def test_actor_outputs_rebuild_the_same_distribution(space: spaces.Space) -> None:
+    torch.manual_seed(0)
+    actor = Actor(4, space, hidden=(8,), squash_mean=isinstance(space, spaces.Box))
+    obs = torch.randn(5, 4)
+    outputs = actor.outputs(obs)
+    direct, rebuilt = actor(obs), actor.distribution(outputs)
+    if isinstance(space, spaces.Discrete):
+        assert outputs.shape == (5, 3)  # the logits
+        torch.testing.assert_close(rebuilt.log_probs, direct.log_probs, rtol=0.0, atol=0.0)
+    else:
+        assert outputs.shape == (5, 4)  # mean and log-std side by side
+        torch.testing.assert_close(rebuilt.mean, direct.mean, rtol=0.0, atol=0.0)
+        torch.testing.assert_close(rebuilt.log_std, direct.log_std.expand(5, 2), rtol=0.0, atol=0.0)
+    wrapper = ActorOutputs(actor)
+    assert all(a is b for (_, a), b in zip(wrapper.named_parameters(), actor.parameters(), strict=True))
+    torch.testing.assert_close(wrapper(obs), outputs, rtol=0.0, atol=0.0)

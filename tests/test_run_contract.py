@@ -21,9 +21,14 @@ BASE_TAGS = {
     "critic/loss", "critic/grad_norm", "critic/lr", "critic/explained_variance",
     "rollout/episode_return", "rollout/episode_length", "time/sps", "health/skipped_updates",
 }
+TRUST_REGION_TAGS = {
+    "actor/cg_residual", "actor/line_search_steps", "actor/step_accepted", "actor/cos_to_grad",
+    "actor/expected_improvement", "actor/actual_improvement", "actor/improvement_ratio", "actor/step_norm",
+    "actor/step_fraction", "actor/cg_iterations", "actor/negative_curvature",
+}
 EXTRA_TAGS = {
-    "npg": {"actor/cg_residual", "actor/line_search_steps", "actor/step_accepted"},
-    "trpo": {"actor/cg_residual", "actor/line_search_steps", "actor/step_accepted"},
+    "npg": TRUST_REGION_TAGS,
+    "trpo": TRUST_REGION_TAGS,
     "ppo": {"actor/clip_fraction"},
 }
 SMALL = ["total_steps=2048", "env.num_envs=4", "rollout.n_steps=128", "eval.episodes=2", "checkpoint.every_steps=1024"]

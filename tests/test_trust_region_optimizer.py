@@ -22,7 +22,7 @@ from rlopt.errors import ConfigError
 from rlopt.trust_region import TRUST_REGION_OPTIONS, build_trust_region, trust_region_radius
 from rlopt.trust_region.flat import flat_params
 from rlopt.trust_region.metrics import IdentityMetric
-from rlopt.trust_region.optimizer import TrustRegion, TrustRegionStats
+from rlopt.trust_region.optimizer import TrustRegion, TrustRegionStats, propose_step
 
 DTYPE = torch.float64
 OBS_DIM, NUM_ACTIONS, BATCH = 3, 4, 64
@@ -328,7 +328,8 @@ def test_scheduled_max_kl_and_lr_scale_the_step() -> None:
         ({"backtrack_coef": 1.0}, r"backtrack_coef must be in \(0, 1\)"),
         ({"max_backtracks": 0}, "max_backtracks must be an integer >= 1"),
         ({"accept_ratio": -0.1}, r"accept_ratio must be in \[0, 1\)"),
-        ({"metric": "newton"}, r"metric must be one of \['fisher', 'identity'\]"),
+        ({"metric": "newton"}, r"metric must be one of \['empirical_fisher', 'fisher', 'gauss_newton', "
+         r"'generalized_gauss_newton', 'gradient_covariance', 'hessian', 'identity'\]"),
     ],
 )
 def test_bad_hyperparameters_raise_config_error(kwargs: dict[str, object], message: str) -> None:
@@ -404,3 +405,38 @@ def test_default_trust_region_spec_matches_the_optimizer_signature() -> None:
     assert {k: v for k, v in DEFAULT_TRUST_REGION.items() if k != "name"} == {
         name: p.default for name, p in parameters.items() if name not in ("self", "params", "line_search")
     }
+
+
+# (h) indefinite metric: CG stops at dᵀM̃d ≤ 0, the step falls back and says so -------------------
+def test_indefinite_metric_step_uses_the_last_positive_curvature_iterate() -> None:
+    # M̃ = diag(4, −1) (λ = 0), −g = (1, ½): CG stops after one iterate d = −g/3 (see test_cg).
+    matrix = torch.diag(torch.tensor([4.0, -1.0], dtype=DTYPE))
+    gradient = -torch.tensor([1.0, 0.5], dtype=DTYPE)
+    proposal = propose_step(gradient, lambda v: matrix @ v, lr=1.0, max_kl=0.02, damping=0.0, cg_iters=5, cg_tol=0.0)
+    direction = -gradient / 3
+    expected = math.sqrt(2 * 0.02 / float(direction @ matrix @ direction)) * direction
+    assert proposal.cg.negative_curvature and bool(proposal.valid)
+    torch.testing.assert_close(proposal.step, expected, rtol=1e-14, atol=0.0)
+
+
+def test_indefinite_metric_without_positive_curvature_steps_along_minus_gradient() -> None:
+    # −gᵀM(−g) = 1 − 3 < 0 at once: d = −g, scaled by the damping alone, ½λ‖d‖² = δ.
+    matrix = torch.diag(torch.tensor([1.0, -3.0], dtype=DTYPE))
+    gradient = -torch.ones(2, dtype=DTYPE)
+    proposal = propose_step(gradient, lambda v: matrix @ v, lr=1.0, max_kl=0.01, damping=0.5, cg_iters=5, cg_tol=0.0)
+    assert proposal.cg.negative_curvature and proposal.cg.iterations == 0 and bool(proposal.valid)
+    torch.testing.assert_close(proposal.step, math.sqrt(2 * 0.01 / (0.5 * 2.0)) * -gradient, rtol=1e-14, atol=0.0)
+    undamped = propose_step(gradient, lambda v: matrix @ v, lr=1.0, max_kl=0.01, damping=0.0, cg_iters=5, cg_tol=0.0)
+    assert not bool(undamped.valid)  # no damping, no bounded region: no step
+
+
+def test_stats_report_cosine_to_gradient_ratio_and_curvature_flag() -> None:
+    policy = _policy()
+    batch = Batch(policy)
+    optimizer = TrustRegion(policy.parameters(), metric="identity", max_kl=1e-4, line_search=True)
+    stats = _step(optimizer, batch.closure(policy))
+    assert stats.accepted and not stats.negative_curvature
+    assert stats.cos_to_grad == pytest.approx(1.0, rel=1e-12)  # M = I: the step is along −g
+    predicted = stats.step_fraction * stats.expected_improvement
+    assert stats.improvement_ratio == pytest.approx(stats.actual_improvement / predicted, rel=1e-12)
+    assert 0.5 < stats.improvement_ratio < 1.5  # a small step: the linear model is accurate

@@ -22,6 +22,9 @@ class CGResult(NamedTuple):
     """‖b − A x‖ as carried by the CG recurrence (0-dim tensor)."""
     iterations: int
     """Iterations that updated x (≤ ``iters``)."""
+    negative_curvature: bool = False
+    """CG stopped at a direction with pᵀAp ≤ 0 (A not positive definite along it); x is then the
+    last iterate built from positive-curvature directions (0 if the first one already failed)."""
 
 
 def conjugate_gradient(
@@ -40,8 +43,10 @@ def conjugate_gradient(
 
     The loop has no host synchronisation: convergence (‖r‖² < tol) and non-positive curvature
     (pᵀAp ≤ 0, where A is not positive definite along p) freeze the iterate through masked
-    updates instead of a Python ``break``, so exactly ``iters`` products are evaluated. The only
-    sync is the final conversion of the iteration count to ``int``.
+    updates instead of a Python ``break``, so exactly ``iters`` products are evaluated. Since the
+    iterate x_k = Σ_j α_j p_j has x_kᵀAx_k = Σ_j α_j² p_jᵀAp_j > 0 (conjugacy), the frozen iterate
+    keeps positive curvature (Steihaug 1983); ``negative_curvature`` reports the stop. The only
+    sync is the final conversion of the iteration count and that flag to Python.
     """
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
@@ -52,9 +57,11 @@ def conjugate_gradient(
     residual_sq = torch.dot(residual, residual)
     running = residual_sq >= tol
     iterations = torch.zeros((), dtype=torch.int64, device=b.device)
+    negative = torch.zeros((), dtype=torch.bool, device=b.device)
     for _ in range(iters):
         a_direction = mvp(direction)
         curvature = torch.dot(direction, a_direction)
+        negative = negative | (running & (curvature <= 0))
         running = running & (curvature > 0)
         # α = rᵀr / pᵀAp (N&W 5.24a); zero once stopped, so x and r stay frozen.
         alpha = torch.where(running, residual_sq / curvature, 0.0)
@@ -67,8 +74,10 @@ def conjugate_gradient(
         iterations += running
         running = running & (new_residual_sq >= tol)
         residual_sq = new_residual_sq
+    iteration_count, stopped_negative = torch.stack([iterations, negative.to(torch.int64)]).tolist()
     return CGResult(
         solution=x,
         residual_norm=residual_sq.sqrt(),
-        iterations=int(iterations),
+        iterations=iteration_count,
+        negative_curvature=bool(stopped_negative),
     )

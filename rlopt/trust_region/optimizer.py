@@ -28,7 +28,7 @@ from rlopt.trust_region.line_search import (
     check_finite_real,
     validate_line_search_args,
 )
-from rlopt.trust_region.metrics import Metric, build_metric
+from rlopt.trust_region.metrics import Metric, MetricInputs, build_metric
 
 LossAndKL = tuple[Tensor, Tensor]
 
@@ -63,6 +63,17 @@ class TrustRegionStats:
     """Fraction of the full step taken: βᵏ with line search, 1 without, 0 if rejected."""
     finite: bool
     """Loss, gradient, CG direction, its curvature and the post-step loss/KL were all finite."""
+    cos_to_grad: float
+    """cos∠(Δθ, −g) of the proposed step (1 for M = I; 0 if no step was proposed)."""
+    negative_curvature: bool
+    """CG met dᵀM̃d ≤ 0 and the step fell back (last positive-curvature iterate, or −g)."""
+
+    @property
+    def improvement_ratio(self) -> float:
+        """actual / predicted improvement of the step taken, ``actual_improvement`` over
+        ``step_fraction · expected_improvement`` (0 when nothing was taken or predicted)."""
+        predicted = self.step_fraction * self.expected_improvement
+        return self.actual_improvement / predicted if predicted != 0 else 0.0
 
 
 class StepProposal(NamedTuple):
@@ -93,6 +104,10 @@ def propose_step(
     Δθ = lr · √(2δ / dᵀ(M + λI)d) · d, i.e. δθ* = −√(2δ / gᵀM̃⁻¹g) · M̃⁻¹g when CG is exact.
     dᵀ(M + λI)d is evaluated with one extra product rather than taken as −gᵀd, so the step
     sits on the quadratic model's boundary even when CG stopped early.
+
+    Indefinite M̃ (Hessian, GGN of a non-convex loss): CG stops at the first dᵀM̃d ≤ 0 and keeps
+    its last iterate, which has positive curvature. If even the first direction (−g) fails, d = −g
+    and the region is measured by the damping alone, ½λ‖d‖² ≤ δ (no valid step if λ = 0).
     """
 
     def damped_mvp(vector: Tensor) -> Tensor:
@@ -100,8 +115,12 @@ def propose_step(
         return torch.add(metric_mvp(vector), vector, alpha=damping)
 
     cg = conjugate_gradient(damped_mvp, -gradient, cg_iters, cg_tol)
-    direction = cg.solution
-    quadratic = torch.dot(direction, damped_mvp(direction))
+    if cg.negative_curvature and cg.iterations == 0:  # no positive-curvature iterate: along −g
+        direction = -gradient
+        quadratic = damping * torch.dot(direction, direction)
+    else:
+        direction = cg.solution
+        quadratic = torch.dot(direction, damped_mvp(direction))
     finite = (
         torch.isfinite(gradient).all() & torch.isfinite(direction).all() & torch.isfinite(quadratic)
     )
@@ -156,7 +175,8 @@ class TrustRegion(torch.optim.Optimizer):
 
     Args:
         params: the policy parameters, all requiring grad (one group, a single flat vector θ).
-        metric: M(θ) by name (``"fisher"``, ``"identity"``) or a :class:`Metric` instance.
+        metric: M(θ) by name (one of :data:`~rlopt.trust_region.metrics.METRICS`) or a
+            :class:`Metric` instance.
         lr: multiplier of the scaled step (1 reaches the trust radius); schedulable.
         max_kl: trust radius δ on the mean KL(π_old‖π_θ); schedulable via ``param_groups[0]``.
         cg_iters: CG iterations (matrix-vector products) per step.
@@ -227,12 +247,14 @@ class TrustRegion(torch.optim.Optimizer):
             self._metric = build_metric(name, key="metric")
         return self._metric
 
-    def step(self, closure: Callable[[], LossAndKL]) -> Tensor:
+    def step(self, closure: Callable[[], LossAndKL], inputs: MetricInputs | None = None) -> Tensor:
         """One trust-region update; returns the loss at θ_old, like every ``torch.optim`` step.
 
         ``closure()`` returns (loss to minimise, mean KL(π_old‖π_θ)) at the current parameters,
         with π_old fixed by the caller at θ_old. It is called once with grad enabled (gradient
         and metric), then under ``torch.no_grad()`` for the line search or diagnostics.
+        ``inputs`` (the policy as pure functions of the same parameters) is read only by the
+        metrics that need it (per-sample and Gauss-Newton metrics; the others ignore it).
         ``.grad`` of the parameters is neither read nor written. The step's diagnostics are
         kept in :attr:`last_stats`.
         """
@@ -247,7 +269,7 @@ class TrustRegion(torch.optim.Optimizer):
             gradient = flat_grad(loss, params, retain_graph=True)
             proposal = propose_step(
                 gradient,
-                metric.mvp(params, loss, kl),
+                metric.mvp(params, loss, kl, inputs),
                 lr=hyper["lr"],
                 max_kl=hyper["max_kl"],
                 damping=hyper["cg_damping"],
@@ -274,6 +296,7 @@ class TrustRegion(torch.optim.Optimizer):
         state = self.state[params[0]]
         state["step"] = state.get("step", 0) + 1
 
+        cos_to_grad = expected / (grad_norm * full_step_norm) if valid and grad_norm * full_step_norm > 0 else 0.0
         if not valid:  # no step proposed: nothing moves
             accepted, line_search_steps, step_fraction = False, 0, 0.0
             loss_after, kl_after, expected, after_finite = loss_before, 0.0, 0.0, bool(finite)
@@ -316,5 +339,7 @@ class TrustRegion(torch.optim.Optimizer):
             grad_norm=grad_norm,
             step_fraction=step_fraction,
             finite=after_finite,
+            cos_to_grad=cos_to_grad,
+            negative_curvature=proposal.cg.negative_curvature,
         )
         return loss

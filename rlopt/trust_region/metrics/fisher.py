@@ -1,0 +1,66 @@
+"""Loss-independent metrics of seed 003 that need only the closure: the identity and the Fisher.
+
+* ``identity``: M = I, "Vanilla gradient descent" (seed 003, row 1).
+* ``fisher``: M = ∇²_θ KL(π_old‖π_θ)|_{θ=θ_old} = E_s[Jᵀ F_out J], the Fisher information
+  (natural gradient, Kakade 2002; TRPO, Schulman et al. 2015), Hessian-free by Pearlmutter's trick.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from typing import ClassVar
+
+from torch import Tensor
+
+from rlopt.trust_region.flat import flat_grad
+from rlopt.trust_region.metrics.base import MatrixVectorProduct, Metric, MetricInputs
+from rlopt.trust_region.metrics.hessian import hessian_vector_product
+
+
+def fisher_vector_product(kl_grad: Tensor, params: Sequence[Tensor], vector: Tensor) -> Tensor:
+    """F v = ∇_θ((∇_θ kl)ᵀ v), F = ∇²_θ mean KL(π_old‖π_θ) at θ = θ_old (Pearlmutter 1994).
+
+    ``kl_grad`` is ∇_θ kl with its graph, ``flat_grad(kl, params, create_graph=True)``: formed
+    once per step, it is differentiated again (``retain_graph=True``) for each product, so CG's
+    repeated calls cost one backward each. At θ = θ_old the KL's gradient vanishes and its
+    Hessian is the Fisher information. Undamped: the caller adds λv
+    (:func:`~rlopt.trust_region.optimizer.propose_step`). ``.grad`` of ``params`` is left
+    untouched; entries of parameters the KL does not depend on are zero.
+    """
+    return hessian_vector_product(kl_grad, params, vector)
+
+
+class FisherMetric(Metric):
+    """M = F, the Hessian of the mean KL(π_old‖π_θ) at θ_old (natural gradient / TRPO).
+
+    Seed 003: "E_(x,y)[∇_θ log p_θ(y|x) ∇_θ log p_θ(y|x)ᵀ] + λI — Natural gradient", here with
+    y ~ π_θ(·|x) in expectation (exact, through the KL's Hessian) rather than the batch's actions.
+    """
+
+    name: ClassVar[str] = "fisher"
+
+    def mvp(
+        self, params: Sequence[Tensor], loss: Tensor, kl: Tensor, inputs: MetricInputs | None = None
+    ) -> MatrixVectorProduct:
+        params = list(params)
+        kl_grad = flat_grad(kl, params, create_graph=True)  # the first-order graph, built once
+        return functools.partial(fisher_vector_product, kl_grad, params)
+
+
+class IdentityMetric(Metric):
+    """M = I: the trust region is a Euclidean ball, the step is along −∇L.
+
+    Seed 003, row 1: "I — Vanilla gradient descent".
+    """
+
+    name: ClassVar[str] = "identity"
+
+    def mvp(
+        self, params: Sequence[Tensor], loss: Tensor, kl: Tensor, inputs: MetricInputs | None = None
+    ) -> MatrixVectorProduct:
+        return _identity
+
+
+def _identity(vector: Tensor) -> Tensor:
+    return vector

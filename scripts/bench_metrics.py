@@ -1,0 +1,100 @@
+"""Wall time of one trust-region step per metric M(θ) (issue 11, "Cost").
+
+Builds the TRPO CartPole preset's agent (configs/trpo_cartpole.yaml: 8 envs × 256 steps = 2048
+samples, 64×64 tanh actor, ``cg_iters`` 15, line search on), collects one rollout batch, then times
+``TrustRegion.step`` (gradient, metric set-up, CG, scaling, line search) on that batch for each
+metric, restoring the actor's parameters before every step so each repeat solves the same problem.
+
+    python scripts/bench_metrics.py [--repeats 10] [--threads 1] [--config configs/trpo_cartpole.yaml]
+
+Prints a markdown table: median and min ms per step, CG iterations and whether CG met negative
+curvature. Timings are wall-clock: other processes on the machine show up in them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agents import TRPO  # noqa: E402
+from agents.npg import actor_metric_inputs  # noqa: E402
+from rlopt.envs import make_vec_env  # noqa: E402
+from rlopt.losses import surrogate_loss  # noqa: E402
+from rlopt.rollout import RolloutCollector  # noqa: E402
+from rlopt.trust_region import METRICS  # noqa: E402
+
+METRIC_ORDER = (
+    "identity", "fisher", "empirical_fisher", "gradient_covariance",
+    "gauss_newton", "generalized_gauss_newton", "hessian",
+)  # fmt: skip
+"""Rows of the table, in seed 003's order (loss-independent first)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "trpo_cartpole.yaml"))
+    parser.add_argument("--repeats", type=int, default=10, help="timed steps per metric (after one warm-up)")
+    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    assert set(METRIC_ORDER) == set(METRICS), "a metric is missing from the table"
+
+    agent = TRPO.from_config(args.config, seed=0)
+    envs = make_vec_env(agent.cfg.env.id, agent.cfg.env.num_envs, seed=0)
+    collector = RolloutCollector(envs, agent.cfg.rollout.n_steps, obs_normalizer=agent.obs_normalizer, seed=0)
+    collector.collect(agent.act, agent.value)
+    batch = agent.prepare_batch(collector.buffer)
+    envs.close()
+    advantages = agent.advantages(batch)
+    entropy_coef = agent.current_entropy_coef
+    params = list(agent.actor.parameters())
+    theta_old = [p.detach().clone() for p in params]
+    with torch.no_grad():
+        old_dist = agent.actor(batch.obs).detach()
+
+    def closure() -> tuple[torch.Tensor, torch.Tensor]:
+        dist = agent.actor(batch.obs)
+        loss, _ = surrogate_loss(dist.log_prob(batch.actions), batch.log_probs, advantages, dist.entropy(), entropy_coef)
+        return loss, old_dist.kl(dist).mean()
+
+    optimizer = agent.actor_optimizer
+    group = optimizer.param_groups[0]
+    num_params = sum(p.numel() for p in params)
+    print(
+        f"batch {batch.obs.shape[0]} samples, {num_params} actor parameters, cg_iters {group['cg_iters']}, "
+        f"line_search {group['line_search']}, {args.threads} torch thread(s), {args.repeats} repeats\n"
+    )
+    print("| metric | median ms/step | min ms/step | CG iterations | negative curvature |")
+    print("|---|---:|---:|---:|---|")
+    for name in METRIC_ORDER:
+        group["metric"] = name
+        times, stats = [], None
+        for repeat in range(args.repeats + 1):
+            with torch.no_grad():
+                for p, saved in zip(params, theta_old):
+                    p.copy_(saved)
+            inputs = actor_metric_inputs(agent.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
+            start = time.perf_counter()
+            optimizer.step(closure, inputs)
+            elapsed = time.perf_counter() - start
+            stats = optimizer.last_stats
+            if repeat > 0:  # the first step warms up allocations and torch.func's tracing
+                times.append(1000.0 * elapsed)
+        assert stats is not None
+        print(
+            f"| `{name}` | {statistics.median(times):.1f} | {min(times):.1f} | {stats.cg_iterations} "
+            f"| {'yes' if stats.negative_curvature else 'no'} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
