@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import IO, TYPE_CHECKING, Callable, Sequence
 
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
+from rlopt.files import LOCK_FILE, RunDirLocked, check_run_dir_unlocked, lock_run_dir
 from rlopt.report import add_report_parser, report_command
 from rlopt.sweep import add_sweep_parser, sweep_command
 
@@ -68,7 +70,8 @@ def _check_run_dir(run_dir: Path) -> None:
     """A run directory is never overwritten, and it must be creatable where it is asked for."""
     if run_dir.exists() and not run_dir.is_dir():
         raise ConfigError(f"--run-dir: {run_dir} is a file; give a new or empty directory")
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    # A lock file alone is what a process killed before its first write leaves (taken: _lock).
+    if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; refusing to overwrite a run")
     ancestor = run_dir.absolute()
     while not ancestor.exists():
@@ -79,12 +82,51 @@ def _check_run_dir(run_dir: Path) -> None:
         raise ConfigError(f"--run-dir: {ancestor} is not writable, so {run_dir} cannot be created")
 
 
+def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
+    """The run directory's lock for the life of this process (see :func:`rlopt.files.lock_run_dir`);
+    with ``check_only``, None once it is sure no other process holds it (nothing is written)."""
+    try:
+        return check_run_dir_unlocked(run_dir) if check_only else lock_run_dir(run_dir)
+    except RunDirLocked as err:
+        raise ConfigError(f"{err}; wait for it to end or stop it (a lock left by a killed process never blocks)") from None
+    except OSError as err:
+        raise ConfigError(f"--run-dir: cannot lock {run_dir} ({err.strerror or err})") from None
+
+
+def _probe_env(env_id: str, seed: int) -> None:
+    """Reset and step one fresh instance of ``env_id`` and check the observations it returns
+    against its observation space, before anything is written (a misbehaving env would otherwise
+    fail at the first rollout and leave an unusable run directory behind)."""
+    from rlopt.envs import make_vec_env
+
+    probe = make_vec_env(env_id, 1)
+    try:
+        expected = (1, *probe.single_observation_space.shape)
+        for call in ("reset", "step"):
+            try:
+                out = probe.reset(seed=seed) if call == "reset" else probe.step(probe.action_space.sample())
+                shape = getattr(out[0], "shape", None)
+            except Exception as err:  # an env whose reset/step raises, or returns the wrong shape
+                raise ConfigError(f"env.id: {env_id!r} {call}() failed ({type(err).__name__}: "
+                                  f"{' '.join(str(err).split())[:200]})") from None  # fmt: skip
+            if shape != expected:
+                raise ConfigError(f"env.id: {env_id!r} {call}() returned observations of shape {shape}; "
+                                  f"its observation space says {expected}")  # fmt: skip
+    finally:
+        probe.close()
+
+
 def _train(args: argparse.Namespace) -> int:
     from agents import build_agent
     from rlopt.checkpoint import list_checkpoints
     from rlopt.config import load_config
     from rlopt.trainer import CONFIG_FILE, Trainer
 
+    if args.run_dir is not None and not args.run_dir.strip():
+        raise ConfigError('--run-dir: "" is no directory; give a path or leave --run-dir out')
+    if args.resume is not None and not args.resume.strip():
+        raise ConfigError('--resume: "" is no directory; give the run directory to resume')
+    notices: list[str] = []  # printed once nothing rejects the run
     if args.resume:
         if args.config or args.overrides or args.run_dir:
             raise ConfigError("--resume takes only the run directory; its config.yaml is reused unchanged")
@@ -95,29 +137,44 @@ def _train(args: argparse.Namespace) -> int:
     else:
         if args.config is None:
             raise ConfigError("train: a config file is required, e.g. rlopt train configs/ppo_cartpole.yaml")
-        cfg = load_config(args.config, args.overrides)
+        cfg = load_config(args.config, args.overrides, notices=notices)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.agent, cfg.env.id)
         _check_run_dir(run_dir)
     # Everything that can reject the input happens before the mkdir below, so bad input never
     # leaves a run directory behind.
     agent = build_agent(cfg)
+    _probe_env(cfg.env.id, cfg.seed)
+    for notice in notices:
+        print(f"rlopt: note: {notice}", file=sys.stderr)
     trainer = Trainer(agent, run_dir=run_dir, progress=not args.no_progress)
-    try:  # the first write, once nothing is left to reject (Trainer.train() accepts an existing dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--run-dir: cannot create {run_dir} ({err.strerror or err})") from None
-    if args.resume:
-        try:
-            steps = trainer.resume()
-        except ConfigError:
-            raise
-        except Exception as err:  # a truncated or foreign checkpoint file
-            raise ConfigError(
-                f"--resume: {list_checkpoints(run_dir)[-1]} is not a readable rlopt checkpoint ({type(err).__name__})"
-            ) from None
-        print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
-    summary = trainer.train()
-    print(json.dumps(summary))
+    try:
+        if args.resume:  # reads only: a ConfigError names an unreadable .pt/.env or a changed config
+            _lock(run_dir, check_only=True)  # a live trainer in the run dir: exit 2 at once
+            seen = list_checkpoints(run_dir)
+            steps = trainer.resume(require_same_config=True)
+        try:  # the first write, once nothing is left to reject (Trainer.train() accepts an existing dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--run-dir: cannot create {run_dir} ({err.strerror or err})") from None
+        lock = _lock(run_dir)  # one process per run directory, until this one ends (issue 12)
+    except BaseException:
+        trainer.close()
+        raise
+    try:
+        if args.resume:
+            if list_checkpoints(run_dir) != seen:  # another process checkpointed between the read and the lock
+                raise ConfigError(f"--resume: {run_dir} got a new checkpoint while it was being read; run again")
+            print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
+        else:
+            _check_run_dir(run_dir)  # again under the lock: another process may have won the race
+        summary = trainer.train()
+    except BaseException:
+        trainer.close()
+        raise
+    finally:
+        if lock is not None:
+            lock.close()
+    print(json.dumps(summary, allow_nan=False))
     print(f"run written to {run_dir} (tensorboard --logdir {run_dir})", file=sys.stderr)
     return 0
 
@@ -126,14 +183,15 @@ def _eval(args: argparse.Namespace) -> int:
     from agents import build_agent
     from rlopt.checkpoint import list_checkpoints, load_checkpoint
     from rlopt.config import load_config
+    from rlopt.config.validation import EVAL_EPISODES_MAX
     from rlopt.evaluation import evaluate, record_video
     from rlopt.trainer import CONFIG_FILE
 
     run_dir = Path(args.run_dir)
     if not (run_dir / CONFIG_FILE).is_file():
         raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
-    if args.episodes is not None and args.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1, got {args.episodes}")
+    if args.episodes is not None and not 1 <= args.episodes <= EVAL_EPISODES_MAX:
+        raise ConfigError(f"--episodes must be >= 1 and <= {EVAL_EPISODES_MAX}, got {args.episodes}")
     cfg = load_config(run_dir / CONFIG_FILE, [] if args.device is None else [f"device={args.device}"])
     if args.checkpoint:
         checkpoint = Path(args.checkpoint)
@@ -159,7 +217,9 @@ def _eval(args: argparse.Namespace) -> int:
         except Exception as err:  # gymnasium.error.DependencyNotInstalled: moviepy missing
             raise ConfigError(f"--video: {str(err).splitlines()[0]} (pip install 'rlopt[video]')") from None
         result["videos"] = [str(v) for v in videos]
-    print(json.dumps(result))
+    if not all(math.isfinite(result[key]) for key in ("return_mean", "return_std")):  # strict JSON: no NaN
+        result.update(return_mean=None, return_std=None, return_finite=False)
+    print(json.dumps(result, allow_nan=False))
     return 0
 
 

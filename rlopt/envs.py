@@ -35,6 +35,10 @@ def _resolve_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         raise ConfigError(f"env.id: unknown environment {env_id!r} ({error})") from error
 
 
+resolve_spec = _resolve_spec
+"""Public name of the spec lookup (the evaluation reads an env's own time limit from it)."""
+
+
 def validate_vector_env(envs: VectorEnv) -> None:
     """Raise ConfigError unless ``envs`` autoresets NEXT_STEP, observes a 1-D Box and acts in a
     Discrete or 1-D Box space -- the layout RolloutCollector stores."""

@@ -9,11 +9,17 @@ crash. If anything fails the temporary file is removed and the old file is left 
 
 from __future__ import annotations
 
+import fcntl
 import os
 import tempfile
 from pathlib import Path
+from typing import IO
 
-__all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["LOCK_FILE", "TEMP_SUFFIX", "RunDirLocked", "atomic_write_bytes", "atomic_write_text",
+           "check_run_dir_unlocked", "lock_run_dir"]
+
+LOCK_FILE = ".lock"
+"""``RUN_DIR/.lock``: flock'ed by the process using the run directory; holds its pid."""
 
 TEMP_SUFFIX = ".tmp"
 """Suffix of the temporary file of a write in progress (a leftover marks an interrupted write)."""
@@ -53,3 +59,51 @@ def _fsync_directory(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+class RunDirLocked(Exception):
+    """Another live process holds the run directory's lock (``pid``: what its lock file says)."""
+
+    def __init__(self, run_dir: Path, pid: str) -> None:
+        super().__init__(f"{run_dir} is in use by another process (pid {pid or 'unknown'})")
+        self.run_dir, self.pid = run_dir, pid
+
+
+def check_run_dir_unlocked(run_dir: Path) -> None:
+    """Raise :class:`RunDirLocked` if a live process holds ``RUN_DIR/.lock``; writes nothing."""
+    try:
+        handle = open(Path(run_dir) / LOCK_FILE, encoding="utf-8")  # noqa: SIM115
+    except OSError:  # no lock file (or none we can read): nobody to wait for
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirLocked(Path(run_dir), handle.read().strip()) from None
+        fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def lock_run_dir(run_dir: Path) -> IO[str]:
+    """Take the exclusive, non-blocking ``flock`` on ``RUN_DIR/.lock`` and write our pid into it.
+
+    The lock lives as long as the returned file stays open (close it to release); the kernel drops
+    it when the process dies, so the file a killed process leaves behind never blocks anyone.
+    Raises :class:`RunDirLocked` at once if another process holds it (two trainers in one run
+    directory prune each other's checkpoint files and erase each other's TensorBoard points).
+    """
+    handle = open(Path(run_dir) / LOCK_FILE, "a+", encoding="utf-8")  # noqa: SIM115 (kept open: the lock)
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        pid = handle.read().strip()
+        handle.close()
+        raise RunDirLocked(Path(run_dir), pid) from None
+    except BaseException:
+        handle.close()
+        raise
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle

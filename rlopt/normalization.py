@@ -44,8 +44,16 @@ class RunningMeanStd:
         self.std_epsilon = std_epsilon
 
     def update(self, x: Tensor) -> None:
-        """Merge a batch ``x`` of shape ``[..., *shape]`` (all leading dims are samples)."""
+        """Merge a batch ``x`` of shape ``[..., *shape]`` (all leading dims are samples).
+
+        Samples with a non-finite entry are left out: one NaN would poison the statistics for
+        the rest of the run (issue 12); the update that sees it is skipped by the agent.
+        """
         batch = x.detach().to(device=self.mean.device, dtype=torch.float64).reshape(-1, *self.mean.shape)
+        if batch.shape[0] > 0:
+            finite = torch.isfinite(batch).reshape(batch.shape[0], -1).all(dim=1)
+            if not bool(finite.all()):
+                batch = batch[finite]
         batch_count = batch.shape[0]
         if batch_count == 0:
             return
@@ -90,9 +98,18 @@ class RewardScaler:
         self.return_stats = RunningMeanStd((), epsilon=epsilon)
 
     def scale(self, rewards: np.ndarray, done: np.ndarray) -> np.ndarray:
-        """Update the running return with this step's rewards and return the scaled rewards."""
+        """Update the running return with this step's rewards and return the scaled rewards.
+
+        A non-finite reward restarts its env's running return and never enters the statistics;
+        its scaled reward stays non-finite, so the update that would learn from it is skipped.
+        """
         self.discounted_return = self.discounted_return * self.gamma + rewards
-        self.return_stats.update(torch.from_numpy(self.discounted_return))
+        finite = np.isfinite(self.discounted_return)
+        if finite.all():
+            self.return_stats.update(torch.from_numpy(self.discounted_return))
+        else:
+            self.return_stats.update(torch.from_numpy(self.discounted_return[finite]))
+            self.discounted_return[~finite] = 0.0
         self.discounted_return[done] = 0.0
         std = float((self.return_stats.var + self.return_stats.std_epsilon).sqrt())
         return np.clip(rewards / std, -self.clip, self.clip).astype(np.float32)

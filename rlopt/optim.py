@@ -17,7 +17,7 @@ import torch
 
 from rlopt.errors import ConfigError
 
-__all__ = ["OPTIMIZER_NAMES", "build_optimizer"]
+__all__ = ["OPTIMIZER_NAMES", "accepted_options", "build_optimizer"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,14 @@ def _accepted_kwargs(cls: type[torch.optim.Optimizer]) -> list[str]:
         if arg not in ("self", "params")
         and param.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
     ]
+
+
+def accepted_options(name: str) -> tuple[str, ...] | None:
+    """The spec keys (besides ``name``) :func:`build_optimizer` accepts for ``name``; None if unknown."""
+    alias = _ALIASES.get(name.lower()) if isinstance(name, str) else None
+    if alias is None:
+        return None
+    return tuple(arg for arg in _accepted_kwargs(alias.cls) if arg not in alias.fixed)
 
 
 def _plain(value: Any) -> Any:

@@ -47,10 +47,10 @@ from rlopt.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rlopt.config import config_to_yaml
+from rlopt.config import Config, config_to_dict, config_to_yaml
 from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
-from rlopt.evaluation import evaluate
+from rlopt.evaluation import evaluate_episodes
 from rlopt.files import atomic_write_text
 from rlopt.learner import Learner, UpdateStats
 from rlopt.normalization import RewardScaler
@@ -59,6 +59,39 @@ from rlopt.rollout import RolloutCollector
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FORMAT_VERSION = 1
+"""Format 1 checkpoints written before issue 12 lack ``"config"``; they resume unchecked."""
+RESUME_MUTABLE_KEYS = ("device", "threads")
+"""Config keys a resume may change (the hardware); any other edit of config.yaml is refused."""
+
+
+def stored_config(cfg: Config) -> str:
+    """The resolved config a checkpoint records, as canonical JSON, without ``RESUME_MUTABLE_KEYS``."""
+    tree = config_to_dict(cfg)
+    for key in RESUME_MUTABLE_KEYS:
+        tree.pop(key, None)
+    return json.dumps(tree, sort_keys=True)
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value differs between two config trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for name in sorted(set(old) | set(new), key=str)
+                for k in _changed_keys(old.get(name), new.get(name), f"{prefix}{name}.")]  # fmt: skip
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def strict_json_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with a non-finite evaluation return written as ``null`` (strict JSON has no NaN)
+    and ``eval_return_finite`` saying whether it was finite."""
+    out = dict(summary)
+    finite = True
+    for key in ("eval_return_mean", "eval_return_std"):
+        value = out.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = None
+            finite = False
+    out["eval_return_finite"] = finite
+    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -118,6 +151,10 @@ def wait_for_later_event_file_name(run_dir: Path) -> None:
         time.sleep(max(0.0, max(created) + 1 - time.time()))
 
 
+class _Unreadable(Exception):
+    """A checkpoint file (``.pt`` or its ``.env``) that cannot be loaded; the message names it."""
+
+
 # --------------------------------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------------------------------
@@ -147,6 +184,7 @@ class Trainer:
         self.writer: Any = None
         self.last_checkpoint: Path | None = None
         self._interrupt_requested = False
+        self._purge_step: int | None = None
         self._previous_sigint_handler: Any = None
 
     # ----------------------------------------------------------------- run directory
@@ -163,6 +201,7 @@ class Trainer:
         """Everything needed to continue exactly (the envs themselves are pickled aside)."""
         return {
             "format_version": CHECKPOINT_FORMAT_VERSION,
+            "config": stored_config(self.cfg),
             "env_steps": self.env_steps,
             "skipped_updates": self.skipped_updates,
             "consecutive_faults": self.consecutive_faults,
@@ -188,27 +227,57 @@ class Trainer:
         )
         return self.last_checkpoint
 
-    def resume(self, checkpoint: Path | None = None) -> int:
-        """Restore the newest complete checkpoint (or ``checkpoint``); returns its env steps."""
+    def resume(self, checkpoint: Path | None = None, require_same_config: bool = False) -> int:
+        """Restore the newest readable complete checkpoint (or ``checkpoint``); returns its env steps.
+
+        An unreadable checkpoint (a torn ``.pt``, or a torn ``.env`` beside it) is skipped with a
+        RuntimeWarning naming the file, for the one before it; if none is readable, ConfigError.
+        With ``require_same_config`` (``rlopt train --resume``), a checkpoint trained with another
+        config (keys other than ``RESUME_MUTABLE_KEYS``) is a ConfigError too; the Python API
+        may continue a run with another ``total_steps`` or checkpoint interval.
+        """
         if self.run_dir is None:
             raise ValueError("resume needs a Trainer with a run_dir")
-        if checkpoint is None:
-            found = list_checkpoints(self.run_dir)
-            if not found:
-                raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
-            checkpoint = found[-1]
-        state = load_checkpoint(checkpoint)
-        if state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+        candidates = [Path(checkpoint)] if checkpoint is not None else list_checkpoints(self.run_dir)[::-1]
+        if not candidates:
+            raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
+        for index, path in enumerate(candidates):
+            try:
+                return self._restore(path, require_same_config)
+            except _Unreadable as err:
+                if index + 1 == len(candidates):
+                    raise ConfigError(f"--resume: {err}; no readable checkpoint left to resume from") from None
+                warnings.warn(f"{err}; resuming from the previous checkpoint {candidates[index + 1].name}",
+                              RuntimeWarning, stacklevel=2)  # fmt: skip
+        raise AssertionError("unreachable")
+
+    def _restore(self, checkpoint: Path, require_same_config: bool) -> int:
+        """Load one checkpoint into the trainer; raises :class:`_Unreadable` naming the bad file."""
+        try:
+            state = load_checkpoint(checkpoint)
+        except Exception as err:
+            raise _Unreadable(f"{checkpoint} is not a readable rlopt checkpoint ({type(err).__name__})") from None
+        if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION:
+            version = state.get("format_version") if isinstance(state, dict) else None
             raise ConfigError(
-                f"--resume: {checkpoint} has checkpoint format {state.get('format_version')!r}; "
+                f"--resume: {checkpoint} has checkpoint format {version!r}; "
                 f"this rlopt reads format {CHECKPOINT_FORMAT_VERSION}"
             )
-        envs = load_envs(checkpoint)
+        if require_same_config:
+            self._check_same_config(checkpoint, state.get("config"))
+        try:
+            envs = load_envs(checkpoint)
+        except Exception as err:  # unpickling a torn file: EOFError, UnpicklingError, ...
+            raise _Unreadable(f"{checkpoint.with_suffix('.env')} is not a readable pickled env "
+                              f"({type(err).__name__})") from None  # fmt: skip
+        try:
+            self.agent.load_state_dict(state["agent"])
+            self.collector.load_state_dict(state["collector"])
+        except (KeyError, RuntimeError, ValueError, TypeError) as err:
+            raise _Unreadable(f"{checkpoint} does not fit this agent ({type(err).__name__})") from None
         if envs is not None:
             self.envs.close()
             self.envs = self.collector.envs = envs
-        self.agent.load_state_dict(state["agent"])
-        self.collector.load_state_dict(state["collector"])
         if envs is None:
             warnings.warn(
                 f"{checkpoint} has no pickled envs beside it: episodes restart from the seed, so the "
@@ -223,9 +292,22 @@ class Trainer:
         self.recent_returns.clear()
         self.recent_returns.extend(state["recent_returns"])
         self.last_checkpoint = Path(checkpoint)
-        # Points logged after this checkpoint and before the crash are dropped (purge_step).
-        self._open_writer(purge_step=self.env_steps + 1)
+        # Points logged after this checkpoint and before the crash are dropped (purge_step) by the
+        # writer train() opens: resume itself writes nothing (rlopt train locks the run dir after it).
+        self._purge_step = self.env_steps + 1
         return self.env_steps
+
+    def _check_same_config(self, checkpoint: Path, saved: Any) -> None:
+        """Refuse to continue a checkpoint under another config (e.g. PPO weights into A2C)."""
+        if saved is None:  # written before checkpoints recorded their config
+            return
+        changed = _changed_keys(json.loads(saved), json.loads(stored_config(self.cfg)))
+        if changed:
+            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise ConfigError(
+                f"--resume: config.yaml differs from the config {checkpoint.name} was trained with ({shown}); "
+                f"only {' and '.join(RESUME_MUTABLE_KEYS)} may change on resume"
+            )
 
     # ----------------------------------------------------------------- the loop
     def train(self, total_steps: int | None = None) -> dict[str, Any]:
@@ -238,7 +320,7 @@ class Trainer:
         if self.run_dir is not None:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(self.cfg))
-            self._open_writer()
+            self._open_writer(purge_step=self._purge_step)
         bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,
                    dynamic_ncols=True, leave=True)
         next_checkpoint = self._next_checkpoint_step()
@@ -348,7 +430,7 @@ class Trainer:
         self.writer.add_scalar("time/sps", sps, step)
 
     def _summarise(self) -> dict[str, Any]:
-        result = evaluate(self.agent, self.cfg.eval.episodes, self.cfg.seed)
+        result = evaluate_episodes(self.agent, self.cfg.eval.episodes, self.cfg.seed)
         summary = {
             "agent": self.cfg.agent,
             "env_id": self.cfg.env.id,
@@ -360,9 +442,13 @@ class Trainer:
             "eval_return_std": result["return_std"],
             "eval_episodes": result["episodes"],
             "skipped_updates": self.skipped_updates,
+            "eval_truncated_episodes": result["truncated_episodes"],
+            "eval_max_episode_steps": result["max_episode_steps"],
         }
+        summary = strict_json_summary(summary)
         if self.run_dir is not None:
-            atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2) + "\n")
+            text = json.dumps(summary, indent=2, allow_nan=False)
+            atomic_write_text(self.run_dir / SUMMARY_FILE, text + "\n")
         return summary
 
     def close(self) -> None:

@@ -13,8 +13,11 @@ import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
+from gymnasium.envs.classic_control.cartpole import CartPoleEnv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -49,6 +52,36 @@ def _train(preset: str, *overrides: str) -> tuple[str, ...]:
 
 
 _RUN_CONFIG = config_to_yaml(load_config(PPO)).encode()
+
+
+def _alias_bomb(levels: int = 7, width: int = 9) -> bytes:
+    """A "billion laughs" YAML: ``width ** levels`` leaves from ``levels * width`` aliases."""
+    lines = [f"l0: &l0 [{', '.join(['lol'] * width)}]"]
+    lines += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * width)}]" for i in range(1, levels)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+_ALIAS_BOMB = _alias_bomb()
+
+
+class WrongResetShape(CartPoleEnv):
+    """Declares a 4-D observation space but ``reset`` returns 3 numbers."""
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
+        obs, info = super().reset(seed=seed, options=options)
+        return obs[:3], info
+
+
+class WrongStepShape(CartPoleEnv):
+    """Declares a 4-D observation space but ``step`` returns 5 numbers."""
+
+    def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return np.append(obs, 0.0).astype(np.float32), reward, terminated, truncated, info
+
+
+gym.register("WrongResetShape-v0", entry_point=f"{__name__}:WrongResetShape", max_episode_steps=500)
+gym.register("WrongStepShape-v0", entry_point=f"{__name__}:WrongStepShape", max_episode_steps=500)
 
 CASES = [
     # unknown keys and wrong types
@@ -163,6 +196,40 @@ CASES = [
         ("train", "--resume", "{tmp}/done"),
         "--resume",
         {"done/config.yaml": _RUN_CONFIG},
+    ),
+    # issue 12, "Faults to fix" items 4 and 5
+    BadInput("total_steps with 400 digits", _train(PPO, "total_steps=" + "9" * 400), "total_steps"),
+    BadInput("total_steps 10**30", _train(PPO, "total_steps=1" + "0" * 30), "total_steps"),
+    BadInput("eval.episodes 10 million", _train(PPO, "eval.episodes=10000000"), "eval.episodes"),
+    BadInput("negative entropy_coef", _train(PPO, "entropy_coef=-0.01"), "entropy_coef"),
+    BadInput(
+        "negative scheduled entropy_coef", _train(PPO, "entropy_coef={value: -0.01, name: linear}"), "entropy_coef"
+    ),
+    BadInput("actor optimizer maximize", _train(A2C, "actor.optim.maximize=true"), "actor.optim.maximize"),
+    BadInput("critic optimizer maximize", _train(PPO, "critic.optim.maximize=true"), "critic.optim.maximize"),
+    BadInput("empty run dir name", ("train", PPO, "--run-dir", "", "--no-progress"), "--run-dir"),
+    BadInput("env reset returns the wrong shape", _train(PPO, f"env.id={__name__}:WrongResetShape-v0"), "reset"),
+    BadInput("env step returns the wrong shape", _train(PPO, f"env.id={__name__}:WrongStepShape-v0"), "step"),
+    BadInput(
+        "empty YAML file", ("train", "{tmp}/empty.yaml", "--run-dir", "{tmp}/run"), "empty", {"empty.yaml": b""}
+    ),
+    BadInput(
+        "YAML file of comments only",
+        ("train", "{tmp}/comments.yaml", "--run-dir", "{tmp}/run"),
+        "empty",
+        {"comments.yaml": b"# agent: ppo\n"},
+    ),
+    BadInput(
+        "YAML alias bomb",
+        ("train", "{tmp}/bomb.yaml", "--run-dir", "{tmp}/run"),
+        "alias",
+        {"bomb.yaml": _ALIAS_BOMB},
+    ),
+    BadInput(
+        "eval --episodes 10 million",
+        ("eval", "{tmp}/done", "--episodes", "10000000"),
+        "--episodes",
+        {"done/config.yaml": _RUN_CONFIG, "done/checkpoints/step_000000000256.pt": b"not a checkpoint"},
     ),
 ]
 

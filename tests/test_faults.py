@@ -277,3 +277,36 @@ def test_trpo_rejected_step_leaves_the_actor_bit_identical(monkeypatch: pytest.M
     for name, tensor in agent.actor.state_dict().items():
         for before in actor_before:
             assert torch.equal(before[name], tensor), name
+
+
+# --------------------------------------------------------------------------------------------------
+# Running statistics never see a non-finite value (issue 12, item 2)
+# --------------------------------------------------------------------------------------------------
+
+
+def test_one_non_finite_reward_does_not_poison_the_reward_scaler(tmp_path: Path) -> None:
+    agent = make_agent(PPO, env_id("NaNRewardOnce-v0"), env={"id": env_id("NaNRewardOnce-v0"), "num_envs": NUM_ENVS,
+                                                              "normalize_reward": True})  # fmt: skip
+    recorder = UpdateRecorder(agent)
+    trainer = Trainer(agent, run_dir=tmp_path, progress=False)
+    summary = trainer.train()
+    assert recorder.skipped == [False, True, False, False, False]
+    assert summary["skipped_updates"] == 1
+    stats = trainer.collector.reward_scaler.return_stats
+    assert math.isfinite(stats.count) and bool(torch.isfinite(stats.var).all() & torch.isfinite(stats.mean).all())
+
+
+def test_running_mean_std_skips_non_finite_rows() -> None:
+    from rlopt.normalization import RewardScaler, RunningMeanStd
+
+    stats = RunningMeanStd(2, epsilon=0.0)
+    stats.update(torch.tensor([[1.0, 2.0], [math.nan, 0.0], [3.0, math.inf], [3.0, 4.0]]))
+    assert stats.count == 2.0  # only the two finite rows
+    assert torch.equal(stats.mean, torch.tensor([2.0, 3.0], dtype=torch.float64))
+    assert torch.equal(stats.var, torch.tensor([1.0, 1.0], dtype=torch.float64))
+    scaler = RewardScaler(num_envs=2, gamma=0.5, epsilon=0.0)
+    scaled = scaler.scale(np.array([1.0, math.nan]), np.array([False, False]))
+    assert math.isnan(scaled[1]) and math.isfinite(scaled[0])  # the bad step stays bad (its update is skipped)
+    assert scaler.return_stats.count == 1.0 and np.isfinite(scaler.discounted_return).all()
+    scaler.scale(np.array([1.0, 2.0]), np.array([False, False]))
+    assert scaler.discounted_return.tolist() == [1.5, 2.0]  # env 1's return restarts after the bad step

@@ -9,6 +9,7 @@ merged over the schema's defaults with OmegaConf, then validated.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,14 +20,43 @@ from omegaconf.errors import OmegaConfBaseException
 from rlopt.config.schema import Config
 from rlopt.config.validation import first_line, omegaconf_message, validate
 from rlopt.errors import ConfigError
+from rlopt.optim import accepted_options
+from rlopt.trust_region.build import TRUST_REGION_NAME, TRUST_REGION_OPTIONS
 
 _EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
 """``1e-3``, ``3E5``, ``1.0e5``: floats in YAML 1.2 that PyYAML's YAML 1.1 resolver reads as strings."""
 
 
+MAX_YAML_ALIASES = 100
+"""Aliases (``*name``) one YAML document may use: a config needs a handful."""
+MAX_YAML_NODES = 100_000
+"""Nodes a YAML document may expand to with its aliases resolved ("billion laughs": 9 aliases
+nested 9 deep expand to 9**9 nodes, which OmegaConf would copy for minutes)."""
+
+
 class _ConfigLoader(yaml.SafeLoader):
-    """``yaml.safe_load``'s loader (no python tags, no code), plus YAML 1.2 exponent floats and a
-    refusal of duplicate keys, which ``safe_load`` would silently resolve to the last one."""
+    """``yaml.safe_load``'s loader (no python tags, no code), plus YAML 1.2 exponent floats, a
+    refusal of duplicate keys, which ``safe_load`` would silently resolve to the last one, and
+    budgets on aliases and on the size of the document they expand to (alias bombs)."""
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases = getattr(self, "_aliases", 0) + 1
+            if self._aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases (*name); a config needs a few",
+                    self.peek_event().start_mark,
+                )  # fmt: skip
+        return super().compose_node(parent, index)
+
+    def compose_document(self) -> yaml.Node:
+        node = super().compose_document()
+        expanded = _expanded_size(node, {})
+        if expanded > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"its aliases expand to more than {MAX_YAML_NODES} nodes (an alias bomb?)", node.start_mark
+            )
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[str] = set()
@@ -40,6 +70,26 @@ class _ConfigLoader(yaml.SafeLoader):
                 )  # fmt: skip
             seen.add(key_node.value)
         return super().construct_mapping(node, deep=deep)
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """Nodes of ``node`` with every alias expanded, counted once per distinct node (``sizes`` memo)."""
+    if id(node) in sizes:
+        return sizes[id(node)]
+    sizes[id(node)] = MAX_YAML_NODES + 1  # a recursive alias expands without end
+    if isinstance(node, yaml.MappingNode):
+        children = [child for pair in node.value for child in pair]
+    elif isinstance(node, yaml.SequenceNode):
+        children = list(node.value)
+    else:
+        children = []
+    total = 1
+    for child in children:
+        total += _expanded_size(child, sizes)
+        if total > MAX_YAML_NODES:
+            break
+    sizes[id(node)] = total
+    return total
 
 
 _ConfigLoader.add_implicit_resolver("tag:yaml.org,2002:float", _EXPONENT_FLOAT, list("-+0123456789"))
@@ -64,7 +114,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except RecursionError:
         raise ConfigError(f"malformed YAML in {path}: nested too deeply") from None
     if data is None:
-        return {}
+        raise ConfigError(f"config file {path} is empty; it must hold a mapping of keys such as 'agent: ppo'")
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys, got a {type(data).__name__}")
     return data
@@ -99,10 +149,44 @@ def _reject_missing(layer: DictConfig, where: str) -> None:
         raise ConfigError(f"{missing[0]}: '???' (a missing value) in {where}; give a value")
 
 
+OPTIM_KEYS = ("actor.optim", "critic.optim")
+"""Optimizer specs whose ``name`` a later layer may switch (dropping options the new one lacks)."""
+
+
+def _spec_options(name: Any) -> tuple[str, ...] | None:
+    """Keys an optimizer spec named ``name`` accepts besides ``name``; None for an unknown name."""
+    if name == TRUST_REGION_NAME:
+        return TRUST_REGION_OPTIONS
+    return accepted_options(name)
+
+
+def _drop_foreign_options(merged: DictConfig, layer: Any, notices: list[str]) -> None:
+    """After ``layer`` switched ``actor.optim.name`` (or the critic's), drop the options inherited
+    from the layers below that the new optimizer does not take, with a one-line notice: a preset's
+    ``eps`` must not make ``actor.optim.name=sgd`` fail. Options ``layer`` sets itself are kept
+    (and checked), and so is ``lr``. The notices are appended to ``notices``."""
+    for key in OPTIM_KEYS:
+        section, _, leaf = key.partition(".")
+        own = layer.get(section, {}) if isinstance(layer, Mapping) else {}
+        own = own.get(leaf) if isinstance(own, Mapping) else None
+        if not isinstance(own, Mapping) or "name" not in own:
+            continue
+        spec = merged[section][leaf]
+        accepted = _spec_options(spec.get("name"))
+        if accepted is None:  # an unknown name: its own one-line error comes later
+            continue
+        dropped = [k for k in spec if k not in ("name", "lr", *accepted, *own)]
+        for option in dropped:
+            del spec[option]
+        if dropped:
+            notices.append(f"{key}.name={spec['name']} does not take {', '.join(map(str, dropped))}: dropped")
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: Sequence[str] = (),
     values: Mapping[str, Any] | None = None,
+    notices: list[str] | None = None,
 ) -> Config:
     """Build a schema-validated :class:`Config`: defaults < YAML file < ``values`` < dotted overrides.
 
@@ -110,6 +194,10 @@ def load_config(
     range, unusable optimizer or schedule spec) raises :class:`ConfigError` with a one-line
     message naming the key and what is allowed. Which agent and its actor step are checked, and
     its defaults filled in, by the agent class (its ``check_config``, run by ``build_agent``).
+
+    Switching an optimizer by name over the file (``actor.optim.name=sgd``) drops the options the
+    new one does not take; each drop is a one-line notice appended to ``notices`` (the CLI prints
+    them once the run is accepted), or a UserWarning when ``notices`` is None.
     """
     if isinstance(overrides, str):  # a lone "k=v" would otherwise be split into characters
         overrides = [overrides]
@@ -122,11 +210,14 @@ def load_config(
     except OmegaConfBaseException as err:
         raise ConfigError(omegaconf_message(err)) from None
     layers.extend((f"override {item!r}", _parse_override(item)) for item in overrides)
+    dropped: list[str] = []
     merged: Any = OmegaConf.structured(Config)
-    for where, layer in layers:
+    for index, (where, layer) in enumerate(layers):
         _reject_missing(layer, where)
         try:
             merged = OmegaConf.merge(merged, layer)
+            if index > 0 or path is None:  # a layer over the file (an override, values) may switch names
+                _drop_foreign_options(merged, OmegaConf.to_container(layer, resolve=False), dropped)
         except OmegaConfBaseException as err:
             if getattr(err, "full_key", None):
                 raise ConfigError(omegaconf_message(err)) from None
@@ -138,6 +229,10 @@ def load_config(
     except OmegaConfBaseException as err:  # unresolvable ${interpolation}
         raise ConfigError(omegaconf_message(err)) from None
     validate(cfg)
+    if notices is not None:
+        notices.extend(dropped)
+    for notice in dropped if notices is None else ():
+        warnings.warn(notice, UserWarning, stacklevel=2)
     return cfg
 
 

@@ -10,7 +10,6 @@ spec actually used. Reading YAML is :mod:`rlopt.config.loading`, checks are
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
@@ -131,7 +130,8 @@ class EvalConfig:
     episodes: int = 10
     """Episodes of the final deterministic evaluation on fresh env instances."""
     max_episode_steps: Optional[int] = None
-    """Truncate evaluation episodes after this many steps; null = the env's own time limit."""
+    """Truncate evaluation episodes after this many steps; null = the env's own time limit, or
+    10,000 steps for an env without one (``rlopt.evaluation.DEFAULT_MAX_EPISODE_STEPS``)."""
 
 
 @dataclass
@@ -185,4 +185,4 @@ class Config:
     @property
     def num_updates(self) -> int:
         """Number of rollouts/updates in the run: the schedules' horizon."""
-        return max(1, math.ceil(self.total_steps / self.batch_size))
+        return max(1, -(-self.total_steps // self.batch_size))  # exact ceil: no float overflow

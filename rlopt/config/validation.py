@@ -65,11 +65,22 @@ SEED_MAX = 2**63 - 1
 """torch.manual_seed takes 64 bits; int64 leaves room for per-env and evaluation seed offsets."""
 THREADS_MAX = 2**31 - 1
 """torch.set_num_threads takes a C int."""
+TOTAL_STEPS_MAX = 10**11
+"""Checkpoint names hold 12 digits of env steps (``step_<12 digits>.pt``); 10**11 leaves room for
+the last rollout's overshoot, and is decades of compute at today's speeds."""
+EVAL_EPISODES_MAX = 100_000
+"""Final-evaluation episodes: more only spends hours (10**7 also ran out of memory, issue 12)."""
 _TEST_STEPS = 2
 """Steps of the stand-in optimizer: the second also uses the state of the first (momentum, moments)."""
 _FLOAT32_BYTES = 4
 _SCALARS_PER_TRANSITION = 5
 """RolloutBuffer keeps log-prob, value, reward, advantage and return per transition."""
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    """``repr`` cut to ``limit`` characters (a 400-digit integer stays a one-line message)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -119,7 +130,10 @@ def _check_ranges(cfg: Config) -> None:
     """Range checks that types alone cannot express (all comparisons reject nan)."""
     _require(bool(cfg.agent.strip()), "agent must name an agent, e.g. ppo")
     _require(0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, 2**63 - 1], got {cfg.seed}")
-    _require(cfg.total_steps >= 1, f"total_steps must be >= 1, got {cfg.total_steps}")
+    _require(
+        1 <= cfg.total_steps <= TOTAL_STEPS_MAX,
+        f"total_steps must be in [1, {TOTAL_STEPS_MAX:.0e}], got {_short(cfg.total_steps)}",
+    )
     _require(
         cfg.device in DEVICES or re.fullmatch(r"cuda:\d+", cfg.device) is not None,
         f"device: unknown device '{cfg.device}'; valid: auto, cpu, cuda, cuda:N",
@@ -163,7 +177,10 @@ def _check_ranges(cfg: Config) -> None:
         cfg.reinforce.baseline in BASELINES,
         f"reinforce.baseline: unknown baseline '{cfg.reinforce.baseline}'; valid: {', '.join(BASELINES)}",
     )
-    _require(cfg.eval.episodes >= 0, f"eval.episodes must be >= 0, got {cfg.eval.episodes}")
+    _require(
+        0 <= cfg.eval.episodes <= EVAL_EPISODES_MAX,
+        f"eval.episodes must be in [0, {EVAL_EPISODES_MAX}], got {_short(cfg.eval.episodes)}",
+    )
     _require(
         cfg.eval.max_episode_steps is None or cfg.eval.max_episode_steps >= 1,
         f"eval.max_episode_steps must be >= 1 or null, got {cfg.eval.max_episode_steps}",
@@ -184,6 +201,10 @@ def _stand_in_layer() -> list[torch.Tensor]:
 def _check_torch_optimizer(spec: Mapping[str, Any], key: str) -> None:
     """Build ``spec`` as the learners do and take test steps with a unit gradient, as they do
     (``optimizer.step()`` without closure): rejects e.g. lbfgs, sparseadam, capturable on CPU."""
+    _require(
+        not spec.get("maximize", False),
+        f"{key}.maximize: true would ascend the loss rlopt minimises; remove it",
+    )
     params = _stand_in_layer()
     with _as_config_error(key):
         optimizer = build_optimizer(params, spec, key=key)
@@ -219,7 +240,11 @@ def _check_update_rules(cfg: Config) -> None:
     for key, schedule in (("actor.schedule", cfg.actor.schedule), ("critic.schedule", cfg.critic.schedule)):
         with _as_config_error(key):
             build_schedule(dict(schedule) or None, horizon, key=key)
-    clip = build_coefficients(cfg)["ppo.clip"]
+    coefficients = build_coefficients(cfg)
+    entropy = coefficients["entropy_coef"]
+    lowest = min(entropy.base, entropy.value(0), entropy.value(horizon))  # start and end of its schedule
+    _require(lowest >= 0, f"entropy_coef must be >= 0 (a bonus for entropy), got {lowest:g}")
+    clip = coefficients["ppo.clip"]
     _require(clip.base > 0, f"ppo.clip must be > 0 (the clip range ε of the ratio), got {clip.base}")
 
 
