@@ -120,7 +120,8 @@ def _train(args: argparse.Namespace) -> int:
     from agents import build_agent
     from rlopt.checkpoint import list_checkpoints
     from rlopt.config import load_config
-    from rlopt.trainer import CONFIG_FILE, Trainer
+    from rlopt.run_files import CONFIG_FILE
+    from rlopt.trainer import Trainer
 
     if args.run_dir is not None and not args.run_dir.strip():
         raise ConfigError('--run-dir: "" is no directory; give a path or leave --run-dir out')
@@ -185,7 +186,7 @@ def _eval(args: argparse.Namespace) -> int:
     from rlopt.config import load_config
     from rlopt.config.validation import EVAL_EPISODES_MAX
     from rlopt.evaluation import evaluate, record_video
-    from rlopt.trainer import CONFIG_FILE
+    from rlopt.run_files import CONFIG_FILE
 
     run_dir = Path(args.run_dir)
     if not (run_dir / CONFIG_FILE).is_file():

@@ -9,7 +9,7 @@ ignored.
 Semantics of a run directory, as TensorBoard shows it:
 
 * the event files directly inside the directory are read in name order (a name starts with the
-  writer's creation second, see ``rlopt.trainer.wait_for_later_event_file_name``);
+  writer's creation second, see ``rlopt.run_files.wait_for_later_event_file_name``);
 * a ``SessionLog.START`` event at step ``s`` (what ``SummaryWriter(purge_step=s)`` writes when a run
   is resumed) drops every point read before it with ``step >= s``;
 * of several points at one step, the last one written is kept; non-finite values are dropped.

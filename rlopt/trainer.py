@@ -8,9 +8,9 @@ and the final evaluation; its ``config.yaml`` and ``summary.json`` are written a
 
 What makes a run trustworthy (issue "Runs you can trust"):
 
-* every update is all-or-nothing: if the agent reports a skipped update (non-finite
-  observation, reward, loss or gradient), the networks and optimizer states are restored to
-  their values before the update, whatever the agent had already stepped;
+* every update is all-or-nothing (:mod:`rlopt.rollback`): if the agent reports a skipped update
+  (non-finite observation, reward, loss or gradient), the networks and optimizer states are
+  restored to their values before the update, whatever the agent had already stepped;
 * scalars are flushed before each checkpoint, and a resumed writer purges everything logged
   after the checkpoint it resumes from (``purge_step``), so a run killed at any moment and
   resumed logs each step exactly once, with the values of the uninterrupted run;
@@ -20,22 +20,19 @@ What makes a run trustworthy (issue "Runs you can trust"):
 
 from __future__ import annotations
 
-import copy
 import json
 import math
-import re
 import signal
 import threading
 import time
 import warnings
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from tqdm import tqdm
 
 from rlopt.checkpoint import (
@@ -47,109 +44,25 @@ from rlopt.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rlopt.config import Config, config_to_dict, config_to_yaml
+from rlopt.config import config_to_yaml
 from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
 from rlopt.evaluation import evaluate_episodes
 from rlopt.files import atomic_write_text
 from rlopt.learner import Learner, UpdateStats
 from rlopt.normalization import RewardScaler
+from rlopt.rollback import restore_weights, snapshot_weights
 from rlopt.rollout import RolloutCollector
-
-SUMMARY_FILE = "summary.json"
-CONFIG_FILE = "config.yaml"
-CHECKPOINT_FORMAT_VERSION = 1
-"""Format 1 checkpoints written before issue 12 lack ``"config"``; they resume unchecked."""
-RESUME_MUTABLE_KEYS = ("device", "threads")
-"""Config keys a resume may change (the hardware); any other edit of config.yaml is refused."""
-
-
-def stored_config(cfg: Config) -> str:
-    """The resolved config a checkpoint records, as canonical JSON, without ``RESUME_MUTABLE_KEYS``."""
-    tree = config_to_dict(cfg)
-    for key in RESUME_MUTABLE_KEYS:
-        tree.pop(key, None)
-    return json.dumps(tree, sort_keys=True)
-
-
-def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose value differs between two config trees."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [k for name in sorted(set(old) | set(new), key=str)
-                for k in _changed_keys(old.get(name), new.get(name), f"{prefix}{name}.")]  # fmt: skip
-    return [] if old == new else [prefix.rstrip(".")]
-
-
-def strict_json_summary(summary: dict[str, Any]) -> dict[str, Any]:
-    """``summary`` with a non-finite evaluation return written as ``null`` (strict JSON has no NaN)
-    and ``eval_return_finite`` saying whether it was finite."""
-    out = dict(summary)
-    finite = True
-    for key in ("eval_return_mean", "eval_return_std"):
-        value = out.get(key)
-        if isinstance(value, float) and not math.isfinite(value):
-            out[key] = None
-            finite = False
-    out["eval_return_finite"] = finite
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# All-or-nothing updates
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class WeightsSnapshot:
-    """Copies of module states and optimizer ``state`` entries taken before an update."""
-
-    modules: list[tuple[nn.Module, dict[str, Tensor]]]
-    optimizers: list[tuple[torch.optim.Optimizer, dict[Any, dict[str, Any]]]]
-
-
-def _clone_value(value: Any) -> Any:
-    return value.detach().clone() if isinstance(value, Tensor) else copy.deepcopy(value)
-
-
-def snapshot_weights(modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer]) -> WeightsSnapshot:
-    """Clone every parameter/buffer and every optimizer state tensor (moments, step counts).
-
-    ``param_groups`` (learning rates, trust radius) are not part of the snapshot: schedules own
-    them and advance even over a skipped update.
-    """
-    return WeightsSnapshot(
-        modules=[(m, {k: v.detach().clone() for k, v in m.state_dict().items()}) for m in modules],
-        optimizers=[
-            (o, {p: {k: _clone_value(v) for k, v in s.items()} for p, s in o.state.items()}) for o in optimizers
-        ],
-    )
-
-
-def restore_weights(snapshot: WeightsSnapshot) -> None:
-    """Put the snapshot back in place (bit-exact; parameter objects keep their identity)."""
-    for module, saved in snapshot.modules:
-        module.load_state_dict(saved)
-    for optimizer, saved_state in snapshot.optimizers:
-        optimizer.state.clear()
-        optimizer.state.update(saved_state)
-
-
-_EVENT_SECONDS = re.compile(r"^events\.out\.tfevents\.(\d+)\.")
-"""The creation second at the start of a TensorBoard event file name."""
-
-
-def wait_for_later_event_file_name(run_dir: Path) -> None:
-    """Sleep (< 1 s) until a new TensorBoard event file would sort after every existing one.
-
-    TensorBoard reads a run's event files in name order, and a name starts with the second the
-    writer was created (``events.out.tfevents.<seconds>.<host>.<pid>...``). A resumed writer's
-    purge marker only removes the steps it must remove if its file is read last; in the same
-    second as the crashed writer, the pid would decide the order instead.
-    """
-    created = [int(m.group(1)) for f in Path(run_dir).iterdir() if (m := _EVENT_SECONDS.match(f.name))]
-    if created:
-        time.sleep(max(0.0, max(created) + 1 - time.time()))
-
+from rlopt.run_files import (
+    CHECKPOINT_FORMAT_VERSION,
+    CONFIG_FILE,
+    RESUME_MUTABLE_KEYS,
+    SUMMARY_FILE,
+    changed_keys,
+    stored_config,
+    strict_json_summary,
+    wait_for_later_event_file_name,
+)
 
 class _Unreadable(Exception):
     """A checkpoint file (``.pt`` or its ``.env``) that cannot be loaded; the message names it."""
@@ -301,7 +214,7 @@ class Trainer:
         """Refuse to continue a checkpoint under another config (e.g. PPO weights into A2C)."""
         if saved is None:  # written before checkpoints recorded their config
             return
-        changed = _changed_keys(json.loads(saved), json.loads(stored_config(self.cfg)))
+        changed = changed_keys(json.loads(saved), json.loads(stored_config(self.cfg)))
         if changed:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             raise ConfigError(

@@ -11,7 +11,7 @@ from tensorboard.backend.event_processing.event_accumulator import SCALARS, Even
 from torch.utils.tensorboard import SummaryWriter
 
 from rlopt.curves import Curve, common_grid, event_files, read_scalar
-from rlopt.trainer import wait_for_later_event_file_name
+from rlopt.run_files import wait_for_later_event_file_name
 
 TAG = "rollout/episode_return"
 

@@ -23,7 +23,8 @@ from rlopt.checkpoint import list_checkpoints, load_checkpoint
 from rlopt.cli import EXIT_BAD_INPUT, main
 from rlopt.config import load_config
 from rlopt.evaluation import EVAL_SEED_OFFSET, evaluate
-from rlopt.trainer import CONFIG_FILE, Trainer
+from rlopt.run_files import CONFIG_FILE
+from rlopt.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_COUNTDOWN = 5

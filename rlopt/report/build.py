@@ -18,10 +18,8 @@ Statistics are in :mod:`rlopt.stats` (Agarwal et al. 2021), curves in :mod:`rlop
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,7 +29,7 @@ from rlopt.curves import Curve, common_grid, read_scalar
 from rlopt.errors import ConfigError
 from rlopt.report import DEFAULT_REPS
 from rlopt.files import atomic_write_bytes, atomic_write_text
-from rlopt.report.render import render_markdown, render_plots, table_rows
+from rlopt.report.render import render_markdown, render_plots
 from rlopt.stats import (
     BOOTSTRAP_METHOD,
     bootstrap_ci,

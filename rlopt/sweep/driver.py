@@ -34,7 +34,7 @@ from rlopt.sweep.manifest import (
 )
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
 from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
-from rlopt.trainer import SUMMARY_FILE
+from rlopt.run_files import SUMMARY_FILE
 
 EXIT_RUNS_FAILED = 1
 DEFAULT_OUT_ROOT = Path("sweeps")

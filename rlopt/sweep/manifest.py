@@ -24,7 +24,7 @@ from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
 from rlopt.errors import ConfigError
 from rlopt.sweep.spec import RunSpec, Sweep, config_hash, format_value
-from rlopt.trainer import CONFIG_FILE, SUMMARY_FILE
+from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
 
 MANIFEST_FILE = "manifest.json"
 SWEEP_FILE = "sweep.yaml"

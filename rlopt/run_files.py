@@ -1,0 +1,72 @@
+"""The files of a run directory that the trainer, the CLI and the sweep driver agree on.
+
+``RUN_DIR/config.yaml`` (the resolved config), ``summary.json`` (strict JSON), the config a
+checkpoint records (to refuse a resume after ``config.yaml`` was edited) and the order of
+TensorBoard event files across resumes. Torch-free, so the sweep driver can name these files
+without importing the trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from rlopt.config import Config, config_to_dict
+
+SUMMARY_FILE = "summary.json"
+CONFIG_FILE = "config.yaml"
+CHECKPOINT_FORMAT_VERSION = 1
+"""Format 1 checkpoints written before issue 12 lack ``"config"``; they resume unchecked."""
+RESUME_MUTABLE_KEYS = ("device", "threads")
+"""Config keys a resume may change (the hardware); any other edit of config.yaml is refused."""
+
+
+def stored_config(cfg: Config) -> str:
+    """The resolved config a checkpoint records, as canonical JSON, without ``RESUME_MUTABLE_KEYS``."""
+    tree = config_to_dict(cfg)
+    for key in RESUME_MUTABLE_KEYS:
+        tree.pop(key, None)
+    return json.dumps(tree, sort_keys=True)
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose value differs between two config trees."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [k for name in sorted(set(old) | set(new), key=str)
+                for k in changed_keys(old.get(name), new.get(name), f"{prefix}{name}.")]  # fmt: skip
+    return [] if old == new else [prefix.rstrip(".")]
+
+
+def strict_json_summary(summary: dict[str, Any]) -> dict[str, Any]:
+    """``summary`` with a non-finite evaluation return written as ``null`` (strict JSON has no NaN)
+    and ``eval_return_finite`` saying whether it was finite."""
+    out = dict(summary)
+    finite = True
+    for key in ("eval_return_mean", "eval_return_std"):
+        value = out.get(key)
+        if isinstance(value, float) and not math.isfinite(value):
+            out[key] = None
+            finite = False
+    out["eval_return_finite"] = finite
+    return out
+
+
+_EVENT_SECONDS = re.compile(r"^events\.out\.tfevents\.(\d+)\.")
+"""The creation second at the start of a TensorBoard event file name."""
+
+
+def wait_for_later_event_file_name(run_dir: Path) -> None:
+    """Sleep (< 1 s) until a new TensorBoard event file would sort after every existing one.
+
+    TensorBoard reads a run's event files in name order, and a name starts with the second the
+    writer was created (``events.out.tfevents.<seconds>.<host>.<pid>...``). A resumed writer's
+    purge marker only removes the steps it must remove if its file is read last; in the same
+    second as the crashed writer, the pid would decide the order instead.
+    """
+    created = [int(m.group(1)) for f in Path(run_dir).iterdir() if (m := _EVENT_SECONDS.match(f.name))]
+    if created:
+        time.sleep(max(0.0, max(created) + 1 - time.time()))
