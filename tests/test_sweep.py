@@ -26,6 +26,7 @@ from agents import check_config
 from rlopt.checkpoint import list_checkpoints
 from rlopt.config import Config, load_config
 from rlopt.errors import ConfigError
+from rlopt.cli import main as cli_main
 from rlopt.sweep import add_sweep_parser, sweep_command
 from rlopt.sweep.spec import load_sweep
 from rlopt.sweep.hparams import HPARAMS_SUFFIX
@@ -402,3 +403,27 @@ def test_a_failing_run_fails_the_sweep_while_the_others_finish_with_their_thread
     assert (starts(out, "probe", 0), starts(out, "crash", 0)) == (1, 1)
     assert sweep(str(path), "--out", str(out), "--retry-failed") == 1
     assert (starts(out, "probe", 0), starts(out, "crash", 0)) == (1, 2)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line: `rlopt sweep` and `rlopt report` as registered in rlopt.cli
+# ---------------------------------------------------------------------------------------------
+
+
+def test_cli_sweep_checks_env_ids_before_writing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI injects the agents' check and an env probe: a bad env id in one arm is exit 2, nothing written."""
+    path = write_sweep(tmp_path / "envs.yaml", variants={"good": {"gamma": 0.9}, "bad": {"env.id": "NoSuchEnv-v0"}})
+    out = tmp_path / "out"
+    assert cli_main(["sweep", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "arm bad: env.id" in err, err
+    assert not out.exists()
+
+
+def test_cli_sweep_dry_run_and_report_of_a_missing_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_sweep(tmp_path / "pair.yaml", seeds=[0, 1], variants=PAIR)
+    assert cli_main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("pending") == 4 and not (tmp_path / "out").exists()
+    assert cli_main(["report", str(tmp_path / "out")]) == 2
+    assert "manifest.json not found" in capsys.readouterr().err
