@@ -6,6 +6,8 @@ holds the registry (:data:`AGENTS`), the agent-level validation of a config
 (threads, seeding) happens right before the networks are built.
 """
 
+from pathlib import Path
+
 from gymnasium import spaces
 
 from agents.actor_critic import A2C
@@ -69,7 +71,13 @@ def build_agent(cfg: Config) -> Agent:
     return AGENTS[cfg.agent](cfg, observation_space, action_space)
 
 
+def load(path: str | Path, device: str | None = None) -> Agent:
+    """The agent saved in ``path`` (a file of ``agent.save``, a run directory, or one of its
+    checkpoints), of the class its config names; see :meth:`Agent.load`."""
+    return Agent.load(path, device=device)
+
+
 __all__ = [
-    "AGENTS", "agent_class", "build_agent", "check_config", "env_spaces",
+    "AGENTS", "agent_class", "build_agent", "check_config", "env_spaces", "load",
     "A2C", "Agent", "NPG", "PPO", "REINFORCE", "TRPO", "UpdateStats",
 ]

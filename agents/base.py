@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from rlopt.checkpoint import atomic_torch_save
 from rlopt.clipping import clip_gradients
 from rlopt.coefficients import build_coefficients
 from rlopt.config import (
@@ -45,11 +46,13 @@ from rlopt.optim import build_optimizer
 from rlopt.returns import compute_gae
 from rlopt.rollout import RolloutBatch, RolloutBuffer
 from rlopt.learner import UpdateStats
+from rlopt.saved_agent import read_saved_agent, saved_agent
 from rlopt.runtime import resolve_device
 from rlopt.schedules import ScheduledValue, build_lr_scheduler, build_schedule
 from rlopt.trust_region import TRUST_REGION_NAME
 
 Distribution = ActionDistribution
+
 
 def minibatches(size: int, minibatch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
     """Index tensors of a random permutation of ``range(size)`` split into minibatches."""
@@ -198,15 +201,26 @@ class Agent:
         return self.critic(obs)
 
     @torch.no_grad()
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Env-ready actions for a batch of raw observations (Box actions clipped to bounds)."""
+    def predict(
+        self,
+        obs: np.ndarray,
+        state: Any = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, None]:
+        """``(actions, None)`` for a batch or a single raw observation, SB3's convention
+        (``actions, state = agent.predict(obs)``). Box actions are clipped to the bounds.
+
+        ``state`` and ``episode_start`` exist for SB3 call sites; the policies are feed-forward,
+        so both are ignored and the returned state is always None.
+        """
         single = np.asarray(obs).ndim == len(self.observation_space.shape)
         tensor = self.preprocess(np.asarray(obs)[None] if single else obs)
         dist = self.actor(tensor)
         actions = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):
             actions = clip_action_to_space(actions, self.action_space)
-        return actions[0] if single else actions
+        return (actions[0] if single else actions), None
 
     def learn(self, total_steps: int | None = None, run_dir: str | Path | None = None, progress: bool = True) -> dict:
         """Train in this agent's env for ``total_steps`` (default: the config's); returns the summary."""
@@ -359,3 +373,42 @@ class Agent:
         if self.obs_normalizer is not None:
             self.obs_normalizer.load_state_dict(state["obs_normalizer"])
 
+    def save(self, path: str | Path) -> Path:
+        """Write one file, atomically: the resolved config and :meth:`state_dict` (read back with
+        ``torch.load(weights_only=True)`` by :meth:`load` or ``agents.load``). Returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(saved_agent(self.cfg, self.state_dict()), path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> "Agent":
+        """The agent saved in ``path``: a file written by :meth:`save`, a run directory written by
+        ``learn(run_dir=...)``/``rlopt train`` (its ``config.yaml`` and newest checkpoint), or one
+        checkpoint of a run directory. ``device`` overrides the saved one.
+
+        Called on a concrete agent class, a file of another agent is a one-line ConfigError naming
+        both; ``Agent.load`` (and ``agents.load``) builds whichever class the config names. The
+        env is built once to learn its spaces; torch's global RNG is left as it was.
+        """
+        cfg, state, source = read_saved_agent(Path(path), [] if device is None else [f"device={device}"])
+        from agents import AGENTS, check_config, env_spaces  # the registry; imported late (it imports this module)
+
+        saved_cls = AGENTS.get(cfg.agent)
+        if saved_cls is None or (cls is not Agent and saved_cls is not cls):
+            shown = saved_cls.__name__ if saved_cls is not None else repr(cfg.agent)
+            raise ConfigError(
+                f"{cls.__name__}.load: {source} holds a {shown} agent (agent: {cfg.agent}), not {cls.__name__}; "
+                f"use {shown}.load or agents.load"
+            )
+        cfg = check_config(cfg)
+        observation_space, action_space = env_spaces(cfg.env.id)
+        with torch.random.fork_rng(devices=[]):  # the throw-away initial weights draw no user randomness
+            agent = saved_cls(cfg, observation_space, action_space)
+        try:
+            agent.load_state_dict(state)
+        except Exception as err:  # weights of another env/network shape
+            raise ConfigError(
+                f"{cls.__name__}.load: {source} does not fit a {cfg.agent} agent on {cfg.env.id} ({type(err).__name__})"
+            ) from None
+        return agent

@@ -5,6 +5,7 @@ torch-free :mod:`rlopt.files`. Layout in ``RUN_DIR/checkpoints/``::
 
     step_000000012288.pt     # tensors and plain containers; torch.load(weights_only=True)
     step_000000012288.env    # pickled vector env (its internal state and RNGs), see below
+    best.pt                  # with eval.every_steps: the best evaluated state so far (never resumed from)
 
 Each file is written with :func:`rlopt.files.atomic_write_bytes` (temporary file, fsync,
 ``os.replace``, directory fsync): a crash leaves either the old state or the new file, never a
@@ -31,6 +32,9 @@ from gymnasium.vector import SyncVectorEnv
 from rlopt.files import TEMP_SUFFIX, atomic_write_bytes
 
 CHECKPOINT_DIR = "checkpoints"
+BEST_CHECKPOINT = "best.pt"
+"""The best checkpoint of the evaluations during training; its name never matches ``step_*.pt``, so
+:func:`list_checkpoints`, pruning and ``--resume`` ignore it."""
 _NAME = re.compile(r"^step_(\d{12})\.pt$")
 
 
@@ -102,6 +106,18 @@ def save_checkpoint(run_dir: Path, env_steps: int, state: dict[str, Any], envs: 
     return path
 
 
+def best_checkpoint_path(run_dir: Path) -> Path:
+    """``RUN_DIR/checkpoints/best.pt``."""
+    return Path(run_dir) / CHECKPOINT_DIR / BEST_CHECKPOINT
+
+
+def save_best_checkpoint(run_dir: Path, state: dict[str, Any]) -> Path:
+    """Atomically (over)write ``best.pt`` with ``state`` (no envs: it is for evaluation and loading)."""
+    path = best_checkpoint_path(run_dir)
+    atomic_torch_save(state, path)
+    return path
+
+
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
     """Keep the newest ``keep`` complete checkpoints; remove older ones, leftover temporary
     files of interrupted writes and ``.env`` files whose ``.pt`` never appeared."""
@@ -112,7 +128,7 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
         old.with_suffix(".env").unlink(missing_ok=True)
     for leftover in (Path(run_dir) / CHECKPOINT_DIR).iterdir():
-        partial_write = leftover.name.startswith(".step_") and leftover.name.endswith(TEMP_SUFFIX)
+        partial_write = leftover.name.startswith((".step_", f".{BEST_CHECKPOINT}.")) and leftover.name.endswith(TEMP_SUFFIX)
         orphan_env = leftover.suffix == ".env" and not leftover.with_suffix(".pt").is_file()
         if partial_write or orphan_env:
             leftover.unlink(missing_ok=True)

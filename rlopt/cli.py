@@ -1,4 +1,4 @@
-"""``rlopt`` command line: ``train``, ``eval``, ``sweep`` and ``report`` (the top floor).
+"""``rlopt`` command line: ``train``, ``eval``, ``config``, ``sweep`` and ``report`` (the top floor).
 
 The only module of ``rlopt`` that imports ``agents``: it hands the agents' config check to the
 sweep planner, which never imports them itself.
@@ -55,6 +55,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoint", help="a checkpoint file (default: the newest in RUN_DIR/checkpoints)")
     ev.add_argument("--video", metavar="DIR", help="also record videos of the episodes into DIR")
     ev.add_argument("--device", help="evaluate on this device instead of the run's (e.g. cpu for a run trained on CUDA)")
+    conf = sub.add_parser("config", help="print a preset's fully resolved config, or every key (--keys)")
+    conf.add_argument("config", nargs="?", help="YAML preset, e.g. configs/ppo_cartpole.yaml")
+    conf.add_argument("overrides", nargs="*", help="dotted overrides key=value, as for train")
+    conf.add_argument("--keys", action="store_true", help="list every key with its type, default and description")
     add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
@@ -224,6 +228,28 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _config(args: argparse.Namespace) -> int:
+    """``rlopt config CONFIG [k=v ...]``: the resolved YAML (the agent's defaults filled in, as
+    ``RUN_DIR/config.yaml`` would show it); ``rlopt config --keys``: every key documented."""
+    from agents import check_config
+    from rlopt.config import config_to_yaml, load_config
+    from rlopt.config.keys import config_keys, format_keys
+
+    if args.keys:
+        if args.config is not None or args.overrides:
+            raise ConfigError("config: --keys takes no config file or overrides")
+        sys.stdout.write(format_keys(config_keys()))
+        return 0
+    if args.config is None:
+        raise ConfigError("config: a config file is required (e.g. rlopt config configs/ppo_cartpole.yaml), or --keys")
+    notices: list[str] = []
+    resolved = check_config(load_config(args.config, args.overrides, notices=notices))
+    for notice in notices:
+        print(f"rlopt: note: {notice}", file=sys.stderr)
+    sys.stdout.write(config_to_yaml(resolved))
+    return 0
+
+
 def _sweep_validator() -> Callable[[Config], Config]:
     """Every check ``rlopt train`` makes before writing, for each run of a sweep: the agents'
     config check, and each distinct env id built once (as ``build_agent`` probes it)."""
@@ -249,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sweep_command(args, _sweep_validator())
         if args.command == "report":
             return report_command(args)
+        if args.command == "config":
+            return _config(args)
         return _train(args) if args.command == "train" else _eval(args)
     except ConfigError as err:
         print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line

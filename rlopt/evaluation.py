@@ -41,7 +41,8 @@ def evaluate_episodes(
 ) -> dict[str, Any]:
     """Run ``episodes`` complete episodes, one per sub-env of fresh vector envs of at most
     ``chunk`` sub-envs, and return ``{"return_mean", "return_std", "episodes",
-    "truncated_episodes", "max_episode_steps"}`` (std over episodes, ddof=0). A chunk starting at
+    "truncated_episodes", "max_episode_steps", "episode_length"}`` (std over episodes, ddof=0;
+    ``episode_length`` is the mean steps per episode, a cut episode counted at the cut). A chunk starting at
     episode ``k`` is reset with seed ``seed + EVAL_SEED_OFFSET + k`` (a ``SyncVectorEnv`` seeds
     its sub-env ``i`` with ``seed + i``: the same episodes whatever the chunking; an env's own
     vectorised class may seed differently), and each sub-env contributes
@@ -50,8 +51,9 @@ def evaluate_episodes(
     max_steps = episode_step_limit(agent)
     if episodes <= 0:
         return {"return_mean": float("nan"), "return_std": float("nan"), "episodes": 0,
-                "truncated_episodes": 0, "max_episode_steps": max_steps}  # fmt: skip
+                "truncated_episodes": 0, "max_episode_steps": max_steps, "episode_length": float("nan")}  # fmt: skip
     returns = np.zeros(episodes, dtype=np.float64)
+    lengths = np.zeros(episodes, dtype=np.int64)
     cut = 0
     for start in range(0, episodes, chunk):
         size = min(chunk, episodes - start)
@@ -61,16 +63,37 @@ def evaluate_episodes(
             running = np.ones(size, dtype=bool)
             steps = 0
             while running.any() and steps < max_steps:
-                actions = agent.predict(obs, deterministic=deterministic)
+                actions, _ = agent.predict(obs, deterministic=deterministic)
                 obs, rewards, terminated, truncated, _ = envs.step(actions)
                 steps += 1
                 returns[start : start + size] += np.where(running, rewards, 0.0)
+                lengths[start : start + size] += running
                 running &= ~(terminated | truncated)
             cut += int(running.sum())
         finally:
             envs.close()
     return {"return_mean": float(returns.mean()), "return_std": float(returns.std()), "episodes": episodes,
-            "truncated_episodes": cut, "max_episode_steps": max_steps}  # fmt: skip
+            "truncated_episodes": cut, "max_episode_steps": max_steps,
+            "episode_length": float(lengths.mean())}  # fmt: skip
+
+
+TRAINING_EVAL_SEED_OFFSET = 7_919_000_000
+"""Evaluations during training use seed ``seed + TRAINING_EVAL_SEED_OFFSET + env_steps`` (then
+:data:`EVAL_SEED_OFFSET` is added as for any evaluation): other episodes than the final
+evaluation's, a different set at each evaluation, and the same ones again on a resume."""
+
+
+def evaluate_during_training(agent: Learner, episodes: int, seed: int, env_steps: int) -> dict[str, Any]:
+    """:func:`evaluate_episodes` at ``env_steps`` of a training run, deterministic, with seed
+    ``seed + TRAINING_EVAL_SEED_OFFSET + env_steps``. The global python/numpy/torch RNG states
+    are restored afterwards, so the training run stays bit-identical to one without evaluations."""
+    from rlopt.checkpoint import rng_state, set_rng_state
+
+    saved = rng_state()
+    try:
+        return evaluate_episodes(agent, episodes, seed + TRAINING_EVAL_SEED_OFFSET + env_steps, deterministic=True)
+    finally:
+        set_rng_state(saved)
 
 
 def record_video(agent: Learner, episodes: int, seed: int, video_dir: str | Path) -> list[Path]:
@@ -86,7 +109,8 @@ def record_video(agent: Learner, episodes: int, seed: int, video_dir: str | Path
             obs, _ = env.reset(seed=seed + EVAL_SEED_OFFSET + episode)
             done = False
             while not done:
-                obs, _, terminated, truncated, _ = env.step(agent.predict(obs, deterministic=True))
+                action, _ = agent.predict(obs, deterministic=True)
+                obs, _, terminated, truncated, _ = env.step(action)
                 done = bool(terminated or truncated)
     finally:
         env.close()

@@ -95,8 +95,10 @@ class Learner(Protocol):
         """V(s) for a batch of observations (zeros without a critic)."""
         ...
 
-    def predict(self, obs: np.ndarray, deterministic: bool = True) -> np.ndarray:
-        """Env-ready actions for raw observations."""
+    def predict(
+        self, obs: np.ndarray, state: Any = None, episode_start: np.ndarray | None = None, deterministic: bool = True
+    ) -> tuple[np.ndarray, None]:
+        """``(actions, None)``: env-ready actions for raw observations (SB3's convention)."""
         ...
 
     def prepare_batch(self, buffer: RolloutBuffer) -> RolloutBatch:

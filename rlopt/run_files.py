@@ -41,6 +41,31 @@ def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     return [] if old == new else [prefix.rstrip(".")]
 
 
+_ABSENT = object()
+"""What :func:`_lookup` returns for a key a config tree does not hold."""
+
+
+def _lookup(tree: Any, dotted: str) -> Any:
+    """The value at ``dotted`` in a nested dict, or :data:`_ABSENT`."""
+    for part in dotted.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return _ABSENT
+        tree = tree[part]
+    return tree
+
+
+def config_changes(saved: str, cfg: Config) -> list[str]:
+    """Dotted keys where ``cfg`` differs from a checkpoint's :func:`stored_config` ``saved``.
+
+    A key the schema gained since the checkpoint (e.g. ``eval.every_steps``) is no change while it
+    keeps its default: a run written by an older rlopt still resumes.
+    """
+    old, new = json.loads(saved), json.loads(stored_config(cfg))
+    defaults = json.loads(stored_config(Config()))
+    return [key for key in changed_keys(old, new)
+            if _lookup(old, key) is not _ABSENT or _lookup(new, key) != _lookup(defaults, key)]  # fmt: skip
+
+
 def strict_json_summary(summary: dict[str, Any]) -> dict[str, Any]:
     """``summary`` with a non-finite evaluation return written as ``null`` (strict JSON has no NaN)
     and ``eval_return_finite`` saying whether it was finite."""

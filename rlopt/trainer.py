@@ -41,13 +41,14 @@ from rlopt.checkpoint import (
     load_checkpoint,
     load_envs,
     rng_state,
+    save_best_checkpoint,
     save_checkpoint,
     set_rng_state,
 )
 from rlopt.config import config_to_yaml
 from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
-from rlopt.evaluation import evaluate_episodes
+from rlopt.evaluation import evaluate_during_training, evaluate_episodes
 from rlopt.files import atomic_write_text
 from rlopt.learner import Learner, UpdateStats
 from rlopt.normalization import RewardScaler
@@ -58,7 +59,7 @@ from rlopt.run_files import (
     CONFIG_FILE,
     RESUME_MUTABLE_KEYS,
     SUMMARY_FILE,
-    changed_keys,
+    config_changes,
     stored_config,
     strict_json_summary,
     wait_for_later_event_file_name,
@@ -94,6 +95,8 @@ class Trainer:
         self.consecutive_faults = 0
         self.wall_seconds = 0.0
         self.recent_returns: deque[float] = deque(maxlen=100)
+        self.best_eval_return = -math.inf
+        self.best_eval_step: int | None = None
         self.writer: Any = None
         self.last_checkpoint: Path | None = None
         self._interrupt_requested = False
@@ -120,6 +123,8 @@ class Trainer:
             "consecutive_faults": self.consecutive_faults,
             "wall_seconds": self.wall_seconds,
             "recent_returns": list(self.recent_returns),
+            "best_eval_return": self.best_eval_return,
+            "best_eval_step": self.best_eval_step,
             "agent": self.agent.state_dict(),
             "collector": self.collector.state_dict(),
             "rng": rng_state(),
@@ -204,6 +209,9 @@ class Trainer:
         self.wall_seconds = float(state["wall_seconds"])
         self.recent_returns.clear()
         self.recent_returns.extend(state["recent_returns"])
+        self.best_eval_return = float(state.get("best_eval_return", -math.inf))
+        best_step = state.get("best_eval_step")
+        self.best_eval_step = None if best_step is None else int(best_step)
         self.last_checkpoint = Path(checkpoint)
         # Points logged after this checkpoint and before the crash are dropped (purge_step) by the
         # writer train() opens: resume itself writes nothing (rlopt train locks the run dir after it).
@@ -214,7 +222,7 @@ class Trainer:
         """Refuse to continue a checkpoint under another config (e.g. PPO weights into A2C)."""
         if saved is None:  # written before checkpoints recorded their config
             return
-        changed = changed_keys(json.loads(saved), json.loads(stored_config(self.cfg)))
+        changed = config_changes(saved, self.cfg)
         if changed:
             shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
             raise ConfigError(
@@ -237,6 +245,7 @@ class Trainer:
         bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,
                    dynamic_ncols=True, leave=True)
         next_checkpoint = self._next_checkpoint_step()
+        next_eval = self._next_eval_step()
         in_main_thread = threading.current_thread() is threading.main_thread()
         if in_main_thread:
             self._previous_sigint_handler = signal.signal(signal.SIGINT, self._request_interrupt)
@@ -258,6 +267,10 @@ class Trainer:
                 self._stop_if_unhealthy()
                 bar.update(min(rollout.env_steps, total - bar.n))
                 bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", ret=f"{self._recent_return():.1f}")
+                # Before the interval checkpoint, so that it records the best return so far.
+                if next_eval is not None and self.env_steps >= next_eval:
+                    self._evaluate_during_training()
+                    next_eval = self._next_eval_step()
                 # Interval checkpoints only after a healthy update: the last one stays good.
                 if next_checkpoint is not None and self.env_steps >= next_checkpoint and self.consecutive_faults == 0:
                     self.save_checkpoint()
@@ -296,11 +309,31 @@ class Trainer:
         if self.last_checkpoint != checkpoint_path(self.run_dir, self.env_steps):
             self.save_checkpoint()
 
+    def _next_multiple(self, every: int) -> int | None:
+        """The first multiple of ``every`` env steps after now; None when ``every`` is 0 (off)."""
+        return None if every <= 0 else (self.env_steps // every + 1) * every
+
     def _next_checkpoint_step(self) -> int | None:
-        every = self.cfg.checkpoint.every_steps
-        if self.run_dir is None or every <= 0:
-            return None
-        return (self.env_steps // every + 1) * every
+        return None if self.run_dir is None else self._next_multiple(self.cfg.checkpoint.every_steps)
+
+    def _next_eval_step(self) -> int | None:
+        return self._next_multiple(self.cfg.eval.every_steps)
+
+    def _evaluate_during_training(self) -> None:
+        """Deterministic evaluation on separate envs (training RNG streams untouched), logged as
+        ``eval/*`` at this env step; a new best mean return rewrites ``checkpoints/best.pt``."""
+        result = evaluate_during_training(self.agent, self.cfg.eval.episodes_during, self.cfg.seed, self.env_steps)
+        if self.writer is not None:
+            self.writer.add_scalar("eval/return_mean", result["return_mean"], self.env_steps)
+            self.writer.add_scalar("eval/return_std", result["return_std"], self.env_steps)
+            self.writer.add_scalar("eval/episode_length", result["episode_length"], self.env_steps)
+        if result["return_mean"] > self.best_eval_return:  # NaN is never a best
+            self.best_eval_return = result["return_mean"]
+            self.best_eval_step = self.env_steps
+            if self.run_dir is not None:
+                state = self.state_dict()
+                state["eval_return_mean"] = result["return_mean"]
+                save_best_checkpoint(self.run_dir, state)
 
     def _request_interrupt(self, signum: int, frame: Any) -> None:
         """First Ctrl-C: finish the update, checkpoint, stop. A second one acts as before."""

@@ -194,11 +194,12 @@ def test_predict_matches_spaces_and_is_deterministic() -> None:
         agent = make_agent(name, env_id, env={"normalize_obs": True})
         env = gym.make(env_id)
         obs, _ = env.reset(seed=0)
-        single = agent.predict(obs)
-        batch = agent.predict(np.stack([obs, obs]))
+        single, single_state = agent.predict(obs)
+        batch, batch_state = agent.predict(np.stack([obs, obs]))
+        assert single_state is None and batch_state is None
         assert env.action_space.contains(single.astype(env.action_space.dtype) if env_id == "Pendulum-v1" else int(single))
         assert batch.shape[0] == 2 and np.allclose(batch[0], batch[1], atol=1e-6)  # kernels may differ by batch size
-        assert np.array_equal(agent.predict(obs), single)
+        assert np.array_equal(agent.predict(obs)[0], single)
 
 
 @pytest.mark.parametrize("name", sorted(AGENTS))

@@ -132,6 +132,10 @@ class EvalConfig:
     max_episode_steps: Optional[int] = None
     """Truncate evaluation episodes after this many steps; null = the env's own time limit, or
     10,000 steps for an env without one (``rlopt.evaluation.DEFAULT_MAX_EPISODE_STEPS``)."""
+    every_steps: int = 0
+    """Evaluate deterministically every this many env steps during training, keeping checkpoints/best.pt (0 = off)."""
+    episodes_during: int = 5
+    """Episodes of each evaluation during training (kept small: it runs every ``every_steps``)."""
 
 
 @dataclass

@@ -185,6 +185,11 @@ def _check_ranges(cfg: Config) -> None:
         cfg.eval.max_episode_steps is None or cfg.eval.max_episode_steps >= 1,
         f"eval.max_episode_steps must be >= 1 or null, got {cfg.eval.max_episode_steps}",
     )
+    _require(cfg.eval.every_steps >= 0, f"eval.every_steps must be >= 0, got {_short(cfg.eval.every_steps)}")
+    _require(
+        1 <= cfg.eval.episodes_during <= EVAL_EPISODES_MAX,
+        f"eval.episodes_during must be in [1, {EVAL_EPISODES_MAX}], got {_short(cfg.eval.episodes_during)}",
+    )
     _require(cfg.checkpoint.every_steps >= 0, f"checkpoint.every_steps must be >= 0, got {cfg.checkpoint.every_steps}")
     _require(cfg.checkpoint.keep >= 1, f"checkpoint.keep must be >= 1, got {cfg.checkpoint.keep}")
     _require(

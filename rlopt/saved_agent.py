@@ -1,0 +1,81 @@
+"""The file of a saved agent (``agent.save``) and reading an agent back from a file or a run
+directory: a config plus an agent ``state_dict``, loaded with ``torch.load(weights_only=True)``.
+
+Library layer: it knows configs and checkpoints, not agent classes; ``Agent.load`` (agents/)
+picks the class and builds it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from rlopt.checkpoint import list_checkpoints, load_checkpoint
+from rlopt.config import Config, config_to_dict, load_config
+from rlopt.errors import ConfigError
+from rlopt.run_files import CONFIG_FILE
+
+SAVED_AGENT_FORMAT = 1
+"""Format of a file written by ``Agent.save``: ``{"saved_agent_format", "config" (the resolved
+config as JSON), "agent" (the state_dict)}``, tensors and plain containers only."""
+
+
+def saved_agent(cfg: Config, state: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``Agent.save`` writes: the format, the resolved config as JSON and the agent state."""
+    return {
+        "saved_agent_format": SAVED_AGENT_FORMAT,
+        "config": json.dumps(config_to_dict(cfg), sort_keys=True),
+        "agent": state,
+    }
+
+
+def read_saved_agent(path: Path, overrides: Sequence[str]) -> tuple[Config, Mapping[str, Any], Path]:
+    """Config, agent state_dict and the file they came from, for ``Agent.load``."""
+    if path.is_dir():
+        found = list_checkpoints(path)
+        if not found:
+            raise ConfigError(f"load: {path} is not a file written by agent.save, nor a run directory with a checkpoint")
+        return _read_run_checkpoint(path, found[-1], overrides)
+    if not path.is_file():
+        raise ConfigError(f"load: no such file or run directory {path}")
+    saved = _load_file(path)
+    if "saved_agent_format" in saved:
+        if saved["saved_agent_format"] != SAVED_AGENT_FORMAT or not isinstance(saved.get("config"), str):
+            raise ConfigError(
+                f"load: {path} has saved-agent format {saved['saved_agent_format']!r}; "
+                f"this rlopt reads format {SAVED_AGENT_FORMAT}"
+            )
+        return load_config(None, overrides, values=json.loads(saved["config"])), saved["agent"], path
+    if "env_steps" in saved and "agent" in saved:  # one checkpoint of a run directory
+        return _read_run_checkpoint(path.parent.parent, path, overrides, saved)
+    raise ConfigError(f"load: {path} is neither a file written by agent.save nor an rlopt checkpoint")
+
+
+def _read_run_checkpoint(
+    run_dir: Path, checkpoint: Path, overrides: Sequence[str], saved: Mapping[str, Any] | None = None
+) -> tuple[Config, Mapping[str, Any], Path]:
+    """``run_dir/config.yaml`` and the agent state of ``checkpoint``; a checkpoint trained as
+    another agent than the config names is refused (PPO and A2C weights have the same shapes)."""
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise ConfigError(f"load: {run_dir} has no {CONFIG_FILE}; pass a run directory written by learn or rlopt train")
+    cfg = load_config(run_dir / CONFIG_FILE, overrides)
+    saved = _load_file(checkpoint) if saved is None else saved
+    if "agent" not in saved:
+        raise ConfigError(f"load: {checkpoint} is not an rlopt checkpoint (no agent state)")
+    trained_as = json.loads(saved["config"]).get("agent") if isinstance(saved.get("config"), str) else None
+    if trained_as is not None and trained_as != cfg.agent:
+        raise ConfigError(f"load: {checkpoint} was trained as {trained_as} but {run_dir / CONFIG_FILE} says agent: {cfg.agent}")
+    return cfg, saved["agent"], checkpoint
+
+
+def _load_file(path: Path) -> Mapping[str, Any]:
+    """``torch.load(weights_only=True)`` of ``path``; anything unreadable is a one-line ConfigError."""
+    try:
+        saved = load_checkpoint(path)
+    except Exception as err:  # not a torch file, a torn write, pickled code refused by weights_only
+        raise ConfigError(f"load: {path} is not a readable rlopt file ({type(err).__name__})") from None
+    if not isinstance(saved, dict):
+        raise ConfigError(f"load: {path} is not a readable rlopt file (holds a {type(saved).__name__})")
+    return saved
+
