@@ -21,6 +21,8 @@ POLL_SECONDS = 0.5
 """ray.wait timeout between checks for Ctrl-C."""
 RAY_TASK_LOST = -1
 """Exit code recorded when Ray itself lost the task (node died, worker crashed)."""
+LOCAL_START_ATTEMPTS = 3
+"""Tries at starting a local Ray: its raylet has a fixed 30 s to register, which a loaded machine can miss."""
 
 
 def import_ray() -> Any:
@@ -70,6 +72,28 @@ def check_shared_storage(ray: Any, out: Path) -> None:
         )
 
 
+def start_ray(ray: Any, address: str | None, num_cpus: int) -> None:
+    """Connect to the cluster at ``address`` or start a local Ray with ``num_cpus``; else a one-line ConfigError.
+
+    A local start is retried (``LOCAL_START_ATTEMPTS``): Ray raises a bare ``Exception`` when the raylet
+    does not register within its fixed 30 s, which happens on a busy machine.
+    """
+    attempts = 1 if address else LOCAL_START_ATTEMPTS
+    for attempt in range(1, attempts + 1):
+        try:
+            if address:
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            else:
+                ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+            return
+        except Exception as err:  # ConnectionError, RuntimeError, ValueError, and Ray's bare startup timeout
+            ray.shutdown()
+            if attempt == attempts:
+                where = f"the Ray cluster at {address}" if address else f"a local Ray ({attempts} attempts)"
+                raise ConfigError(f"--backend ray: cannot start or reach {where} ({type(err).__name__}: "
+                                  f"{' '.join(str(err).split())[:200]})") from None  # fmt: skip
+
+
 def run_ray(
     jobs: list[RunJob], threads: int, workers: int | None, address: str | None, out: Path,
     on_start: OnStart, on_done: OnDone,
@@ -82,16 +106,7 @@ def run_ray(
     ray = import_ray()
     started_here = not ray.is_initialized()
     if started_here:
-        try:
-            if address:
-                ray.init(address=address, log_to_driver=False, logging_level="ERROR")
-            else:
-                ray.init(num_cpus=(workers or 1) * threads, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR")  # fmt: skip
-        except (ConnectionError, RuntimeError, ValueError) as err:
-            where = f"the Ray cluster at {address}" if address else "a local Ray"
-            raise ConfigError(f"--backend ray: cannot start or reach {where} ({type(err).__name__}: "
-                              f"{' '.join(str(err).split())[:200]})") from None  # fmt: skip
+        start_ray(ray, address, (workers or 1) * threads)
     try:
         check_shared_storage(ray, out)
         task = ray.remote(run_job).options(num_cpus=threads, max_retries=0)
