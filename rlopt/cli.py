@@ -1,4 +1,4 @@
-"""``rlopt`` command line: ``train``, ``eval``, ``config``, ``sweep`` and ``report`` (the top floor).
+"""``rlopt`` command line: ``train``, ``eval``, ``config``, ``presets``, ``sweep`` and ``report`` (the top floor).
 
 The only module of ``rlopt`` that imports ``agents``: it hands the agents' config check to the
 sweep planner, which never imports them itself.
@@ -10,6 +10,7 @@ exits with code 2 before any run directory is created.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -25,7 +26,9 @@ from rlopt.report import add_report_parser, report_command
 from rlopt.sweep import add_sweep_parser, sweep_command
 
 if TYPE_CHECKING:
+    from agents import Agent
     from rlopt.config import Config
+    from rlopt.trainer import Trainer
 
 EXIT_BAD_INPUT = 2
 EXIT_FAULT = 3
@@ -44,10 +47,12 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlopt", description="Policy-optimization agents on one optimizer layer.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train an agent from a YAML preset")
-    train.add_argument("config", nargs="?", help="YAML preset, e.g. configs/ppo_cartpole.yaml")
+    train.add_argument("config", nargs="?", help="a preset's name (rlopt presets lists them) or a YAML file")
     train.add_argument("overrides", nargs="*", help="dotted overrides key=value, e.g. actor.optim.lr=1e-3")
     train.add_argument("--run-dir", help="where to write logs and checkpoints (default runs/<agent>-<env>-<time>)")
     train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint")
+    train.add_argument("--total-steps", type=int, metavar="N",
+                       help="with --resume: continue the run to N env steps (extends a finished run; schedules re-fitted)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     ev = sub.add_parser("eval", help="evaluate a trained run deterministically")
     ev.add_argument("run_dir", help="a run directory written by rlopt train")
@@ -56,9 +61,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--video", metavar="DIR", help="also record videos of the episodes into DIR")
     ev.add_argument("--device", help="evaluate on this device instead of the run's (e.g. cpu for a run trained on CUDA)")
     conf = sub.add_parser("config", help="print a preset's fully resolved config, or every key (--keys)")
-    conf.add_argument("config", nargs="?", help="YAML preset, e.g. configs/ppo_cartpole.yaml")
+    conf.add_argument("config", nargs="?", help="a preset's name (rlopt presets lists them) or a YAML file")
     conf.add_argument("overrides", nargs="*", help="dotted overrides key=value, as for train")
     conf.add_argument("--keys", action="store_true", help="list every key with its type, default and description")
+    sub.add_parser("presets", help="list the presets (name, agent, env id, total_steps): rlopt train NAME")
     add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
@@ -124,24 +130,28 @@ def _train(args: argparse.Namespace) -> int:
     from agents import build_agent
     from rlopt.checkpoint import list_checkpoints
     from rlopt.config import load_config
-    from rlopt.run_files import CONFIG_FILE
+    from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
     from rlopt.trainer import Trainer
 
     if args.run_dir is not None and not args.run_dir.strip():
         raise ConfigError('--run-dir: "" is no directory; give a path or leave --run-dir out')
     if args.resume is not None and not args.resume.strip():
         raise ConfigError('--resume: "" is no directory; give the run directory to resume')
+    if args.total_steps is not None and not args.resume:
+        raise ConfigError("--total-steps extends a run and needs --resume RUN_DIR; for a new run override total_steps=N")
     notices: list[str] = []  # printed once nothing rejects the run
     if args.resume:
         if args.config or args.overrides or args.run_dir:
-            raise ConfigError("--resume takes only the run directory; its config.yaml is reused unchanged")
+            raise ConfigError("--resume takes only the run directory (and --total-steps); its config.yaml is reused")
         run_dir = Path(args.resume)
         if not (run_dir / CONFIG_FILE).is_file() or not list_checkpoints(run_dir):
             raise ConfigError(f"--resume: {run_dir} has no config.yaml and complete checkpoint to resume from")
-        cfg = load_config(run_dir / CONFIG_FILE)
+        file_cfg = cfg = load_config(run_dir / CONFIG_FILE)
+        if args.total_steps is not None:  # config.yaml is rewritten with it when training starts
+            cfg = load_config(run_dir / CONFIG_FILE, [f"total_steps={args.total_steps}"])
     else:
         if args.config is None:
-            raise ConfigError("train: a config file is required, e.g. rlopt train configs/ppo_cartpole.yaml")
+            raise ConfigError("train: a config file is required, e.g. rlopt train ppo_cartpole (rlopt presets lists them)")
         cfg = load_config(args.config, args.overrides, notices=notices)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.agent, cfg.env.id)
         _check_run_dir(run_dir)
@@ -157,6 +167,7 @@ def _train(args: argparse.Namespace) -> int:
             _lock(run_dir, check_only=True)  # a live trainer in the run dir: exit 2 at once
             seen = list_checkpoints(run_dir)
             steps = trainer.resume(require_same_config=True)
+            extension = _refit_to_run_length(agent, trainer, file_cfg, run_dir, steps, args.total_steps is not None)
         try:  # the first write, once nothing is left to reject (Trainer.train() accepts an existing dir)
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -170,6 +181,9 @@ def _train(args: argparse.Namespace) -> int:
             if list_checkpoints(run_dir) != seen:  # another process checkpointed between the read and the lock
                 raise ConfigError(f"--resume: {run_dir} got a new checkpoint while it was being read; run again")
             print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
+            if extension:
+                print(extension, file=sys.stderr)
+                (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # not finished until it reaches the new total
         else:
             _check_run_dir(run_dir)  # again under the lock: another process may have won the race
         summary = trainer.train()
@@ -182,6 +196,27 @@ def _train(args: argparse.Namespace) -> int:
     print(json.dumps(summary, allow_nan=False))
     print(f"run written to {run_dir} (tensorboard --logdir {run_dir})", file=sys.stderr)
     return 0
+
+
+def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_dir: Path, steps: int, flag: bool) -> str:
+    """After a resume: refuse a ``total_steps`` below the ``steps`` done, re-fit every schedule to
+    it (:func:`rlopt.coefficients.refit_schedules`) and return the line that says what changed
+    ("" when the run keeps its length). Reads and writes no file."""
+    from rlopt.coefficients import refit_schedules
+
+    cfg = agent.cfg
+    if cfg.total_steps < steps:
+        given = f"--total-steps {cfg.total_steps}" if flag else f"--resume: config.yaml's total_steps {cfg.total_steps}"
+        raise ConfigError(f"{given} is below the {steps} env steps {run_dir} has already trained; give N >= {steps}")
+    previous = trainer.resumed_total_steps or file_cfg.total_steps  # None: a checkpoint from before issue 12
+    before = dataclasses.replace(cfg, total_steps=previous).num_updates
+    schedulers = {"actor lr": agent.actor_scheduler, "critic lr": agent.critic_scheduler}
+    changed = refit_schedules(schedulers, agent.coefficients, agent.updates_done, cfg.num_updates, before)
+    if previous == cfg.total_steps:
+        return ""
+    what = "; ".join([*changed, "every other schedule unchanged"]) if changed else "no schedule depends on the run length"
+    return (f"rlopt: total_steps {previous:,} -> {cfg.total_steps:,} ({before:,} -> {cfg.num_updates:,} updates), "
+            f"continuing from {steps:,} env steps (update {agent.updates_done:,}): {what}")  # fmt: skip
 
 
 def _eval(args: argparse.Namespace) -> int:
@@ -241,12 +276,20 @@ def _config(args: argparse.Namespace) -> int:
         sys.stdout.write(format_keys(config_keys()))
         return 0
     if args.config is None:
-        raise ConfigError("config: a config file is required (e.g. rlopt config configs/ppo_cartpole.yaml), or --keys")
+        raise ConfigError("config: a config file is required (a preset such as ppo_cartpole, or a YAML file), or --keys")
     notices: list[str] = []
     resolved = check_config(load_config(args.config, args.overrides, notices=notices))
     for notice in notices:
         print(f"rlopt: note: {notice}", file=sys.stderr)
     sys.stdout.write(config_to_yaml(resolved))
+    return 0
+
+
+def _presets() -> int:
+    """``rlopt presets``: one line per preset (name, agent, env id, total_steps), sorted by name."""
+    from rlopt.presets import describe_presets
+
+    sys.stdout.write("".join(f"{line}\n" for line in describe_presets()))
     return 0
 
 
@@ -277,6 +320,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report_command(args)
         if args.command == "config":
             return _config(args)
+        if args.command == "presets":
+            return _presets()
         return _train(args) if args.command == "train" else _eval(args)
     except ConfigError as err:
         print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line

@@ -16,13 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from rlopt.config import Config, config_to_dict
+from rlopt.errors import ConfigError
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_FORMAT_VERSION = 1
 """Format 1 checkpoints written before issue 12 lack ``"config"``; they resume unchecked."""
 RESUME_MUTABLE_KEYS = ("device", "threads")
-"""Config keys a resume may change (the hardware); any other edit of config.yaml is refused."""
+"""Config keys a resume may change (the hardware); any other edit of config.yaml is refused, but
+for :data:`RESUME_LENGTH_KEY`."""
+RESUME_LENGTH_KEY = "total_steps"
+"""The run's length may change on resume (``--total-steps``: extending a finished run); the
+schedules are then re-fitted (:func:`rlopt.coefficients.refit_schedules`). The CLI refuses a
+length below the env steps already done."""
 
 
 def stored_config(cfg: Config) -> str:
@@ -64,6 +70,26 @@ def config_changes(saved: str, cfg: Config) -> list[str]:
     defaults = json.loads(stored_config(Config()))
     return [key for key in changed_keys(old, new)
             if _lookup(old, key) is not _ABSENT or _lookup(new, key) != _lookup(defaults, key)]  # fmt: skip
+
+
+def check_resume_config(checkpoint: Path, saved: Any, cfg: Config) -> None:
+    """Refuse to continue ``checkpoint`` (its :func:`stored_config` ``saved``) under another config,
+    e.g. PPO weights into A2C: a one-line ConfigError naming the changed keys. ``saved`` None
+    (written before checkpoints recorded their config) passes."""
+    if saved is None:
+        return
+    changed = [key for key in config_changes(saved, cfg) if key != RESUME_LENGTH_KEY]
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise ConfigError(
+            f"--resume: config.yaml differs from the config {checkpoint.name} was trained with ({shown}); "
+            f"only {', '.join(RESUME_MUTABLE_KEYS)} and {RESUME_LENGTH_KEY} (to extend the run) may change on resume"
+        )
+
+
+def saved_total_steps(saved: Any) -> int | None:
+    """The ``total_steps`` a checkpoint's :func:`stored_config` records (None without a config)."""
+    return int(json.loads(saved)[RESUME_LENGTH_KEY]) if isinstance(saved, str) else None
 
 
 def strict_json_summary(summary: dict[str, Any]) -> dict[str, Any]:

@@ -57,9 +57,9 @@ from rlopt.rollout import RolloutCollector
 from rlopt.run_files import (
     CHECKPOINT_FORMAT_VERSION,
     CONFIG_FILE,
-    RESUME_MUTABLE_KEYS,
     SUMMARY_FILE,
-    config_changes,
+    check_resume_config,
+    saved_total_steps,
     stored_config,
     strict_json_summary,
     wait_for_later_event_file_name,
@@ -102,6 +102,7 @@ class Trainer:
         self._interrupt_requested = False
         self._purge_step: int | None = None
         self._previous_sigint_handler: Any = None
+        self.resumed_total_steps: int | None = None  # what the checkpoint resume() restored was trained for
 
     # ----------------------------------------------------------------- run directory
     def _open_writer(self, purge_step: int | None = None) -> None:
@@ -112,6 +113,7 @@ class Trainer:
         if purge_step is not None:
             wait_for_later_event_file_name(self.run_dir)
         self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+        self._purge_step = None  # once: a later train() on this trainer must not purge its own steps
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (the envs themselves are pickled aside)."""
@@ -151,8 +153,9 @@ class Trainer:
         An unreadable checkpoint (a torn ``.pt``, or a torn ``.env`` beside it) is skipped with a
         RuntimeWarning naming the file, for the one before it; if none is readable, ConfigError.
         With ``require_same_config`` (``rlopt train --resume``), a checkpoint trained with another
-        config (keys other than ``RESUME_MUTABLE_KEYS``) is a ConfigError too; the Python API
-        may continue a run with another ``total_steps`` or checkpoint interval.
+        config (keys other than ``RESUME_MUTABLE_KEYS`` and ``total_steps``) is a ConfigError too.
+        The schedules stay as the checkpoint has them: after a change of ``total_steps``, re-fit
+        them (:func:`rlopt.coefficients.refit_schedules`, as ``rlopt train --total-steps`` does).
         """
         if self.run_dir is None:
             raise ValueError("resume needs a Trainer with a run_dir")
@@ -182,7 +185,7 @@ class Trainer:
                 f"this rlopt reads format {CHECKPOINT_FORMAT_VERSION}"
             )
         if require_same_config:
-            self._check_same_config(checkpoint, state.get("config"))
+            check_resume_config(checkpoint, state.get("config"), self.cfg)
         try:
             envs = load_envs(checkpoint)
         except Exception as err:  # unpickling a torn file: EOFError, UnpicklingError, ...
@@ -213,27 +216,18 @@ class Trainer:
         best_step = state.get("best_eval_step")
         self.best_eval_step = None if best_step is None else int(best_step)
         self.last_checkpoint = Path(checkpoint)
+        self.resumed_total_steps = saved_total_steps(state.get("config"))
         # Points logged after this checkpoint and before the crash are dropped (purge_step) by the
         # writer train() opens: resume itself writes nothing (rlopt train locks the run dir after it).
         self._purge_step = self.env_steps + 1
         return self.env_steps
 
-    def _check_same_config(self, checkpoint: Path, saved: Any) -> None:
-        """Refuse to continue a checkpoint under another config (e.g. PPO weights into A2C)."""
-        if saved is None:  # written before checkpoints recorded their config
-            return
-        changed = config_changes(saved, self.cfg)
-        if changed:
-            shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-            raise ConfigError(
-                f"--resume: config.yaml differs from the config {checkpoint.name} was trained with ({shown}); "
-                f"only {' and '.join(RESUME_MUTABLE_KEYS)} may change on resume"
-            )
-
     # ----------------------------------------------------------------- the loop
-    def train(self, total_steps: int | None = None) -> dict[str, Any]:
+    def train(self, total_steps: int | None = None, keep_envs: bool = False) -> dict[str, Any]:
         """Train until ``total_steps`` env steps, evaluate, write ``summary.json``; return it.
 
+        The writer is closed at the end; with ``keep_envs`` the envs stay open, so that a later
+        ``train`` with a larger total continues the same episodes (``agent.learn`` called twice).
         Raises :class:`Interrupted` after SIGINT (a checkpoint is written first) and
         :class:`NumericalFault` after ``health.max_consecutive_faults`` skipped updates in a row.
         """
@@ -287,7 +281,7 @@ class Trainer:
                 signal.signal(signal.SIGINT, self._previous_sigint_handler)
             bar.close()
         summary = self._summarise()
-        self.close()
+        self.close(envs=not keep_envs)
         return summary
 
     def _act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -397,9 +391,10 @@ class Trainer:
             atomic_write_text(self.run_dir / SUMMARY_FILE, text + "\n")
         return summary
 
-    def close(self) -> None:
-        """Flush and close the TensorBoard writer and the envs (idempotent)."""
+    def close(self, envs: bool = True) -> None:
+        """Flush and close the TensorBoard writer and (with ``envs``) the envs; idempotent."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-        self.envs.close()
+        if envs:
+            self.envs.close()

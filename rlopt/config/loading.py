@@ -21,6 +21,7 @@ from rlopt.config.schema import Config
 from rlopt.config.validation import first_line, omegaconf_message, validate
 from rlopt.errors import ConfigError
 from rlopt.optim import accepted_options
+from rlopt.presets import resolve_config
 from rlopt.trust_region.build import TRUST_REGION_NAME, TRUST_REGION_OPTIONS
 
 _EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
@@ -190,6 +191,9 @@ def load_config(
 ) -> Config:
     """Build a schema-validated :class:`Config`: defaults < YAML file < ``values`` < dotted overrides.
 
+    ``path`` is a YAML file, or a preset's name (``ppo_cartpole``, see :mod:`rlopt.presets`) when no
+    such file exists.
+
     Every kind of bad input (missing or malformed file, unknown key, wrong type, value out of
     range, unusable optimizer or schedule spec) raises :class:`ConfigError` with a one-line
     message naming the key and what is allowed. Which agent and its actor step are checked, and
@@ -204,6 +208,10 @@ def load_config(
     layers: list[tuple[str, Any]] = []
     try:
         if path is not None:
+            path = resolve_config(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path} (give a YAML file or a preset name such as "
+                                  "ppo_cartpole; rlopt presets lists them)")  # fmt: skip
             layers.append((f"config file {path}", OmegaConf.create(read_yaml(path))))
         if values is not None:
             layers.append(("values", OmegaConf.create(dict(values))))

@@ -17,6 +17,7 @@ from rlopt.schedules.build import (
     build_lr_scheduler,
     build_schedule,
     parse_scheduled_value,
+    refit_lr_scheduler,
 )
 from rlopt.schedules.closed_forms import (
     SCHEDULE_NAMES,
@@ -45,5 +46,6 @@ __all__ = [
     "build_lr_scheduler",
     "build_schedule",
     "parse_scheduled_value",
+    "refit_lr_scheduler",
     "schedule_from_state_dict",
 ]

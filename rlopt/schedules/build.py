@@ -107,6 +107,20 @@ def build_lr_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=schedule)
 
 
+def refit_lr_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, total_updates: int, update: int) -> None:
+    """Put ``scheduler`` at update ``update`` of its schedules re-fitted to ``total_updates`` updates
+    (:meth:`Schedule.refit`): every param group gets ``base_lr * schedule(update)``, the expression
+    ``LambdaLR.get_lr`` evaluates, so from here on the lrs are bit for bit those of a run
+    configured with ``total_updates`` from the start. The next ``step()`` moves to ``update + 1``.
+    """
+    scheduler.lr_lambdas = [schedule.refit(total_updates) for schedule in scheduler.lr_lambdas]
+    scheduler.last_epoch = update
+    groups = scheduler.optimizer.param_groups
+    for group, base_lr, schedule in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
+        group["lr"] = base_lr * schedule(update)
+    scheduler._last_lr = [group["lr"] for group in groups]
+
+
 class ScheduledValue:
     """A coefficient ``base * schedule(step)`` (entropy coefficient, PPO clip range, max KL)."""
 
@@ -119,6 +133,10 @@ class ScheduledValue:
     def value(self, step: int) -> float:
         """The coefficient at update ``step``."""
         return self.base * self.schedule(step)
+
+    def refit(self, total_updates: int) -> ScheduledValue:
+        """This coefficient over a run of ``total_updates`` updates (:meth:`Schedule.refit`)."""
+        return ScheduledValue(self.base, self.schedule.refit(total_updates))
 
     def state_dict(self) -> dict[str, Any]:
         return {"base": self.base, "schedule": self.schedule.state_dict()}

@@ -33,6 +33,8 @@ class Schedule:
 
     name: ClassVar[str]
     fields: ClassVar[Mapping[str, Any]]
+    fits_run_length: ClassVar[bool] = False
+    """Whether the run's length (its update count) sets the shape: :meth:`refit` changes it."""
 
     def _assign(self, values: Mapping[str, Any], where: str | None = None) -> None:
         """Validate ``values`` against ``fields`` and store them as attributes."""
@@ -49,6 +51,15 @@ class Schedule:
 
     def __call__(self, step: int) -> float:
         raise NotImplementedError
+
+    def refit(self, total_updates: int) -> Schedule:
+        """This schedule over a run of ``total_updates`` updates (issue 12, extending a run).
+
+        Only schedules whose shape is set by the run length (linear, cosine, and a warm-up around
+        one) change; every other schedule returns itself. ``build_schedule(spec, H).refit(H2)``
+        equals ``build_schedule(spec, H2)``.
+        """
+        return self
 
     def state_dict(self) -> dict[str, Any]:
         """Plain python values: ``{"name": ..., <field>: ...}``."""
@@ -90,6 +101,7 @@ class Linear(Schedule):
     """1 + (end_factor - 1) * min(t / T, 1): linear from 1 to ``end_factor`` over T updates."""
 
     name = "linear"
+    fits_run_length = True
     fields: ClassVar[Mapping[str, Any]] = {"horizon": POSITIVE_INT, "end_factor": NON_NEGATIVE}
 
     horizon: int
@@ -101,6 +113,9 @@ class Linear(Schedule):
     def __call__(self, step: int) -> float:
         progress = min(step / self.horizon, 1.0)
         return 1.0 + (self.end_factor - 1.0) * progress
+
+    def refit(self, total_updates: int) -> Linear:
+        return Linear(total_updates, self.end_factor)
 
 
 class StepDecay(Schedule):
@@ -143,6 +158,7 @@ class Cosine(Schedule):
     """Cosine decay from 1 to ``min_factor`` over T updates, then held at ``min_factor``."""
 
     name = "cosine"
+    fits_run_length = True
     fields: ClassVar[Mapping[str, Any]] = {"horizon": POSITIVE_INT, "min_factor": UNIT_INTERVAL}
 
     horizon: int
@@ -153,6 +169,9 @@ class Cosine(Schedule):
 
     def __call__(self, step: int) -> float:
         return _cosine_factor(min(step, self.horizon), self.horizon, self.min_factor)
+
+    def refit(self, total_updates: int) -> Cosine:
+        return Cosine(total_updates, self.min_factor)
 
 
 class CosineRestarts(Schedule):
@@ -246,6 +265,20 @@ class Warmup(Schedule):
             return self.start_factor + (1.0 - self.start_factor) * step / self.warmup_steps
         # Rebuilding costs a few microseconds once per update; it keeps __dict__ plain.
         return self.inner(step - self.warmup_steps)
+
+    def refit(self, total_updates: int) -> Warmup:
+        """The same warm-up, then the inner schedule over the ``total_updates - warmup_steps`` left."""
+        inner, left = self.inner, total_updates - self.warmup_steps
+        if not inner.fits_run_length:
+            return self
+        if left < 1:
+            raise ConfigError(f"schedule.warmup_steps: must be < the horizon ({total_updates} updates) for "
+                              f"schedule {inner.name!r}, got {self.warmup_steps}")  # fmt: skip
+        return Warmup(inner.refit(left), self.warmup_steps, self.start_factor)
+
+    @property
+    def fits_run_length(self) -> bool:  # type: ignore[override]
+        return self.inner.fits_run_length
 
 
 SCHEDULE_CLASSES: dict[str, type[Schedule]] = {

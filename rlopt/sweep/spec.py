@@ -19,15 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import rlopt
 from rlopt.config import Config, config_to_dict, load_config, read_yaml
 from rlopt.errors import ConfigError
+from rlopt.presets import resolve_config
 
 Validator = Callable[[Config], Config]
 """Agent-level check of a run's config, injected by the CLI (returns the config or raises ConfigError)."""
 
-PRESET_DIR = Path(rlopt.__file__).resolve().parents[1] / "configs"
-"""Where ``base: <preset>`` is looked up: the repository's ``configs/``."""
 ARM_SEPARATOR = "__"
 """Separates a variant name from the grid entries in an arm name (``momentum__actor.max_grad_norm=0.5``)."""
 BASE_ARM = "base"
@@ -240,17 +238,14 @@ def expand_arms(variants: Mapping[str, dict[str, Any]], grid: Mapping[str, list[
 
 
 def resolve_base(value: Any, sweep_path: Path, fail: _SweepErrors) -> Path:
-    """A preset name (``a2c_cartpole`` -> configs/a2c_cartpole.yaml) or a path relative to the sweep file."""
+    """A YAML path relative to the sweep file, or else a preset name (``a2c_cartpole``), resolved as
+    ``rlopt train`` resolves its config argument (:func:`rlopt.presets.resolve_config`)."""
     if not isinstance(value, str) or not value.strip():
         raise fail(f"base must name a preset such as a2c_cartpole or a YAML path, got {format_value(value)}")
-    if "/" not in value and not value.endswith((".yaml", ".yml")):
-        preset = PRESET_DIR / f"{value}.yaml"
-        if not preset.is_file():
-            presets = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
-            raise fail(f"base: unknown preset {value!r}; valid: {', '.join(presets)} (or a path relative to the sweep file)")
-        return preset
-    path = Path(value).expanduser()
-    path = path if path.is_absolute() else sweep_path.parent / path
+    try:
+        path = resolve_config(value, base_dir=sweep_path.parent)
+    except ConfigError as err:  # a bare name that is neither a file nor a preset
+        raise fail(f"base: {err}") from None
     if not path.is_file():
         raise fail(f"base: no such file {path}")
     return path
