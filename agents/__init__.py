@@ -1,4 +1,4 @@
-"""The five agents of rlopt, each one file on the shared update layer (``agents.base``).
+"""The six agents of rlopt, each one file on the shared update layer (``agents.base``).
 
 The top floor: agents import the library (``rlopt``), never the other way round. This package
 holds the registry (:data:`AGENTS`), the agent-level validation of a config
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from gymnasium import spaces
 
+from agents.acktr import ACKTR
 from agents.actor_critic import A2C
 from agents.base import Agent
 from agents.npg import NPG
@@ -22,7 +23,7 @@ from rlopt.errors import ConfigError
 from rlopt.learner import UpdateStats
 from rlopt.runtime import start_run
 
-AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (REINFORCE, A2C, NPG, TRPO, PPO)}
+AGENTS: dict[str, type[Agent]] = {cls.name: cls for cls in (REINFORCE, A2C, NPG, TRPO, PPO, ACKTR)}
 """Every agent by its config name (``agent: ppo``)."""
 
 
@@ -79,5 +80,5 @@ def load(path: str | Path, device: str | None = None) -> Agent:
 
 __all__ = [
     "AGENTS", "agent_class", "build_agent", "check_config", "env_spaces", "load",
-    "A2C", "Agent", "NPG", "PPO", "REINFORCE", "TRPO", "UpdateStats",
+    "A2C", "ACKTR", "Agent", "NPG", "PPO", "REINFORCE", "TRPO", "UpdateStats",
 ]

@@ -42,6 +42,7 @@ from rlopt.errors import ConfigError
 from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
 from rlopt.networks import Actor, Critic, clip_action_to_space
 from rlopt.normalization import RunningMeanStd
+from rlopt.kfac_optimizer import build_network_optimizer
 from rlopt.optim import build_optimizer
 from rlopt.returns import compute_gae
 from rlopt.rollout import RolloutBatch, RolloutBuffer
@@ -102,9 +103,7 @@ class Agent:
         self.critic_optimizer: torch.optim.Optimizer | None = None
         self.critic_scheduler = None
         if self.critic is not None:
-            self.critic_optimizer = build_optimizer(
-                self.critic.parameters(), dict(cfg.critic.optim), key="critic.optim"
-            )
+            self.critic_optimizer = build_network_optimizer(self.critic, dict(cfg.critic.optim), key="critic.optim")
             self.critic_scheduler = build_lr_scheduler(
                 self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
             )
@@ -222,12 +221,57 @@ class Agent:
             actions = clip_action_to_space(actions, self.action_space)
         return (actions[0] if single else actions), None
 
-    def learn(self, total_steps: int | None = None, run_dir: str | Path | None = None, progress: bool = True) -> dict:
-        """Train in this agent's env for ``total_steps`` (default: the config's); returns the summary."""
+    def learn(
+        self,
+        total_steps: int | None = None,
+        run_dir: str | Path | None = None,
+        progress: bool = True,
+        reset_num_timesteps: bool = False,
+    ) -> dict:
+        """Train ``total_steps`` more env steps (default: the config's) in this agent's env; returns
+        the summary. ``cfg.total_steps`` becomes the total trained to, and the schedules' horizon.
+
+        Calls continue counting (SB3's ``reset_num_timesteps=False``): the step counter (TensorBoard
+        x-axis, the summary's ``total_steps``, ``updates_done``), the episodes in progress and the
+        logs and checkpoints (``run_dir`` None keeps the previous call's) go on where the previous
+        call stopped. Every schedule is re-fitted to the new total from the current update
+        (:func:`rlopt.coefficients.refit_schedules`): a linear lr that reached 0 at the end of the
+        previous call resumes at lr0·(1 − u/U) at update u of the now U-update run. A loaded agent
+        (``PPO.load``, ``agents.load``), even one trained to its end with its lr at 0, continues
+        the same way from its ``updates_done`` (env steps = updates × batch size), with fresh
+        episodes. ``reset_num_timesteps=True`` restarts the count at 0: fresh episodes, schedules
+        from update 0 over ``total_steps``, logs only in the ``run_dir`` given (a new run); the
+        weights and optimizer moments are kept.
+        """
+        import sys
+
+        from rlopt.coefficients import refit_schedules
         from rlopt.trainer import Trainer
 
-        trainer = Trainer(self, run_dir=run_dir, progress=progress)
-        return trainer.train(total_steps)
+        steps = self.cfg.total_steps if total_steps is None else total_steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ConfigError(f"learn: total_steps must be an int >= 1, got {steps!r}")
+        trainer: Trainer | None = getattr(self, "_trainer", None)  # the last call's, its envs still open
+        self._trainer = None  # kept only after a call that ends normally (an interrupted one closed its envs)
+        if trainer is None or reset_num_timesteps:
+            if trainer is not None:
+                trainer.close()
+            if reset_num_timesteps:
+                self.updates_done = 0
+            trainer = Trainer(self, run_dir=run_dir, progress=progress)
+            trainer.env_steps = self.updates_done * self.cfg.batch_size  # a loaded agent's count
+        else:
+            trainer.progress = progress
+            trainer.run_dir = Path(run_dir) if run_dir is not None else trainer.run_dir
+        previous_updates = self.cfg.num_updates
+        self.cfg.total_steps = trainer.env_steps + int(steps)
+        schedulers = {"actor lr": self.actor_scheduler, "critic lr": self.critic_scheduler}
+        changed = refit_schedules(schedulers, self.coefficients, self.updates_done, self.cfg.num_updates, previous_updates)
+        if changed and progress and self.updates_done > 0:
+            print(f"rlopt: continuing to {self.cfg.total_steps:,} env steps: {'; '.join(changed)}", file=sys.stderr)
+        summary = trainer.train(self.cfg.total_steps, keep_envs=True)
+        self._trainer = trainer
+        return summary
 
     # ----------------------------------------------------------------- the update
     def compute_targets(self, buffer: RolloutBuffer) -> tuple[Tensor, Tensor]:

@@ -41,12 +41,18 @@ def _sample_log_prob(actor: Actor, outputs: Tensor, actions: Tensor, *_: Tensor)
     return actor.distribution(outputs).log_prob(actions)
 
 
+def _sample_actions(actor: Actor, outputs: Tensor) -> Tensor:
+    """Actions a ~ π(·|y) for outputs y [B, k] (the sampled Fisher of the kfac/diagonal solvers)."""
+    return actor.distribution(outputs).sample()
+
+
 def actor_metric_inputs(
     actor: Actor, obs: Tensor, actions: Tensor, old_log_probs: Tensor, advantages: Tensor, entropy_coef: float
 ) -> MetricInputs:
     """The actor on a batch as pure functions of its parameters, for the metrics that differentiate
     its outputs or per-sample terms; the per-sample loss is the closure's surrogate, row by row.
-    Cheap to build (no computation); ``fisher`` and ``identity`` never read it."""
+    Cheap to build (no computation); ``fisher`` and ``identity`` with CG never read it; the ``kfac``
+    solver walks ``module`` for its Linear layers."""
     outputs_module = ActorOutputs(actor)
     return MetricInputs(
         params=dict(outputs_module.named_parameters()),
@@ -55,6 +61,8 @@ def actor_metric_inputs(
         targets=(actions, old_log_probs, advantages),
         sample_loss=functools.partial(_sample_loss, actor, entropy_coef),
         sample_log_prob=functools.partial(_sample_log_prob, actor),
+        module=outputs_module,
+        sample_actions=functools.partial(_sample_actions, actor),
     )
 
 

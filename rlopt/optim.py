@@ -57,8 +57,12 @@ _ALIASES: dict[str, _Alias] = {
 OPTIMIZER_NAMES: list[str] = sorted(_ALIASES)
 """Names :func:`build_optimizer` accepts (case-insensitive)."""
 
-# Built by the trust-region module, not here; listed so a typo's error shows every valid name.
-_EXTERNAL_NAMES = ("trust_region",)
+# Built elsewhere, not here; listed so a typo's error shows every valid name.
+_EXTERNAL_BUILDERS = {
+    "trust_region": "a trust-region update, built by rlopt.trust_region",
+    "kfac": "K-FAC, which needs the network itself, built by rlopt.kfac_optimizer.build_network_optimizer",
+}
+_EXTERNAL_NAMES = tuple(_EXTERNAL_BUILDERS)
 _ALL_VALID_NAMES = ", ".join(sorted([*OPTIMIZER_NAMES, *_EXTERNAL_NAMES]))
 
 
@@ -75,6 +79,10 @@ def _accepted_kwargs(cls: type[torch.optim.Optimizer]) -> list[str]:
 
 def accepted_options(name: str) -> tuple[str, ...] | None:
     """The spec keys (besides ``name``) :func:`build_optimizer` accepts for ``name``; None if unknown."""
+    if isinstance(name, str) and name.lower() == "kfac":
+        from rlopt.kfac_optimizer import KFAC_OPTIONS  # imports this module: late
+
+        return KFAC_OPTIONS
     alias = _ALIASES.get(name.lower()) if isinstance(name, str) else None
     if alias is None:
         return None
@@ -121,10 +129,7 @@ def build_optimizer(
         raise ConfigError(f"{key}.name: required (a string); valid: {_ALL_VALID_NAMES}")
     name = raw_name.lower()
     if name in _EXTERNAL_NAMES:
-        raise ConfigError(
-            f"{key}.name: {raw_name!r} is a trust-region update, built by rlopt.trust_region, "
-            f"not by build_optimizer"
-        )
+        raise ConfigError(f"{key}.name: {raw_name!r} is {_EXTERNAL_BUILDERS[name]}, not by build_optimizer")
     alias = _ALIASES.get(name)
     if alias is None:
         raise ConfigError(f"{key}.name: unknown optimizer {raw_name!r}; valid: {_ALL_VALID_NAMES}")

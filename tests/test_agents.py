@@ -57,7 +57,7 @@ def test_update_reports_the_tag_contract(name: str, env_id: str) -> None:
     expected = set(COMMON_TAGS)
     if agent.critic is not None:
         expected |= CRITIC_TAGS
-    if name in ("npg", "trpo"):
+    if name in ("npg", "trpo", "acktr"):
         expected |= TRUST_REGION_TAGS
     if name == "ppo":
         expected |= {"actor/clip_fraction"}

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from agents import AGENTS, build_agent, check_config
+from agents.acktr import ACKTR_CRITIC_OPTIM
 from rlopt.config import DEFAULT_ACTOR_OPTIM, DEFAULT_CRITIC_OPTIM, Config, config_to_yaml, load_config, validate
 from rlopt.errors import ConfigError
 
@@ -162,6 +163,7 @@ def test_trust_region_agents_fill_in_the_whole_trust_region_spec(agent: str, lin
     assert empty.actor.optim == {
         "name": "trust_region", "metric": "fisher", "lr": 1.0, "max_kl": 0.01, "cg_iters": 10, "cg_damping": 0.1,
         "cg_tol": 1e-10, "backtrack_coef": 0.8, "max_backtracks": 10, "accept_ratio": 0.0, "line_search": line_search,
+        "solver": "cg", "kfac_stat_decay": 0.95, "kfac_update_every": 1,
     }
     partial = check_config(load_config(None, [f"agent={agent}", "actor.optim={name: trust_region, max_kl: 0.02}"]))
     assert partial.actor.optim["max_kl"] == 0.02 and partial.actor.optim["line_search"] is line_search
@@ -176,8 +178,8 @@ def test_check_config_fills_the_optimizer_defaults_and_leaves_its_input_alone(ag
     assert cfg.actor.optim == {} and cfg.critic.optim == {}  # the schema's "the agent's default"
     resolved = check_config(cfg)
     assert cfg.actor.optim == {} and resolved is not cfg
-    assert resolved.critic.optim == DEFAULT_CRITIC_OPTIM
-    if agent not in ("npg", "trpo"):
+    assert resolved.critic.optim == (ACKTR_CRITIC_OPTIM if agent == "acktr" else DEFAULT_CRITIC_OPTIM)
+    if agent not in ("npg", "trpo", "acktr"):
         assert resolved.actor.optim == DEFAULT_ACTOR_OPTIM
 
 

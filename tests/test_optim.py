@@ -330,7 +330,7 @@ def test_unknown_name_lists_every_valid_name_including_trust_region() -> None:
     message = str(info.value)
     assert message.startswith("actor.optim.name: unknown optimizer 'foo'; valid: ")
     listed = message.split("valid: ")[1].split(", ")
-    assert listed == sorted([*OPTIMIZER_NAMES, "trust_region"])
+    assert listed == sorted([*OPTIMIZER_NAMES, "kfac", "trust_region"])
     assert "\n" not in message
 
 

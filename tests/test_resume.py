@@ -42,6 +42,14 @@ CONTINUOUS = [
     "rollout.n_steps=128", "critic.updates=2", "eval.episodes=2",
 ]  # fmt: skip
 
+# ACKTR: K-FAC factors, stale inverses (update_every 2) and the critic's momentum must survive resume.
+KFAC_CONTINUOUS = [
+    str(ROOT / "configs" / "acktr_pendulum.yaml"),
+    "total_steps=5120", "checkpoint.every_steps=1024", "checkpoint.keep=3", "env.num_envs=4",
+    "rollout.n_steps=128", "critic.updates=2", "eval.episodes=2",
+    "actor.optim.kfac_update_every=2", "actor.optim.kfac_stat_decay=0.9", "critic.optim.update_every=2",
+]  # fmt: skip
+
 
 def scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     """``{tag: [(step, value), ...]}`` of every scalar but ``time/*``, as TensorBoard shows them."""
@@ -134,6 +142,12 @@ def test_sigkill_then_resume_matches_uninterrupted_run_continuous_normalised(tmp
     reference = tmp_path / "reference"
     train_in_process(CONTINUOUS, reference)
     kill_and_resume(CONTINUOUS, reference, tmp_path / "run", random.Random(time.time_ns()))
+
+
+def test_sigkill_then_resume_matches_uninterrupted_run_kfac(tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    train_in_process(KFAC_CONTINUOUS, reference)
+    kill_and_resume(KFAC_CONTINUOUS, reference, tmp_path / "run", random.Random(time.time_ns()))
 
 
 def test_ctrl_c_checkpoints_exits_130_and_resume_matches(discrete_reference: Path, tmp_path: Path) -> None:

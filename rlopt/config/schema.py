@@ -28,6 +28,9 @@ DEFAULT_TRUST_REGION: dict[str, Any] = {
     "backtrack_coef": 0.8,
     "max_backtracks": 10,
     "accept_ratio": 0.0,
+    "solver": "cg",
+    "kfac_stat_decay": 0.95,
+    "kfac_update_every": 1,
 }
 """The trust-region spec's defaults (``rlopt.trust_region.TrustRegion``'s keywords). ``line_search``
 is not here: it is what tells the two trust-region agent classes apart, so each one sets it."""

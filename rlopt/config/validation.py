@@ -18,12 +18,14 @@ from dataclasses import fields, is_dataclass
 from typing import Any, Iterator, Mapping, Optional, get_type_hints
 
 import torch
+from torch import nn
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 from rlopt.coefficients import build_coefficients
 from rlopt.config.schema import Config
 from rlopt.errors import ConfigError
+from rlopt.kfac_optimizer import KFAC_NAME, build_kfac
 from rlopt.networks import activation_class
 from rlopt.optim import build_optimizer
 from rlopt.schedules import build_schedule
@@ -223,12 +225,37 @@ def _check_torch_optimizer(spec: Mapping[str, Any], key: str) -> None:
     )
 
 
+def _check_kfac(spec: Mapping[str, Any], key: str) -> None:
+    """Build the critic's ``kfac`` on a stand-in Linear layer and take test steps of a squared loss."""
+    _require(
+        not key.startswith("actor"),
+        f"{key}.name: kfac is the critic's K-FAC optimizer; for a K-FAC actor step use name: trust_region, solver: kfac",
+    )
+    layer = nn.Linear(2, 1)
+    with torch.no_grad():
+        layer.weight.fill_(0.5)
+        layer.bias.zero_()
+    with _as_config_error(key):
+        optimizer = build_kfac(layer, spec, key=key)
+        for _ in range(_TEST_STEPS):
+            optimizer.zero_grad()
+            layer(torch.eye(2)).square().mean().backward()
+            optimizer.step()
+    _require(
+        all(bool(torch.isfinite(param).all()) for param in layer.parameters()),
+        f"{key}: kfac turns a test step into non-finite parameters; check its numeric options",
+    )
+
+
 def check_optimizer_spec(spec: Mapping[str, Any], key: str, horizon: int) -> None:
     """Build ``spec`` as a learner would, on a stand-in layer: ``trust_region`` with the shared
-    :func:`~rlopt.trust_region.build_trust_region`, any other name as a torch optimizer that must
+    :func:`~rlopt.trust_region.build_trust_region`, ``kfac`` (critic only) with
+    :func:`~rlopt.kfac_optimizer.build_kfac`, any other name as a torch optimizer that must
     survive test steps. Agent classes call it for ``actor.optim`` once they accept its name."""
     if spec.get("name") == TRUST_REGION_NAME:
         build_trust_region(_stand_in_layer(), spec, horizon, key=key)
+    elif isinstance(spec.get("name"), str) and spec["name"].lower() == KFAC_NAME:
+        _check_kfac(spec, key)
     else:
         _check_torch_optimizer(spec, key)
 

@@ -3,7 +3,8 @@
     min_δθ  ∇Lᵀδθ   subject to  ½ δθᵀ (M(θ) + λI) δθ ≤ δ
 
 has the solution δθ* = −√(2δ / gᵀM̃⁻¹g) · M̃⁻¹g with M̃ = M + λI (seed 003, Lagrangian slide;
-Schulman et al. 2015, App. C). M̃⁻¹g comes from conjugate gradient on v ↦ M̃ v. With M = Fisher
+Schulman et al. 2015, App. C). M̃⁻¹g comes from conjugate gradient on v ↦ M̃ v (``solver="cg"``),
+or from K-FAC's Kronecker factors or diag(M) (``"kfac"``, ``"diagonal"``: :mod:`.solvers`). With M = Fisher
 this is the natural policy gradient step (NPG, Kakade 2002); followed by a backtracking line
 search on the true surrogate and KL it is TRPO. Like ``torch.optim.LBFGS`` the step takes a
 closure and returns the loss; its diagnostics (:class:`TrustRegionStats`) are kept in
@@ -29,6 +30,7 @@ from rlopt.trust_region.line_search import (
     validate_line_search_args,
 )
 from rlopt.trust_region.metrics import Metric, MetricInputs, build_metric
+from rlopt.trust_region.solvers import check_solver, solver_direction
 
 LossAndKL = tuple[Tensor, Tensor]
 
@@ -48,9 +50,9 @@ class TrustRegionStats:
     kl: float
     """Mean KL(π_old‖π_θ) after the step (0 if the step was rejected)."""
     cg_residual: float
-    """‖−g − (M + λI) d‖ at the end of CG."""
+    """‖−g − (M + λI) d‖ at the end of CG (0 for the ``kfac``/``diagonal`` solvers: exact for their M̃)."""
     cg_iterations: int
-    """CG iterations that updated the direction."""
+    """CG iterations that updated the direction (0 for the ``kfac``/``diagonal`` solvers)."""
     line_search_steps: int
     """Trial points evaluated by the line search (0 without line search)."""
     accepted: bool
@@ -82,7 +84,7 @@ class StepProposal(NamedTuple):
     step: Tensor
     """Δθ = lr · √(2δ / dᵀM̃d) · d, the full trust-region step."""
     cg: CGResult
-    """The CG solve for d ≈ −M̃⁻¹g."""
+    """The CG solve for d ≈ −M̃⁻¹g (for another solver: its d, residual 0, 0 iterations)."""
     finite: Tensor
     """0-dim bool: g, d and dᵀM̃d are all finite."""
     valid: Tensor
@@ -130,6 +132,19 @@ def propose_step(
     )
 
 
+def propose_preconditioned_step(gradient: Tensor, direction: Tensor, lr: float, max_kl: float) -> StepProposal:
+    """The scaled step for a direction d = −M̃⁻¹g applied exactly (``kfac``, ``diagonal`` solvers).
+
+    The quadratic is the approximation's own, dᵀM̃d = −gᵀd (ACKTR, Wu et al. 2017, eq. 6), so
+    Δθ = lr · √(2δ / (−gᵀd)) · d lands on ½ dᵀM̃d = lr² δ exactly, as :func:`propose_step` does for CG.
+    """
+    quadratic = -torch.dot(gradient, direction)
+    finite = torch.isfinite(gradient).all() & torch.isfinite(direction).all() & torch.isfinite(quadratic)
+    scale = lr * torch.sqrt(2.0 * max_kl / quadratic)
+    solve = CGResult(solution=direction, residual_norm=torch.zeros((), dtype=gradient.dtype), iterations=0)
+    return StepProposal(step=scale * direction, cg=solve, finite=finite, valid=finite & (quadratic > 0))
+
+
 def _validate_hyperparameters(
     lr: float,
     max_kl: float,
@@ -140,6 +155,9 @@ def _validate_hyperparameters(
     backtrack_coef: float,
     max_backtracks: int,
     accept_ratio: float,
+    solver: str,
+    kfac_stat_decay: float,
+    kfac_update_every: int,
 ) -> None:
     """Raise :class:`ConfigError` naming the first hyper-parameter outside its valid range."""
     for name, value in (("lr", lr), ("cg_damping", cg_damping), ("cg_tol", cg_tol)):
@@ -155,6 +173,12 @@ def _validate_hyperparameters(
     if not isinstance(line_search, bool):
         raise ConfigError(f"line_search must be true or false, got {line_search!r}")
     validate_line_search_args(max_kl, backtrack_coef, max_backtracks, accept_ratio)
+    check_solver(solver)  # the name only; the metric/solver pair is checked with the metric
+    check_finite_real("kfac_stat_decay", kfac_stat_decay)
+    if not 0 <= kfac_stat_decay < 1:
+        raise ConfigError(f"kfac_stat_decay must be in [0, 1), got {kfac_stat_decay}")
+    if isinstance(kfac_update_every, bool) or not isinstance(kfac_update_every, int) or kfac_update_every < 1:
+        raise ConfigError(f"kfac_update_every must be an integer >= 1, got {kfac_update_every!r}")
 
 
 _HYPERPARAMETERS = (
@@ -167,6 +191,9 @@ _HYPERPARAMETERS = (
     "backtrack_coef",
     "max_backtracks",
     "accept_ratio",
+    "solver",
+    "kfac_stat_decay",
+    "kfac_update_every",
 )
 
 
@@ -186,6 +213,10 @@ class TrustRegion(torch.optim.Optimizer):
         backtrack_coef: β, the shrink factor of the line search.
         max_backtracks: number of trial points of the line search.
         accept_ratio: Armijo fraction of the expected improvement required (0 disables).
+        solver: how M̃⁻¹g is applied: ``cg``, ``kfac`` or ``diagonal`` (:mod:`.solvers`, which
+            lists the metrics each accepts; ``cg_damping`` is λ for all three).
+        kfac_stat_decay: ``kfac``'s running-average decay of its factors A and G.
+        kfac_update_every: ``kfac`` recomputes its damped factor inverses every this many steps.
 
     Hyper-parameters live in ``defaults`` / ``param_groups[0]`` and are read at every step, so
     schedulers and ``load_state_dict`` act on them.
@@ -204,6 +235,9 @@ class TrustRegion(torch.optim.Optimizer):
         backtrack_coef: float = 0.8,
         max_backtracks: int = 10,
         accept_ratio: float = 0.0,
+        solver: str = "cg",
+        kfac_stat_decay: float = 0.95,
+        kfac_update_every: int = 1,
     ) -> None:
         self._metric = build_metric(metric, key="metric")
         if not isinstance(getattr(self._metric, "name", None), str):
@@ -211,7 +245,9 @@ class TrustRegion(torch.optim.Optimizer):
         _validate_hyperparameters(
             lr, max_kl, cg_iters, cg_damping, cg_tol,
             line_search, backtrack_coef, max_backtracks, accept_ratio,
+            solver, kfac_stat_decay, kfac_update_every,
         )  # fmt: skip
+        check_solver(solver, self._metric.name)
         defaults = dict(
             metric=self._metric.name,
             lr=lr,
@@ -223,6 +259,9 @@ class TrustRegion(torch.optim.Optimizer):
             backtrack_coef=backtrack_coef,
             max_backtracks=max_backtracks,
             accept_ratio=accept_ratio,
+            solver=solver,
+            kfac_stat_decay=kfac_stat_decay,
+            kfac_update_every=kfac_update_every,
         )
         super().__init__(params, defaults)
         self.last_stats: TrustRegionStats | None = None
@@ -262,20 +301,28 @@ class TrustRegion(torch.optim.Optimizer):
         hyper = {name: group[name] for name in _HYPERPARAMETERS}
         _validate_hyperparameters(**hyper)
         metric = self._current_metric(group["metric"])
+        check_solver(hyper["solver"], metric.name)
         params: list[Tensor] = list(group["params"])
+        state = self.state[params[0]]
 
         with torch.enable_grad():
             loss, kl = closure()
             gradient = flat_grad(loss, params, retain_graph=True)
-            proposal = propose_step(
-                gradient,
-                metric.mvp(params, loss, kl, inputs),
-                lr=hyper["lr"],
-                max_kl=hyper["max_kl"],
-                damping=hyper["cg_damping"],
-                cg_iters=hyper["cg_iters"],
-                cg_tol=hyper["cg_tol"],
-            )
+            if hyper["solver"] == "cg":
+                proposal = propose_step(
+                    gradient,
+                    metric.mvp(params, loss, kl, inputs),
+                    lr=hyper["lr"],
+                    max_kl=hyper["max_kl"],
+                    damping=hyper["cg_damping"],
+                    cg_iters=hyper["cg_iters"],
+                    cg_tol=hyper["cg_tol"],
+                )
+            else:
+                direction = solver_direction(
+                    hyper["solver"], metric.name, inputs, params, gradient.detach(), self.state, state.get("step", 0), hyper
+                )
+                proposal = propose_preconditioned_step(gradient, direction.detach(), hyper["lr"], hyper["max_kl"])
         loss = loss.detach()
         del kl  # release the autograd graph before the line search
         expected_improvement = -torch.dot(gradient, proposal.step)
@@ -293,7 +340,6 @@ class TrustRegion(torch.optim.Optimizer):
                 ]
             ).tolist()
         )
-        state = self.state[params[0]]
         state["step"] = state.get("step", 0) + 1
 
         cos_to_grad = expected / (grad_norm * full_step_norm) if valid and grad_norm * full_step_norm > 0 else 0.0

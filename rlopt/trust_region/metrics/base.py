@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 MatrixVectorProduct = Callable[[Tensor], Tensor]
 RowFunction = Callable[..., Tensor]
@@ -40,6 +40,12 @@ class MetricInputs:
     """Per-sample surrogate loss l_i(y_i) (its batch mean is the loss being minimised)."""
     sample_log_prob: RowFunction
     """Per-sample log π(a_i|s_i) of the batch's actions."""
+    module: nn.Module | None = None
+    """The module ``forward`` calls (``module(inputs)`` = outputs at the current θ), whose ``nn.Linear``
+    layers the ``kfac`` solver finds by walking it; None where no solver needs it."""
+    sample_actions: Callable[[Tensor], Tensor] | None = None
+    """Outputs y [B, k] ↦ actions a ~ π(·|y), one per row (the ``fisher`` statistics of the
+    ``kfac``/``diagonal`` solvers); None where no solver needs it."""
 
     @property
     def batch_size(self) -> int:

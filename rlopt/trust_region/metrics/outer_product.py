@@ -31,19 +31,30 @@ PER_SAMPLE_CHUNK_ELEMENTS = 1 << 22
 """Cap on chunk × P per-sample gradient entries built by one vectorised call (memory, not math)."""
 
 
-def per_sample_gradients(inputs: MetricInputs, params: Sequence[Tensor], row: RowFunction) -> Tensor:
-    """G [N, P]: row i is ∇_θ row(forward(θ, s_i), *targets_i), flattened in ``params`` order."""
+def per_sample_gradients(
+    inputs: MetricInputs, params: Sequence[Tensor], row: RowFunction, only: Sequence[int] | None = None
+) -> Tensor:
+    """G [N, P]: row i is ∇_θ row(forward(θ, s_i), *targets_i), flattened in ``params`` order.
+
+    ``only``: indices into ``params`` to differentiate (the others are held at their values and
+    left out of the columns); None = all of them.
+    """
     primals = inputs.primals(params)
     names = list(inputs.params)
+    wanted = list(range(len(primals))) if only is None else list(only)
 
     def one_row(tensors: tuple[Tensor, ...], obs: Tensor, *targets: Tensor) -> Tensor:
-        outputs = inputs.forward(dict(zip(names, tensors)), obs.unsqueeze(0))
+        full = list(primals)
+        for index, tensor in zip(wanted, tensors):
+            full[index] = tensor
+        outputs = inputs.forward(dict(zip(names, full)), obs.unsqueeze(0))
         return row(outputs, *(t.unsqueeze(0) for t in targets)).squeeze(0)
 
-    num_params = sum(p.numel() for p in primals)
+    differentiated = tuple(primals[index] for index in wanted)
+    num_params = max(1, sum(p.numel() for p in differentiated))
     chunk = max(1, PER_SAMPLE_CHUNK_ELEMENTS // num_params)
     in_dims = (None, 0, *(0 for _ in inputs.targets))
-    grads = vmap(grad(one_row), in_dims=in_dims, chunk_size=chunk)(primals, inputs.inputs, *inputs.targets)
+    grads = vmap(grad(one_row), in_dims=in_dims, chunk_size=chunk)(differentiated, inputs.inputs, *inputs.targets)
     return torch.cat([g.reshape(inputs.batch_size, -1) for g in grads], dim=1)
 
 
