@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -113,6 +113,10 @@ class Agent:
             RunningMeanStd(observation_space.shape) if cfg.env.normalize_obs else None
         )
         self.updates_done = 0
+        self.actor_parameters: list[nn.Parameter] = list(self.actor.parameters())
+        """The actor's parameters, listed once (what every actor gradient step clips)."""
+        self.critic_parameters: list[nn.Parameter] = [] if self.critic is None else list(self.critic.parameters())
+        """The critic's parameters, listed once."""
 
     # ----------------------------------------------------------------- config
     @classmethod
@@ -184,20 +188,19 @@ class Agent:
             tensor = self.obs_normalizer.normalize(tensor, clip=self.cfg.env.obs_clip)
         return tensor
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """One forward pass per env step: sampled action, its log-probability and V(s)."""
-        dist = self.actor(obs)
-        action = dist.sample()
-        value = self.critic(obs) if self.critic is not None else torch.zeros(obs.shape[0], device=obs.device)
-        return action, dist.log_prob(action), value
+        """One rollout step: sampled action, its log-probability and V(s) (inference mode, no hooks)."""
+        action, log_prob = self.actor.sample(obs)
+        value = self.critic.value(obs) if self.critic is not None else torch.zeros(obs.shape[0], device=obs.device)
+        return action, log_prob, value
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def value(self, obs: Tensor) -> Tensor:
         """V(s), or zeros for an agent without critic."""
         if self.critic is None:
             return torch.zeros(obs.shape[0], device=obs.device)
-        return self.critic(obs)
+        return self.critic.value(obs)
 
     @torch.no_grad()
     def predict(
@@ -345,7 +348,7 @@ class Agent:
         loss, info = policy_gradient_loss(
             dist.log_prob(batch.actions), self.advantages(batch), dist.entropy(), self.current_entropy_coef
         )
-        grad_norm, ok = self.gradient_step(self.actor_optimizer, loss, self.actor.parameters(), self.cfg.actor.max_grad_norm)
+        grad_norm, ok = self.gradient_step(self.actor_optimizer, loss, self.actor_parameters, self.cfg.actor.max_grad_norm)
         return {"actor_loss": loss.detach(), "actor_entropy": info["entropy"], "actor_grad_norm": grad_norm, "skipped": not ok}
 
     def fit_critic(self, batch: RolloutBatch) -> dict[str, Tensor]:
@@ -356,7 +359,7 @@ class Agent:
             for idx in minibatches(batch.returns.shape[0], self.cfg.critic.minibatch_size):
                 loss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx])
                 grad_norm, ok = self.gradient_step(
-                    self.critic_optimizer, loss, self.critic.parameters(), self.cfg.critic.max_grad_norm
+                    self.critic_optimizer, loss, self.critic_parameters, self.cfg.critic.max_grad_norm
                 )
                 if not ok:
                     return {"skipped": True}
@@ -374,17 +377,33 @@ class Agent:
 
     @staticmethod
     def gradient_step(
-        optimizer: torch.optim.Optimizer, loss: Tensor, params: Iterator[nn.Parameter], max_grad_norm: float | None
+        optimizer: torch.optim.Optimizer, loss: Tensor, params: Iterable[nn.Parameter], max_grad_norm: float | None
     ) -> tuple[Tensor, bool]:
         """backward → clip → step; a non-finite loss or gradient is caught before the weights move."""
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        clipped = clip_gradients(params, max_norm=max_grad_norm)
-        if not bool(torch.isfinite(clipped.norm_before)):
+        norms, ok = Agent.gradient_steps(loss, (optimizer, params, max_grad_norm))
+        return norms[0], ok
+
+    @staticmethod
+    def gradient_steps(
+        loss: Tensor, *steps: tuple[torch.optim.Optimizer, Iterable[nn.Parameter], float | None]
+    ) -> tuple[list[Tensor], bool]:
+        """One backward of ``loss`` (a sum of losses of disjoint parameter sets, e.g. actor + critic:
+        each set gets exactly its own loss's gradient), then per (optimizer, params, max_grad_norm):
+        clip; the optimizers step only if every gradient norm is finite. Returns the norms before
+        clipping and whether the weights moved."""
+        for optimizer, _, _ in steps:
             optimizer.zero_grad(set_to_none=True)
-            return clipped.norm_before.detach(), False
-        optimizer.step()
-        return clipped.norm_before.detach(), True
+        loss.backward()
+        norms = [clip_gradients(params, max_norm=max_norm, measure_after=False).norm_before.detach()
+                 for _, params, max_norm in steps]  # fmt: skip
+        finite = torch.isfinite(norms[0]) if len(norms) == 1 else torch.isfinite(torch.stack(norms)).all()
+        if not bool(finite):
+            for optimizer, _, _ in steps:
+                optimizer.zero_grad(set_to_none=True)
+            return norms, False
+        for optimizer, _, _ in steps:
+            optimizer.step()
+        return norms, True
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:

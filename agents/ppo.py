@@ -3,7 +3,7 @@
 Overrides one hook, :meth:`optimize`: ``ppo.epochs`` passes over the batch in random
 minibatches of ``ppo.minibatch_size``; each minibatch takes one actor step on the clipped
 surrogate (eq. 7) and one critic step on the (optionally clipped) value loss, each with its own
-optimizer and gradient clipping. With ``ppo.target_kl`` the epochs stop once the exact mean
+optimizer and gradient clipping (one backward pass serves both: their parameters are disjoint). With ``ppo.target_kl`` the epochs stop once the exact mean
 KL(π_old‖π_θ) of a minibatch exceeds it (as in SB3/Spinning Up, but exact, not approximate).
 """
 
@@ -53,16 +53,14 @@ class PPO(Agent):
                 if cfg.target_kl is not None and bool(kl > cfg.target_kl):
                     totals["kl"].append(kl)
                     return self._summarise(totals)
-                grad_norm, ok = self.gradient_step(
-                    self.actor_optimizer, loss, self.actor.parameters(), self.cfg.actor.max_grad_norm
+                vloss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
+                # One backward for both networks (disjoint parameters: each gets its own loss's gradient).
+                (grad_norm, vgrad_norm), ok = self.gradient_steps(
+                    loss + vloss,
+                    (self.actor_optimizer, self.actor_parameters, self.cfg.actor.max_grad_norm),
+                    (self.critic_optimizer, self.critic_parameters, self.cfg.critic.max_grad_norm),
                 )
                 if not ok:
-                    return {**self._summarise(totals), "skipped": True}
-                vloss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
-                vgrad_norm, vok = self.gradient_step(
-                    self.critic_optimizer, vloss, self.critic.parameters(), self.cfg.critic.max_grad_norm
-                )
-                if not vok:
                     return {**self._summarise(totals), "skipped": True}
                 for key, value in zip(
                     totals, (loss.detach(), info["entropy"], info["clip_fraction"], grad_norm, vloss.detach(), vgrad_norm, kl)

@@ -23,6 +23,13 @@ from torch import Tensor
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
 
+def _lowest(dtype: torch.dtype, cache: dict[torch.dtype, float] = {}) -> float:
+    """``torch.finfo(dtype).min``, looked up once per dtype (it sits on every policy forward)."""
+    if dtype not in cache:
+        cache[dtype] = torch.finfo(dtype).min
+    return cache[dtype]
+
+
 class Categorical:
     """Categorical distribution over ``n`` actions, parameterised by normalised log-probabilities."""
 
@@ -30,10 +37,10 @@ class Categorical:
 
     def __init__(self, logits: Tensor) -> None:
         """``logits``: ``[B, n]`` unnormalised scores; ``-inf`` masks an action out."""
-        log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+        log_probs = torch.log_softmax(logits, dim=-1)
         # Clamp -inf (masked actions) to the most negative finite value so that p·log p = 0·finite = 0
         # in entropy and KL instead of 0·(-inf) = NaN (same guard as torch.distributions).
-        self.log_probs: Tensor = log_probs.clamp(min=torch.finfo(log_probs.dtype).min)
+        self.log_probs: Tensor = log_probs.clamp(min=_lowest(log_probs.dtype))
 
     @classmethod
     def _from_log_probs(cls, log_probs: Tensor) -> Categorical:
@@ -49,10 +56,11 @@ class Categorical:
 
     def sample(self) -> Tensor:
         """Draw one action per row with torch's global RNG; ``[B]`` int64, no gradient."""
-        num_actions = self.log_probs.shape[-1]
-        flat_probs = self.probs.detach().reshape(-1, num_actions)
-        draws = torch.multinomial(flat_probs, num_samples=1, replacement=True)
-        return draws.reshape(self.log_probs.shape[:-1])
+        log_probs = self.log_probs.detach()
+        if log_probs.dim() == 2:
+            return torch.multinomial(log_probs.exp(), num_samples=1, replacement=True).squeeze(-1)
+        flat_probs = log_probs.exp().reshape(-1, log_probs.shape[-1])
+        return torch.multinomial(flat_probs, num_samples=1, replacement=True).reshape(log_probs.shape[:-1])
 
     def mode(self) -> Tensor:
         """Most probable action per row, ``[B]`` int64."""

@@ -9,7 +9,7 @@ the actor's output layer uses gain 0.01 so the initial policy is near-uniform / 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -78,6 +78,15 @@ def mlp(
         orthogonal_init_(output, output_gain)
     layers.append(output)
     return nn.Sequential(*layers)
+
+
+def forward_without_hooks(body: nn.Sequential, x: Tensor) -> Tensor:
+    """``body(x)``, calling each layer's ``forward`` directly: the same arithmetic without the
+    per-module ``__call__`` dispatch (hooks are not run). For rollout steps, where a small MLP's
+    cost is mostly that dispatch; training forwards go through ``__call__`` as usual."""
+    for layer in body:
+        x = layer.forward(x)
+    return x
 
 
 class Actor(nn.Module):
@@ -150,14 +159,24 @@ class Actor(nn.Module):
 
     def forward(self, obs: Tensor) -> ActionDistribution:
         """Action distribution for a batch of observations (same dtype as the network)."""
-        head = self._head(obs)
+        return self.distribution_of_head(self._head(obs))
+
+    def sample(self, obs: Tensor) -> tuple[Tensor, Tensor]:
+        """A rollout step: sampled actions and their log-probabilities, ``([B] or [B, d], [B])``.
+        The same distribution and draws as ``self(obs).sample()``, computed without module hooks."""
+        dist = self.distribution_of_head(self._head(obs, forward_without_hooks))
+        actions = dist.sample()
+        return actions, dist.log_prob(actions)
+
+    def distribution_of_head(self, head: Tensor) -> ActionDistribution:
+        """The action distribution of the head's output (logits, or the Gaussian mean)."""
         if self.log_std is None:
             return Categorical(head)
         return DiagGaussian(head, self.log_std)
 
-    def _head(self, obs: Tensor) -> Tensor:
+    def _head(self, obs: Tensor, run: Callable[[nn.Sequential, Tensor], Tensor] = nn.Sequential.__call__) -> Tensor:
         """The logits (Discrete) or the (squashed) mean (Box), ``[B, head_dim]``."""
-        head = self.body(obs)
+        head = run(self.body, obs)
         if self.squash_mean:
             head = self.mean_center + self.mean_half_range * torch.tanh(head)
         return head
@@ -217,6 +236,10 @@ class Critic(nn.Module):
     def forward(self, obs: Tensor) -> Tensor:
         """V(s) for each row, ``[B]``."""
         return self.body(obs).squeeze(-1)
+
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) for a rollout step: ``forward`` without module hooks (:func:`forward_without_hooks`)."""
+        return forward_without_hooks(self.body, obs).squeeze(-1)
 
 
 def clip_action_to_space(

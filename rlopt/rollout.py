@@ -23,6 +23,7 @@ the observation in row ``t``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -138,6 +139,15 @@ class RolloutStats:
     """Their lengths in real transitions."""
 
 
+def act_on_finite_rows(act: ActFn, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """``act`` on an observation with non-finite entries: those rows are acted on as zeros (the
+    sampler never sees NaN probabilities, the env never gets a NaN action) and their value is NaN,
+    so the update that would learn from them is skipped. The buffer keeps the raw rows."""
+    finite_rows = torch.isfinite(obs).all(dim=-1)
+    actions, log_probs, values = act(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
+    return actions, log_probs, values.masked_fill(~finite_rows, math.nan)
+
+
 class RolloutCollector:
     """Steps a NEXT_STEP vector env with a policy callable and fills a ``RolloutBuffer``.
 
@@ -177,11 +187,19 @@ class RolloutCollector:
         # nothing of its own.
         self._raw_obs = torch.zeros(self.num_envs, self.obs_dim, dtype=torch.float32)
         self._prev_done = np.zeros(self.num_envs, dtype=bool)
-        self._valid = np.ones(self.num_envs, dtype=bool)
-        self._valid_tensor = torch.from_numpy(self._valid)
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = True
+        self._raw_obs_finite = True
+        # Per-rollout host staging of what the env returns, copied into ``buffer`` once per collect.
+        steps_envs = (n_steps, self.num_envs)
+        self._host = {
+            "valid": np.zeros(steps_envs, dtype=bool),
+            "rewards": np.zeros(steps_envs, dtype=np.float32),
+            "terminated": np.zeros(steps_envs, dtype=bool),
+            "truncated": np.zeros(steps_envs, dtype=bool),
+        }
+        self._host_tensors = {name: torch.from_numpy(array) for name, array in self._host.items()}
         if isinstance(self.action_space, spaces.Box):
             self._action_low = self.action_space.low
             self._action_high = self.action_space.high
@@ -190,11 +208,17 @@ class RolloutCollector:
     def reset(self, seed: int | None = None) -> None:
         """Reset all envs (``reset(seed=seed)``) and drop partial episodes."""
         obs, _ = self.envs.reset(seed=seed)
-        self._raw_obs.copy_(torch.from_numpy(np.asarray(obs)))
+        self._set_raw_obs(obs)
         self._prev_done[:] = False
         self._episode_returns[:] = 0.0
         self._episode_lengths[:] = 0
         self._needs_reset = False
+
+    def _set_raw_obs(self, obs: Any) -> None:
+        """Keep the env's observation (float32) and whether every entry of it is finite."""
+        array = np.asarray(obs)
+        self._raw_obs_finite = bool(np.isfinite(array).all())
+        self._raw_obs.copy_(torch.from_numpy(array))
 
     def _write_policy_obs(self, out: Tensor, update_normalizer: bool) -> None:
         """Write the current observation, normalised if configured, into ``out``."""
@@ -216,40 +240,50 @@ class RolloutCollector:
     def collect(self, act: ActFn, value: ValueFn) -> RolloutStats:
         """Run ``n_steps`` vector steps, fill ``buffer`` (incl. ``last_values``) and return stats.
 
-        ``act`` is called once per step on ``buffer.obs[t]`` (float32 ``[E, obs_dim]``) and returns
-        ``(action [E] or [E, act_dim], log_prob [E], value [E])``; ``value`` is called once on
-        ``buffer.last_obs``. Both should run under the caller's ``torch.no_grad()``.
+        ``act`` is called once per step on the policy's view of the observation (float32
+        ``[E, obs_dim]``) and returns ``(action [E] or [E, act_dim], log_prob [E], value [E])``;
+        ``value`` is called once on ``buffer.last_obs``. Both should run without autograd.
+
+        Per step, only the policy call and the env step touch torch; rewards, flags and the
+        policy's outputs are kept on the host and written into ``buffer`` once per rollout
+        (one copy or ``torch.stack`` per field), which is what makes small vector envs fast.
+        A row with a non-finite observation (checked in numpy) is acted on as zeros and gets
+        a NaN value, so the update that would learn from it is skipped (:func:`act_on_finite_rows`).
         """
         if self._needs_reset:
             self.reset(self.seed)
         buffer, num_envs = self.buffer, self.num_envs
         finished_returns: list[float] = []
         finished_lengths: list[int] = []
+        actions_t: list[Tensor] = []
+        log_probs_t: list[Tensor] = []
+        values_t: list[Tensor] = []
+        host = self._host
         for t in range(self.n_steps):
             obs_t = buffer.obs[t]
             self._write_policy_obs(obs_t, update_normalizer=True)
-            actions, log_probs, values = act(obs_t)
-            buffer.actions[t].copy_(actions.reshape(buffer.actions.shape[1:]))
-            buffer.log_probs[t].copy_(log_probs.reshape(num_envs))
-            buffer.values[t].copy_(values.reshape(num_envs))
+            if self._raw_obs_finite:
+                actions, log_probs, values = act(obs_t)
+            else:
+                actions, log_probs, values = act_on_finite_rows(act, obs_t)
+            actions_t.append(actions)
+            log_probs_t.append(log_probs)
+            values_t.append(values)
             # Step t of env e is a real transition unless e finished at t-1 (NEXT_STEP reset step).
-            np.logical_not(self._prev_done, out=self._valid)
-            buffer.valid[t].copy_(self._valid_tensor)
+            valid = np.logical_not(self._prev_done, out=host["valid"][t])
 
             next_obs, rewards, terminated, truncated, _ = self.envs.step(self._to_env_actions(actions))
             rewards, terminated, truncated = np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
-            learning_rewards = rewards if self.reward_scaler is None else self.reward_scaler.scale(
+            host["rewards"][t] = rewards if self.reward_scaler is None else self.reward_scaler.scale(
                 rewards, terminated | truncated
             )
-            buffer.rewards[t].copy_(torch.from_numpy(learning_rewards))
-            buffer.terminated[t].copy_(torch.from_numpy(terminated))
-            buffer.truncated[t].copy_(torch.from_numpy(truncated))
-            self._raw_obs.copy_(torch.from_numpy(np.asarray(next_obs)))
+            host["terminated"][t] = terminated
+            host["truncated"][t] = truncated
+            self._set_raw_obs(next_obs)
 
-            # Episode bookkeeping on the host (rewards are numpy already): reset steps add
-            # reward 0 and no length.
+            # Episode bookkeeping on the host: reset steps add reward 0 and no length.
             self._episode_returns += rewards
-            self._episode_lengths += self._valid
+            self._episode_lengths += valid
             done = np.logical_or(terminated, truncated, out=self._prev_done)
             if done.any():
                 finished_returns.extend(self._episode_returns[done].tolist())
@@ -257,6 +291,11 @@ class RolloutCollector:
                 self._episode_returns[done] = 0.0
                 self._episode_lengths[done] = 0
 
+        torch.stack(actions_t, out=buffer.actions)
+        torch.stack(log_probs_t, out=buffer.log_probs)
+        torch.stack(values_t, out=buffer.values)
+        for name in ("valid", "rewards", "terminated", "truncated"):
+            getattr(buffer, name).copy_(self._host_tensors[name])
         # The normaliser sees this observation at the next collect's first step; don't count it twice.
         self._write_policy_obs(buffer.last_obs, update_normalizer=False)
         buffer.last_values.copy_(value(buffer.last_obs).reshape(num_envs))
@@ -285,6 +324,7 @@ class RolloutCollector:
         if (saved_normalizer is None) != (self.obs_normalizer is None):
             raise ValueError("collector state and this collector disagree on having an obs normaliser")
         self._raw_obs.copy_(state["raw_obs"])
+        self._raw_obs_finite = bool(torch.isfinite(self._raw_obs).all())
         self._prev_done[:] = state["prev_done"].numpy()
         self._episode_returns[:] = state["episode_returns"].numpy()
         self._episode_lengths[:] = state["episode_lengths"].numpy()

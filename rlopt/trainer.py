@@ -31,8 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 from tqdm import tqdm
 
 from rlopt.checkpoint import (
@@ -52,7 +50,7 @@ from rlopt.evaluation import evaluate_during_training, evaluate_episodes
 from rlopt.files import atomic_write_text
 from rlopt.learner import Learner, UpdateStats
 from rlopt.normalization import RewardScaler
-from rlopt.rollback import restore_weights, snapshot_weights
+from rlopt.rollback import WeightsSnapshot
 from rlopt.rollout import RolloutCollector
 from rlopt.run_files import (
     CHECKPOINT_FORMAT_VERSION,
@@ -103,6 +101,7 @@ class Trainer:
         self._purge_step: int | None = None
         self._previous_sigint_handler: Any = None
         self.resumed_total_steps: int | None = None  # what the checkpoint resume() restored was trained for
+        self._snapshot = WeightsSnapshot(*agent.trainables())  # taken before every update, restored if skipped
 
     # ----------------------------------------------------------------- run directory
     def _open_writer(self, purge_step: int | None = None) -> None:
@@ -246,12 +245,12 @@ class Trainer:
         try:
             while self.env_steps < total:
                 started = time.perf_counter()
-                rollout = self.collector.collect(self._act, self.agent.value)
+                rollout = self.collector.collect(self.agent.act, self.agent.value)
                 batch = self.agent.prepare_batch(self.collector.buffer)
-                snapshot = snapshot_weights(*self.agent.trainables())
+                self._snapshot.take()
                 stats = self.agent.update(batch)
                 if stats.skipped:
-                    restore_weights(snapshot)
+                    self._snapshot.restore()
                 elapsed = time.perf_counter() - started
                 self.wall_seconds += elapsed
                 self.env_steps += rollout.env_steps
@@ -259,8 +258,9 @@ class Trainer:
                 self._count_faults(stats)
                 self._log(stats, rollout, rollout.env_steps / max(elapsed, 1e-9))
                 self._stop_if_unhealthy()
+                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", ret=f"{self._recent_return():.1f}",
+                                refresh=False)  # drawn by bar.update at most every mininterval
                 bar.update(min(rollout.env_steps, total - bar.n))
-                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", ret=f"{self._recent_return():.1f}")
                 # Before the interval checkpoint, so that it records the best return so far.
                 if next_eval is not None and self.env_steps >= next_eval:
                     self._evaluate_during_training()
@@ -283,19 +283,6 @@ class Trainer:
         summary = self._summarise()
         self.close(envs=not keep_envs)
         return summary
-
-    def _act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """``agent.act`` that survives non-finite observations.
-
-        The policy acts on the observation with non-finite entries zeroed, so the sampler does
-        not fail on NaN probabilities and the env is never stepped with a NaN action; the value
-        of such a row is NaN. The buffer keeps the raw row, so the update that would learn from
-        it is skipped (a NaN value also reaches the advantages when the row is the final
-        observation of an episode, which ``flatten`` drops). Branch-free: no host sync per step.
-        """
-        finite_rows = torch.isfinite(obs).all(dim=-1)
-        actions, log_probs, values = self.agent.act(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
-        return actions, log_probs, values.masked_fill(~finite_rows, math.nan)
 
     def _save_if_new(self) -> None:
         if self.run_dir is None:
@@ -358,16 +345,20 @@ class Trainer:
         return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
 
     def _log(self, stats: UpdateStats, rollout: Any, sps: float) -> None:
+        """All scalars of this update as one TensorBoard event (one ``Summary`` with a value per tag):
+        the same tags, steps and values as one ``add_scalar`` each, at a fraction of the cost."""
         if self.writer is None:
             return
-        step = self.env_steps
-        for tag, value in stats.scalars().items():
-            self.writer.add_scalar(tag, value, step)
-        self.writer.add_scalar("health/skipped_updates", self.skipped_updates, step)
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        scalars = stats.scalars()
+        scalars["health/skipped_updates"] = self.skipped_updates
         if rollout.episode_returns:
-            self.writer.add_scalar("rollout/episode_return", float(np.mean(rollout.episode_returns)), step)
-            self.writer.add_scalar("rollout/episode_length", float(np.mean(rollout.episode_lengths)), step)
-        self.writer.add_scalar("time/sps", sps, step)
+            scalars["rollout/episode_return"] = float(np.mean(rollout.episode_returns))
+            scalars["rollout/episode_length"] = float(np.mean(rollout.episode_lengths))
+        scalars["time/sps"] = sps
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
+        self.writer.file_writer.add_summary(summary, self.env_steps)
 
     def _summarise(self) -> dict[str, Any]:
         result = evaluate_episodes(self.agent, self.cfg.eval.episodes, self.cfg.seed)

@@ -124,3 +124,18 @@ def test_accepts_a_generator_of_parameters() -> None:
 def test_bad_thresholds_are_config_errors(kwargs: dict, name: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{name}: must be null or a number >= 0"):
         clip_gradients(params_with_grads([1.0]), **kwargs)
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6, None])
+def test_the_fast_path_without_norm_after_is_bit_identical_to_torch_utilities(max_norm: float | None) -> None:
+    """``measure_after=False`` skips torch's grouping by device/dtype: same norm, same clipped gradients."""
+    generator = torch.Generator().manual_seed(0)
+    grads = [torch.randn(shape, generator=generator) * 40 for shape in ((64, 4), (64,), (64, 64), (2, 64), (2,))]
+    fast, reference = (params_with_grads(*[g.flatten().tolist() for g in grads]) for _ in range(2))
+    fast_result = clip_gradients(fast, max_norm=max_norm, measure_after=False)
+    reference_result = clip_gradients(reference, max_norm=max_norm)
+    assert fast_result.norm_after is None
+    assert torch.equal(fast_result.norm_before, reference_result.norm_before)
+    assert all(torch.equal(a, b) for a, b in zip(grads_of(fast), grads_of(reference)))
+    if max_norm == 0.5:
+        assert torch.linalg.vector_norm(torch.cat(grads_of(fast))).item() == pytest.approx(0.5, rel=1e-5)
