@@ -179,8 +179,10 @@ def test_ppo_target_kl_stops_the_epochs_early(monkeypatch: pytest.MonkeyPatch) -
         agent = make_agent("ppo", "CartPole-v1", ppo={"epochs": 8, "minibatch_size": 32, "target_kl": target},
                            actor={"optim": {"name": "adam", "lr": 0.01}})
         calls = []
-        original = agent.gradient_step
-        monkeypatch.setattr(agent, "gradient_step", lambda opt, *a: calls.append(opt) or original(opt, *a))
+        original = agent.gradient_steps
+        monkeypatch.setattr(
+            agent, "gradient_steps", lambda loss, *steps: calls.extend(s[0] for s in steps) or original(loss, *steps)
+        )
         _, stats = one_update(agent)
         steps_taken[target] = sum(opt is agent.actor_optimizer for opt in calls)
         if target is not None:

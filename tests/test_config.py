@@ -127,7 +127,7 @@ def test_missing_value_marker_is_rejected_instead_of_ignored() -> None:
         (["critic.optim={name: lbfgs, lr: 0.1}"], "critic.optim"),  # step() needs a closure
         (["agent=a2c", "actor.optim={name: sparseadam, lr: 0.1}"], "actor.optim"),  # dense gradients
         (["agent=a2c", "actor.optim={name: sgd, lr: 0.1, momentum: .nan}"], "actor.optim"),  # nan after 2 steps
-        (["agent=a2c", "actor.optim={name: adam, lr: 0.1, capturable: true}"], "actor.optim"),
+        (["agent=a2c", "actor.optim={name: adam, lr: 0.1, fused: true, foreach: true}"], "actor.optim"),
         (["agent=a2c", "actor.optim={name: adam, lr: 0.1, eps: abc}"], "actor.optim"),
         (["agent=a2c", "actor.schedule={name: step}"], "actor.schedule.step_size"),
         (["agent=npg", "actor.optim={name: adam, lr: 0.1}"], "actor.optim.name"),  # npg needs its trust region
