@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from rlopt.checkpoint import atomic_torch_save
-from rlopt.clipping import clip_gradients
+from rlopt.gradient_steps import gradient_steps, minibatches
 from rlopt.coefficients import build_coefficients
 from rlopt.config import (
     DEFAULT_ACTOR_OPTIM,
@@ -53,16 +53,6 @@ from rlopt.schedules import ScheduledValue, build_lr_scheduler, build_schedule
 from rlopt.trust_region import TRUST_REGION_NAME
 
 Distribution = ActionDistribution
-
-
-def minibatches(size: int, minibatch_size: int, generator: torch.Generator | None = None) -> Iterator[Tensor]:
-    """Index tensors of a random permutation of ``range(size)`` split into minibatches."""
-    if minibatch_size <= 0 or minibatch_size >= size:
-        yield torch.randperm(size, generator=generator)
-        return
-    permutation = torch.randperm(size, generator=generator)
-    for start in range(0, size, minibatch_size):
-        yield permutation[start : start + minibatch_size]
 
 
 class Agent:
@@ -231,50 +221,13 @@ class Agent:
         progress: bool = True,
         reset_num_timesteps: bool = False,
     ) -> dict:
-        """Train ``total_steps`` more env steps (default: the config's) in this agent's env; returns
-        the summary. ``cfg.total_steps`` becomes the total trained to, and the schedules' horizon.
-
-        Calls continue counting (SB3's ``reset_num_timesteps=False``): the step counter (TensorBoard
-        x-axis, the summary's ``total_steps``, ``updates_done``), the episodes in progress and the
-        logs and checkpoints (``run_dir`` None keeps the previous call's) go on where the previous
-        call stopped. Every schedule is re-fitted to the new total from the current update
-        (:func:`rlopt.coefficients.refit_schedules`): a linear lr that reached 0 at the end of the
-        previous call resumes at lr0·(1 − u/U) at update u of the now U-update run. A loaded agent
-        (``PPO.load``, ``agents.load``), even one trained to its end with its lr at 0, continues
-        the same way from its ``updates_done`` (env steps = updates × batch size), with fresh
-        episodes. ``reset_num_timesteps=True`` restarts the count at 0: fresh episodes, schedules
-        from update 0 over ``total_steps``, logs only in the ``run_dir`` given (a new run); the
-        weights and optimizer moments are kept.
+        """Train ``total_steps`` more env steps (default: the config's); returns the summary. Calls
+        continue counting (SB3's ``reset_num_timesteps=False``) and re-fit the schedules to the new
+        total; ``reset_num_timesteps=True`` restarts the count. Details: :func:`rlopt.learning.learn`.
         """
-        import sys
+        from rlopt.learning import learn
 
-        from rlopt.coefficients import refit_schedules
-        from rlopt.trainer import Trainer
-
-        steps = self.cfg.total_steps if total_steps is None else total_steps
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ConfigError(f"learn: total_steps must be an int >= 1, got {steps!r}")
-        trainer: Trainer | None = getattr(self, "_trainer", None)  # the last call's, its envs still open
-        self._trainer = None  # kept only after a call that ends normally (an interrupted one closed its envs)
-        if trainer is None or reset_num_timesteps:
-            if trainer is not None:
-                trainer.close()
-            if reset_num_timesteps:
-                self.updates_done = 0
-            trainer = Trainer(self, run_dir=run_dir, progress=progress)
-            trainer.env_steps = self.updates_done * self.cfg.batch_size  # a loaded agent's count
-        else:
-            trainer.progress = progress
-            trainer.run_dir = Path(run_dir) if run_dir is not None else trainer.run_dir
-        previous_updates = self.cfg.num_updates
-        self.cfg.total_steps = trainer.env_steps + int(steps)
-        schedulers = {"actor lr": self.actor_scheduler, "critic lr": self.critic_scheduler}
-        changed = refit_schedules(schedulers, self.coefficients, self.updates_done, self.cfg.num_updates, previous_updates)
-        if changed and progress and self.updates_done > 0:
-            print(f"rlopt: continuing to {self.cfg.total_steps:,} env steps: {'; '.join(changed)}", file=sys.stderr)
-        summary = trainer.train(self.cfg.total_steps, keep_envs=True)
-        self._trainer = trainer
-        return summary
+        return learn(self, total_steps, run_dir, progress, reset_num_timesteps)
 
     # ----------------------------------------------------------------- the update
     def compute_targets(self, buffer: RolloutBuffer) -> tuple[Tensor, Tensor]:
@@ -342,14 +295,16 @@ class Agent:
     def advantages(self, batch: RolloutBatch) -> Tensor:
         return normalize(batch.advantages) if self.normalize_advantage else batch.advantages
 
-    def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
+    def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor | float]:
         """Hook: one gradient step on L = −E[log π Â] − c_H E[H] with the actor's torch.optim optimizer."""
+        entropy_coef = self.current_entropy_coef
         dist = self.actor(batch.obs)
         loss, info = policy_gradient_loss(
-            dist.log_prob(batch.actions), self.advantages(batch), dist.entropy(), self.current_entropy_coef
+            dist.log_prob(batch.actions), self.advantages(batch), dist.entropy(), entropy_coef
         )
         grad_norm, ok = self.gradient_step(self.actor_optimizer, loss, self.actor_parameters, self.cfg.actor.max_grad_norm)
-        return {"actor_loss": loss.detach(), "actor_entropy": info["entropy"], "actor_grad_norm": grad_norm, "skipped": not ok}
+        return {"actor_loss": loss.detach(), "actor_entropy": info["entropy"], "actor_grad_norm": grad_norm,
+                "schedule/entropy_coef": entropy_coef, "skipped": not ok}  # fmt: skip
 
     def fit_critic(self, batch: RolloutBatch) -> dict[str, Tensor]:
         """``critic.updates`` epochs of ½(V − R)² regression in minibatches of ``critic.minibatch_size``."""
@@ -375,35 +330,16 @@ class Agent:
     def current_entropy_coef(self) -> float:
         return self.coefficient("entropy_coef")
 
+    gradient_steps = staticmethod(gradient_steps)
+    """:func:`rlopt.gradient_steps.gradient_steps`: one backward, clip each network, step all or none."""
+
     @staticmethod
     def gradient_step(
         optimizer: torch.optim.Optimizer, loss: Tensor, params: Iterable[nn.Parameter], max_grad_norm: float | None
     ) -> tuple[Tensor, bool]:
-        """backward → clip → step; a non-finite loss or gradient is caught before the weights move."""
-        norms, ok = Agent.gradient_steps(loss, (optimizer, params, max_grad_norm))
+        """backward → clip → step of one network; a non-finite gradient is caught before the weights move."""
+        norms, ok = gradient_steps(loss, (optimizer, params, max_grad_norm))
         return norms[0], ok
-
-    @staticmethod
-    def gradient_steps(
-        loss: Tensor, *steps: tuple[torch.optim.Optimizer, Iterable[nn.Parameter], float | None]
-    ) -> tuple[list[Tensor], bool]:
-        """One backward of ``loss`` (a sum of losses of disjoint parameter sets, e.g. actor + critic:
-        each set gets exactly its own loss's gradient), then per (optimizer, params, max_grad_norm):
-        clip; the optimizers step only if every gradient norm is finite. Returns the norms before
-        clipping and whether the weights moved."""
-        for optimizer, _, _ in steps:
-            optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norms = [clip_gradients(params, max_norm=max_norm, measure_after=False).norm_before.detach()
-                 for _, params, max_norm in steps]  # fmt: skip
-        finite = torch.isfinite(norms[0]) if len(norms) == 1 else torch.isfinite(torch.stack(norms)).all()
-        if not bool(finite):
-            for optimizer, _, _ in steps:
-                optimizer.zero_grad(set_to_none=True)
-            return norms, False
-        for optimizer, _, _ in steps:
-            optimizer.step()
-        return norms, True
 
     # ----------------------------------------------------------------- persistence
     def state_dict(self) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from agents.base import Agent, Distribution, minibatches
+from agents.base import Agent, Distribution
+from rlopt.gradient_steps import minibatches
 from rlopt.losses import normalize, ppo_clip_loss, value_loss
 from rlopt.rollout import RolloutBatch
 from rlopt.config import Config
@@ -35,10 +36,11 @@ class PPO(Agent):
             )
         return resolved
 
-    def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
+    def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor | float]:
         cfg = self.cfg.ppo
         clip = self.coefficient("ppo.clip")
         entropy_coef = self.current_entropy_coef
+        schedule = {"schedule/ppo_clip": clip, "schedule/entropy_coef": entropy_coef}  # the values this update used
         assert self.critic is not None and self.critic_optimizer is not None
         totals: dict[str, list[Tensor]] = {k: [] for k in ("loss", "entropy", "clip", "grad", "vloss", "vgrad", "kl")}
         for _ in range(cfg.epochs):
@@ -52,7 +54,7 @@ class PPO(Agent):
                     kl = old_dist[idx].kl(dist.detach()).mean()
                 if cfg.target_kl is not None and bool(kl > cfg.target_kl):
                     totals["kl"].append(kl)
-                    return self._summarise(totals)
+                    return {**self._summarise(totals), **schedule}
                 vloss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
                 # One backward for both networks (disjoint parameters: each gets its own loss's gradient).
                 (grad_norm, vgrad_norm), ok = self.gradient_steps(
@@ -61,12 +63,12 @@ class PPO(Agent):
                     (self.critic_optimizer, self.critic_parameters, self.cfg.critic.max_grad_norm),
                 )
                 if not ok:
-                    return {**self._summarise(totals), "skipped": True}
+                    return {**self._summarise(totals), **schedule, "skipped": True}
                 for key, value in zip(
                     totals, (loss.detach(), info["entropy"], info["clip_fraction"], grad_norm, vloss.detach(), vgrad_norm, kl)
                 ):
                     totals[key].append(value)
-        return self._summarise(totals)
+        return {**self._summarise(totals), **schedule}
 
     @staticmethod
     def _summarise(totals: dict[str, list[Tensor]]) -> dict[str, Tensor]:

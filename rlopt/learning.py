@@ -1,0 +1,61 @@
+"""``agent.learn(n)``: SB3's ``learn`` on top of :class:`~rlopt.trainer.Trainer` — calls continue
+counting (``reset_num_timesteps=False``), schedules are re-fitted to the new total, the envs and the
+episodes in progress are kept between calls. Typed against the :class:`~rlopt.learner.Learner`
+protocol plus the schedule attributes every agent has (no agent is imported here).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlopt.coefficients import refit_schedules
+from rlopt.errors import ConfigError
+from rlopt.trainer import Trainer
+
+
+def learn(
+    agent: Any, total_steps: int | None, run_dir: str | Path | None, progress: bool, reset_num_timesteps: bool
+) -> dict:
+    """Train ``agent`` ``total_steps`` more env steps (default: the config's) in its env; returns
+    the summary. ``cfg.total_steps`` becomes the total trained to, and the schedules' horizon.
+
+    Calls continue counting (SB3's ``reset_num_timesteps=False``): the step counter (TensorBoard
+    x-axis, the summary's ``total_steps``, ``updates_done``), the episodes in progress and the
+    logs and checkpoints (``run_dir`` None keeps the previous call's) go on where the previous
+    call stopped. Every schedule is re-fitted to the new total from the current update
+    (:func:`rlopt.coefficients.refit_schedules`): a linear lr that reached 0 at the end of the
+    previous call resumes at lr0·(1 − u/U) at update u of the now U-update run. A loaded agent
+    (``PPO.load``, ``agents.load``), even one trained to its end with its lr at 0, continues
+    the same way from its ``updates_done`` (env steps = updates × batch size), with fresh
+    episodes. ``reset_num_timesteps=True`` restarts the count at 0: fresh episodes, schedules
+    from update 0 over ``total_steps``, logs only in the ``run_dir`` given (a new run); the
+    weights and optimizer moments are kept.
+    """
+    steps = agent.cfg.total_steps if total_steps is None else total_steps
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"learn: total_steps must be an int >= 1, got {steps!r}")
+    trainer: Trainer | None = getattr(agent, "_trainer", None)  # the last call's, its envs still open
+    agent._trainer = None  # kept only after a call that ends normally (an interrupted one closed its envs)
+    if trainer is None or reset_num_timesteps:
+        if trainer is not None:
+            trainer.close()
+        if reset_num_timesteps:
+            agent.updates_done = 0
+        trainer = Trainer(agent, run_dir=run_dir, progress=progress)
+        trainer.env_steps = agent.updates_done * agent.cfg.batch_size  # a loaded agent's count
+    else:
+        trainer.progress = progress
+        trainer.run_dir = Path(run_dir) if run_dir is not None else trainer.run_dir
+    previous_updates = agent.cfg.num_updates
+    agent.cfg.total_steps = trainer.env_steps + int(steps)
+    schedulers = {"actor lr": agent.actor_scheduler, "critic lr": agent.critic_scheduler}
+    changed = refit_schedules(schedulers, agent.coefficients, agent.updates_done, agent.cfg.num_updates, previous_updates)
+    if changed and progress and agent.updates_done > 0:
+        print(f"rlopt: continuing to {agent.cfg.total_steps:,} env steps: {'; '.join(changed)}", file=sys.stderr)
+    summary = trainer.train(agent.cfg.total_steps, keep_envs=True)
+    agent._trainer = trainer
+    return summary
