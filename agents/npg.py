@@ -95,13 +95,13 @@ class NPG(Agent):
         """``trust_region`` with ``max_kl`` a number or a schedule {value, name, ...}."""
         return build_trust_region(self.actor.parameters(), spec, self.cfg.num_updates, key="actor.optim")
 
-    def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
+    def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor | float]:
         """Closure (surrogate loss, mean KL(π_old‖π_θ)) and :func:`actor_metric_inputs` handed to
         the trust-region optimizer; its diagnostics become ``actor/*`` tags."""
         advantages = self.advantages(batch)
         entropy_coef = self.current_entropy_coef
         optimizer = self.actor_optimizer
-        optimizer.param_groups[0]["max_kl"] = self.coefficient("actor.optim.max_kl")
+        max_kl = optimizer.param_groups[0]["max_kl"] = self.coefficient("actor.optim.max_kl")
 
         def closure() -> tuple[Tensor, Tensor]:
             dist = self.actor(batch.obs)
@@ -131,5 +131,7 @@ class NPG(Agent):
             "actor_entropy": entropy,
             "actor_grad_norm": torch.tensor(result.grad_norm),
             **{tag: torch.tensor(float(value)) for tag, value in diagnostics.items()},
+            "schedule/entropy_coef": entropy_coef,
+            "schedule/max_kl": max_kl,
             "skipped": not result.finite,
         }

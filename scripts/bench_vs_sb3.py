@@ -222,6 +222,32 @@ def floor_child(row: Row) -> dict[str, Any]:
     return {"rollout_seconds": rollout, "update_seconds": update, "floor_seconds": rollout + update}
 
 
+FIRST_STEP_PROBE = (
+    "import sys, time\n"
+    "import rlopt.rollout as rollout\n"
+    "def first_step(self, *args):\n"
+    "    print(time.time() - float(sys.argv[1]), flush=True)\n"
+    "    raise SystemExit(0)\n"
+    "rollout.RolloutCollector.collect = first_step\n"
+    "from rlopt.cli import main\n"
+    "sys.exit(main(sys.argv[2:]))\n"
+)
+"""``rlopt train`` whose first ``collect`` prints the seconds since the launch time in argv[1] and exits."""
+
+
+def startup_lines(work: Path, reps: int = 5) -> list[str]:
+    """Medians of ``rlopt --help`` and of launch → first env step of ``rlopt train ppo_cartpole``."""
+    helps, firsts = [], []
+    for rep in range(reps):
+        helps.append(run_child([sys.executable, "-m", "rlopt", "--help"])[0])
+        launched = time.time()
+        _, _, out = run_child([sys.executable, "-c", FIRST_STEP_PROBE, repr(launched), "train", "ppo_cartpole",
+                               "--run-dir", str(work / f"startup-{rep}"), "--no-progress"])  # fmt: skip
+        firsts.append(float(out.strip().splitlines()[-1]))
+    return ["", f"Startup (median of {reps}): `rlopt --help` {statistics.median(helps):.2f} s; "
+            f"`rlopt train ppo_cartpole` launch → first env step {statistics.median(firsts):.2f} s."]  # fmt: skip
+
+
 def rlopt_config(row: Row, seed: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The rlopt YAML of ``row`` at ``seed``."""
     config = json.loads(json.dumps(row.rlopt))
@@ -352,6 +378,7 @@ def main() -> None:
                     floors.setdefault(row.name, []).append(measure_floor(row))
                     print(f"rep {rep} {row.name:14s} floor {floors[row.name][-1]:6.1f} s", flush=True)
         scaling = scaling_tables(work) if args.scaling else []
+        startup = startup_lines(work)
     import torch
 
     header = [
@@ -363,7 +390,7 @@ def main() -> None:
         "Ratios are SB3 / rlopt (higher = rlopt faster). Hyper-parameters: `ROWS` in the script.",
         "",
     ]
-    text = "\n".join(header + speed_table(rows, results, floors) + scaling) + "\n"
+    text = "\n".join(header + speed_table(rows, results, floors) + startup + scaling) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -3,11 +3,14 @@
     python scripts/benchmark_returns.py                      # all 5 agents × 2 envs × 5 seeds
     python scripts/benchmark_returns.py --agents ppo trpo --envs cartpole --seeds 0 1 2 --workers 2
     python scripts/benchmark_returns.py --agents a2c --envs pendulum --update   # redo one row, keep the rest
+    python scripts/benchmark_returns.py --agents ppo --out /tmp/ppo_lr actor.optim.lr=3e-4   # overrides need --out
 
 Each run is ``configs/<agent>_<env>.yaml`` with only ``seed`` changed; the score is the mean of
 the final deterministic evaluation (``eval.episodes`` fresh episodes). Results go to
 ``--out`` as JSON (one record per run) and a Markdown table (mean ± std over seeds, target,
-pass/fail, wall time).
+pass/fail, wall time). Dotted overrides apply to every run; with any, ``--out`` is required (the
+committed ``benchmarks/returns.*`` hold the presets' own results) and the outputs record them: an
+``overrides`` field in every JSON record and a line above the Markdown table.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,6 +41,14 @@ TARGETS: dict[tuple[str, str], tuple[int, float]] = {
 }
 AGENT_ORDER = ("ppo", "trpo", "npg", "a2c", "reinforce")
 ENV_ORDER = ("cartpole", "pendulum")
+DEFAULT_OUT = Path("benchmarks/returns")
+"""The committed table (``--out`` without overrides), relative to the working directory."""
+
+
+def fail(message: str) -> NoReturn:
+    """A one-line error on stderr and exit code 2 (bad input), before any run starts."""
+    print(f"benchmark_returns.py: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
 
 
 def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]:
@@ -54,13 +66,15 @@ def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]
     started = time.perf_counter()
     summary = Trainer(learner, run_dir=None, progress=False).train()
     summary["process_seconds"] = round(time.perf_counter() - started, 2)
-    summary.update(preset=f"{agent}_{env}", env=env)
+    summary.update(preset=f"{agent}_{env}", env=env, overrides=list(extra))
     return summary
 
 
-def table(records: list[dict[str, Any]]) -> str:
-    """Markdown table: one row per (agent, env) with mean ± std over seeds."""
-    lines = [
+def table(records: list[dict[str, Any]], overrides: Sequence[str] = ()) -> str:
+    """Markdown table: one row per (agent, env) with mean ± std over seeds; the overrides every run
+    had, if any, on a line above it."""
+    lines = [f"Overrides (every run): `{' '.join(overrides)}`", ""] if overrides else []
+    lines += [
         "| agent | env | steps | seeds | eval return (mean ± std over seeds) | min seed | target | pass | wall s / run |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -81,18 +95,57 @@ def table(records: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line; overrides without ``--out`` (or with the committed table as ``--out``) exit 2."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--agents", nargs="+", default=list(AGENT_ORDER), choices=AGENT_ORDER)
     parser.add_argument("--envs", nargs="+", default=list(ENV_ORDER), choices=ENV_ORDER)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/returns"), help="output path prefix")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"output path prefix (default {DEFAULT_OUT}; required with overrides)")
     parser.add_argument("--update", action="store_true",
                         help="keep the runs already in --out.json that this call does not redo")
-    parser.add_argument("overrides", nargs="*", help="extra dotted overrides applied to every run")
-    args = parser.parse_args()
+    parser.add_argument("overrides", nargs="*",
+                        help="dotted overrides applied to every run (after --out, or after --: --agents/--envs/--seeds "
+                             "take every word that follows them)")  # fmt: skip
+    args = parser.parse_args(argv)
+    committed = {DEFAULT_OUT.resolve(), (ROOT / DEFAULT_OUT).resolve()}
+    if args.overrides and (args.out is None or args.out.resolve() in committed):
+        fail(f"overrides given ({' '.join(args.overrides)}): --out PREFIX is required; {DEFAULT_OUT}.* "
+             "hold the presets' own results")  # fmt: skip
+    args.out = DEFAULT_OUT if args.out is None else args.out
+    return args
 
+
+def check_runs(args: argparse.Namespace) -> None:
+    """Every (agent, env) config with the overrides loads and passes its agent's checks, within its
+    budget (exit 2 otherwise); ``--update`` keeps only runs made with the same overrides."""
+    from agents import check_config
+    from rlopt.config import load_config
+    from rlopt.errors import ConfigError
+
+    for agent in args.agents:
+        for env in args.envs:
+            try:
+                cfg = check_config(load_config(ROOT / "configs" / f"{agent}_{env}.yaml", args.overrides))
+            except ConfigError as err:
+                fail(f"{agent}_{env}: {err}")
+            budget = TARGETS[(agent, env)][0]
+            if cfg.num_updates * cfg.batch_size > budget:
+                fail(f"{agent}_{env} trains {cfg.num_updates * cfg.batch_size:,} env steps, more than the {budget:,} allowed")
+    if args.update and args.out.with_suffix(".json").exists():
+        redo = {(a, e) for a in args.agents for e in args.envs}
+        kept = json.loads(args.out.with_suffix(".json").read_text())
+        other = {tuple(r.get("overrides", [])) for r in kept if (r["agent"], r["env"]) not in redo} - {tuple(args.overrides)}
+        if other:
+            fail(f"--update: {args.out.with_suffix('.json')} holds runs made with overrides "
+                 f"{' '.join(sorted(other)[0]) or '(none)'}, not {' '.join(args.overrides) or '(none)'}; use another --out")  # fmt: skip
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    check_runs(args)
     jobs = [(a, e, s) for a in args.agents for e in args.envs for s in args.seeds]
     jobs.sort(key=lambda job: -TARGETS[job[0], job[1]][0])  # longest budgets first: the pool finishes together
     started = time.perf_counter()
@@ -112,8 +165,10 @@ def main() -> None:
             partial.replace(args.out.with_suffix(".json"))
             print(f"{record['preset']:<22} seed {record['seed']}: {record['eval_return_mean']:8.1f} "
                   f"({record['wall_seconds']:.1f} s, {record['steps_per_second']:.0f} steps/s)", flush=True)
-    markdown = table(records)
-    args.out.with_suffix(".md").write_text(markdown + "\n")
+    markdown = table(records, args.overrides)
+    partial = args.out.with_suffix(".md.tmp")
+    partial.write_text(markdown + "\n")
+    partial.replace(args.out.with_suffix(".md"))
     print(markdown)
     print(f"total wall time {time.perf_counter() - started:.0f} s with {args.workers} workers")
 

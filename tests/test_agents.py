@@ -24,6 +24,8 @@ TRUST_REGION_TAGS = {
     "actor/expected_improvement", "actor/actual_improvement", "actor/improvement_ratio", "actor/step_norm",
     "actor/step_fraction", "actor/cg_iterations", "actor/negative_curvature",
 }
+SCHEDULE_TAGS = {"ppo": {"schedule/ppo_clip"}, **dict.fromkeys(("npg", "trpo", "acktr"), {"schedule/max_kl"})}
+"""The coefficients an agent reads, beside ``schedule/entropy_coef`` (every agent)."""
 TINY = {"total_steps": 512, "env": {"num_envs": 2}, "rollout": {"n_steps": 64}}
 
 
@@ -61,6 +63,7 @@ def test_update_reports_the_tag_contract(name: str, env_id: str) -> None:
         expected |= TRUST_REGION_TAGS
     if name == "ppo":
         expected |= {"actor/clip_fraction"}
+    expected |= SCHEDULE_TAGS.get(name, set()) | {"schedule/entropy_coef"}
     assert set(tags) == expected
     assert all(math.isfinite(v) for v in tags.values()), tags
     assert not stats.skipped

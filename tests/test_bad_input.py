@@ -96,6 +96,8 @@ CASES = [
     BadInput("missing value marker", _train(PPO, "seed=???"), "seed"),
     BadInput("override without =", _train(PPO, "gamma0.9"), "gamma0.9"),
     BadInput("unparsable override value", _train(PPO, "actor.hidden=[1,"), "actor.hidden"),
+    BadInput("dict override key holding a colon", _train(PPO, 'actor.optim={"name:adam": 1, lr: 3e-4}'),
+             "actor.optim: the dict key 'name:adam'"),
     # ranges
     BadInput("negative lr", _train(PPO, "actor.optim.lr=-1e-3"), "actor.optim.lr"),
     BadInput("zero lr", _train(PPO, "critic.optim.lr=0"), "critic.optim.lr"),

@@ -207,3 +207,67 @@ def test_validate_checks_a_config_built_in_python() -> None:
     cfg.actor.hidden = [[64]]  # type: ignore[list-item]
     with pytest.raises(ConfigError, match=r"^actor.hidden\[0\]"):
         validate(cfg)
+
+
+# Issue 12, item 14: dict overrides typed in a shell, without the space YAML needs after ':'.
+@pytest.mark.parametrize(
+    ("text", "parsed"),
+    [
+        ("{name:adam,lr:3e-4}", {"name": "adam", "lr": 3e-4}),
+        ("{name: adam, lr: 3e-4}", {"name": "adam", "lr": 3e-4}),
+        ("{a:1,b:{c:2}}", {"a": 1, "b": {"c": 2}}),
+        ("{hidden:[64,64],optim:{name:sgd,lr:0.1}}", {"hidden": [64, 64], "optim": {"name": "sgd", "lr": 0.1}}),
+        ("{betas:[0.9,0.99],name:adam}", {"betas": [0.9, 0.99], "name": "adam"}),
+        ("[{a:1},{b:2}]", [{"a": 1}, {"b": 2}]),
+        ("{value:0.2,name:linear}", {"value": 0.2, "name": "linear"}),
+        ("{a:}", {"a": None}),
+        # outside braces nothing changes: module:Env ids, URLs, YAML lists of plain strings
+        ("gymnasium_robotics:FetchReach-v4", "gymnasium_robotics:FetchReach-v4"),
+        ("http://example.org:8080/x", "http://example.org:8080/x"),
+        ("[a:1,b]", ["a:1", "b"]),
+        ("{a: [b:c]}", {"a": ["b:c"]}),
+        # quoted text is never rewritten
+        ('{id: "my_pkg:MyEnv-v0"}', {"id": "my_pkg:MyEnv-v0"}),
+        ('{id:"my_pkg:MyEnv-v0"}', {"id": "my_pkg:MyEnv-v0"}),
+        ("{msg:'a:b, c:d',n:1}", {"msg": "a:b, c:d", "n": 1}),
+        ('{msg:"say \\"x:y\\"",n:1}', {"msg": 'say "x:y"', "n": 1}),
+        ('"{a:1}"', "{a:1}"),
+        ("'{a:1}'", "{a:1}"),
+        ("{a:it's,b:1}", {"a": "it's", "b": 1}),
+        # the first ':' of an entry ends its key (no rlopt key holds a ':'); the rest belong to the value
+        ("{id:my_pkg:MyEnv-v0}", {"id": "my_pkg:MyEnv-v0"}),
+        ("{id:my_pkg:MyEnv-v0,num_envs:4}", {"id": "my_pkg:MyEnv-v0", "num_envs": 4}),
+        ("{url:http://example.org:80/a,n:2}", {"url": "http://example.org:80/a", "n": 2}),
+    ],
+)
+def test_dict_override_without_spaces_parses_like_yaml_with_spaces(text: str, parsed: object) -> None:
+    from omegaconf import OmegaConf
+
+    from rlopt.config.loading import parse_override
+
+    assert OmegaConf.to_container(parse_override(f"k={text}"))["k"] == parsed
+
+
+@pytest.mark.parametrize("text", ['{"name:adam": 1}', '{"name:adam"}', "{optim: {'name:adam': 1}}"])
+def test_dict_override_with_a_colon_in_a_key_shows_the_accepted_forms(text: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(PPO_CARTPOLE, [f"actor.optim={text}"])
+    message = str(err.value)
+    assert message.startswith("actor.optim: ") and "\n" not in message
+    assert "actor.optim={name: adam, lr: 3e-4}" in message and "actor.optim.name=adam actor.optim.lr=3e-4" in message
+
+
+def test_dict_override_without_spaces_from_the_shell_end_to_end() -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    done = subprocess.run(
+        [sys.executable, "-m", "rlopt", "config", "ppo_cartpole", "actor.optim={name:adam,lr:3e-4}"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    optim = yaml.safe_load(done.stdout)["actor"]["optim"]
+    assert optim["name"] == "adam" and optim["lr"] == 0.0003
+    assert optim == load_config(PPO_CARTPOLE, ["actor.optim={name: adam, lr: 3e-4}"]).actor.optim  # the spaced form

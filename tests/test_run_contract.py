@@ -20,6 +20,7 @@ BASE_TAGS = {
     "actor/loss", "actor/entropy", "actor/kl", "actor/kl_max", "actor/grad_norm", "actor/lr",
     "critic/loss", "critic/grad_norm", "critic/lr", "critic/explained_variance",
     "rollout/episode_return", "rollout/episode_length", "time/sps", "health/skipped_updates",
+    "schedule/entropy_coef",
 }
 TRUST_REGION_TAGS = {
     "actor/cg_residual", "actor/line_search_steps", "actor/step_accepted", "actor/cos_to_grad",
@@ -27,9 +28,9 @@ TRUST_REGION_TAGS = {
     "actor/step_fraction", "actor/cg_iterations", "actor/negative_curvature",
 }
 EXTRA_TAGS = {
-    "npg": TRUST_REGION_TAGS,
-    "trpo": TRUST_REGION_TAGS,
-    "ppo": {"actor/clip_fraction"},
+    "npg": TRUST_REGION_TAGS | {"schedule/max_kl"},
+    "trpo": TRUST_REGION_TAGS | {"schedule/max_kl"},
+    "ppo": {"actor/clip_fraction", "schedule/ppo_clip"},
 }
 SMALL = ["total_steps=2048", "env.num_envs=4", "rollout.n_steps=128", "eval.episodes=2", "checkpoint.every_steps=1024"]
 

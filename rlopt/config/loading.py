@@ -121,17 +121,88 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def _parse_override(item: Any) -> DictConfig:
-    """One ``key=value`` (value in YAML syntax) as a config layer."""
+def space_flow_colons(text: str) -> str:
+    """``{a:1,b:{c:2}}`` → ``{a: 1,b: {c: 2}}``: the YAML text of an override value, with a space after
+    the ``:`` that ends each key of a flow mapping, so that a dict typed in a shell without spaces
+    parses as it reads (YAML needs ``: `` and reads ``{name:adam}`` as the single key ``name:adam``).
+
+    Only the first ``:`` of each mapping entry is a key separator (no config key holds a ``:``), so
+    ``{id:my_pkg:MyEnv-v0}`` → ``{id: my_pkg:MyEnv-v0}``. Quoted strings, plain values outside braces
+    (``my_pkg:MyEnv-v0``, URLs), flow sequences (``[a:1]``) and a ``{``/``[`` inside a plain scalar are
+    left as they are; text that is not valid YAML stays invalid.
+    """
+    out: list[str] = []
+    stack: list[list[Any]] = []  # per open flow collection: [bracket, its current entry's key has ended]
+    quote = ""  # the quote character of the quoted scalar being copied, or ""
+    at_scalar_start = True  # where YAML would start a new node: a quote or bracket here is an indicator
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        out.append(ch)
+        if quote:
+            if ch == "\\" and quote == '"':  # a backslash escape inside "...": copy the escaped character
+                out.append(text[i + 1 : i + 2])
+                i += 1
+            elif ch == quote and quote == "'" and text[i + 1 : i + 2] == "'":  # '' inside '...'
+                out.append("'")
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch.isspace():
+            pass
+        elif at_scalar_start and ch in "'\"":
+            quote, at_scalar_start = ch, False
+        elif at_scalar_start and ch in "{[":
+            stack.append([ch, False])
+        elif ch in "}]" and stack:
+            stack.pop()
+            at_scalar_start = False
+        elif ch == "," and stack:
+            stack[-1][1] = False
+            at_scalar_start = True
+        elif ch == ":" and stack and stack[-1] == ["{", False]:
+            stack[-1][1] = True
+            at_scalar_start = True
+            if text[i + 1 : i + 2] not in ("", " ", "\t", "\n"):
+                out.append(" ")
+        elif not (ch == "?" and at_scalar_start):  # "? " opens an explicit key
+            at_scalar_start = False
+        i += 1
+    return "".join(out)
+
+
+def _keys_with_colon(node: Any) -> list[str]:
+    """Mapping keys holding a ``:`` anywhere in a parsed override value."""
+    if isinstance(node, Mapping):
+        own = [str(k) for k in node if ":" in str(k)]
+        return own + [bad for value in node.values() for bad in _keys_with_colon(value)]
+    if isinstance(node, list):
+        return [bad for value in node for bad in _keys_with_colon(value)]
+    return []
+
+
+def parse_override(item: Any) -> DictConfig:
+    """One ``key=value`` (value in YAML syntax) as a config layer. A flow mapping may be typed without
+    spaces (``actor.optim={name:adam,lr:3e-4}``, see :func:`space_flow_colons`); a key that still
+    holds a ``:`` (e.g. quoted, ``{"name:adam": 1}``) is a one-line error showing the accepted forms."""
     if not isinstance(item, str) or "=" not in item or item.startswith("="):
         raise ConfigError(f"override {item!r} must look like key=value (e.g. actor.optim.lr=1e-3)")
-    key = item.partition("=")[0].strip()
+    head, sep, value = item.partition("=")
+    key = head.strip()
     try:
-        return OmegaConf.from_dotlist([item])
+        layer = OmegaConf.from_dotlist([head + sep + space_flow_colons(value)])
     except OmegaConfBaseException as err:
         raise ConfigError(f"{key}: bad override {item!r}: {first_line(err)}") from None
     except Exception as err:  # the YAML grammar of the value, e.g. "a=[1," (yaml.ScannerError, ...)
         raise ConfigError(f"{key}: cannot parse the value of override {item!r} ({first_line(err)})") from None
+    bad = _keys_with_colon(OmegaConf.to_container(layer, resolve=False))
+    if bad:
+        raise ConfigError(
+            f"{key}: the dict key {bad[0]!r} in override {item!r} holds a ':'; write a dict override as "
+            "actor.optim={name: adam, lr: 3e-4} (or {name:adam,lr:3e-4}) or one key at a time, "
+            "actor.optim.name=adam actor.optim.lr=3e-4"
+        )
+    return layer
 
 
 def _missing_keys(node: Any, prefix: str = "") -> list[str]:
@@ -217,7 +288,7 @@ def load_config(
             layers.append(("values", OmegaConf.create(dict(values))))
     except OmegaConfBaseException as err:
         raise ConfigError(omegaconf_message(err)) from None
-    layers.extend((f"override {item!r}", _parse_override(item)) for item in overrides)
+    layers.extend((f"override {item!r}", parse_override(item)) for item in overrides)
     dropped: list[str] = []
     merged: Any = OmegaConf.structured(Config)
     for index, (where, layer) in enumerate(layers):

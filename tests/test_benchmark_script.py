@@ -1,0 +1,99 @@
+"""``scripts/benchmark_returns.py`` (issue 12, item 15): a run with overrides never overwrites the
+committed ``benchmarks/returns.*`` (``--out`` is required, checked before any run starts), and the
+table it writes records the overrides."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Iterator
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+COMMITTED = [ROOT / "benchmarks" / "returns.json", ROOT / "benchmarks" / "returns.md"]
+
+
+@pytest.fixture(scope="module")
+def script() -> Iterator[ModuleType]:
+    """The script as an importable module (its worker processes import ``run_one`` by name)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.syspath_prepend(str(ROOT / "scripts"))
+        yield importlib.import_module("benchmark_returns")
+
+
+def _one_line_exit_2(script: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    with pytest.raises(SystemExit) as exit_info:
+        script.main(argv)
+    assert exit_info.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["total_steps=512"],
+        ["actor.optim.lr=1e-3", "--agents", "ppo", "--envs", "cartpole"],
+        ["--out", "benchmarks/returns", "total_steps=512"],  # naming the committed table is no way around it
+        ["--out", str(ROOT / "benchmarks" / "returns"), "total_steps=512"],
+    ],
+)
+def test_overrides_without_out_exit_2_before_any_run(
+    script: ModuleType, argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    before = [p.read_bytes() for p in COMMITTED]
+    monkeypatch.setattr(script, "run_one", lambda *args: pytest.fail("a run started"))
+    message = _one_line_exit_2(script, argv, capsys)
+    assert "--out" in message and "overrides" in message
+    assert [p.read_bytes() for p in COMMITTED] == before
+
+
+def test_without_overrides_the_committed_table_is_the_default_out(script: ModuleType) -> None:
+    args = script.parse_args(["--agents", "ppo"])
+    assert args.out == Path("benchmarks/returns") and args.overrides == []
+    args = script.parse_args(["--out", "x/y", "actor.optim.lr=1e-3"])
+    assert args.out == Path("x/y") and args.overrides == ["actor.optim.lr=1e-3"]
+
+
+def test_a_bad_override_exits_2_before_any_run(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(script, "run_one", lambda *args: pytest.fail("a run started"))
+    message = _one_line_exit_2(script, ["--agents", "ppo", "--out", str(tmp_path / "r"), "ppo.nope=1"], capsys)
+    assert "ppo.nope" in message
+    assert not list(tmp_path.iterdir())
+
+
+def test_update_refuses_runs_made_with_other_overrides(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "r"
+    out.with_suffix(".json").write_text(json.dumps([{"agent": "ppo", "env": "cartpole", "seed": 0, "overrides": []}]))
+    message = _one_line_exit_2(script, ["--agents", "a2c", "--update", "--out", str(out), "seed=1", "gamma=0.9"], capsys)
+    assert "--update" in message and "gamma=0.9" in message
+
+
+def test_the_table_records_the_overrides(script: ModuleType) -> None:
+    record = {"agent": "ppo", "env": "cartpole", "env_id": "CartPole-v1", "total_steps": 512, "eval_return_mean": 20.0,
+              "wall_seconds": 1.0}  # fmt: skip
+    plain = script.table([record], [])
+    assert plain.splitlines()[0].startswith("| agent |")  # the committed table's form is unchanged
+    lines = script.table([record], ["actor.optim.lr=1e-3", "total_steps=512"]).splitlines()
+    assert lines[0] == "Overrides (every run): `actor.optim.lr=1e-3 total_steps=512`"
+    assert lines[2].startswith("| agent |")
+
+
+def test_a_tiny_run_with_overrides_writes_them_to_out(
+    script: ModuleType, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "tiny"
+    overrides = ["total_steps=512", "eval.episodes=1"]
+    script.main(["--agents", "ppo", "--envs", "cartpole", "--seeds", "0", "--workers", "1", "--out", str(out), *overrides])
+    records = json.loads(out.with_suffix(".json").read_text())
+    assert len(records) == 1 and records[0]["overrides"] == overrides and records[0]["total_steps"] == 512
+    assert out.with_suffix(".md").read_text().splitlines()[0] == "Overrides (every run): `total_steps=512 eval.episodes=1`"
