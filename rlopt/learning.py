@@ -14,6 +14,7 @@ import numpy as np
 
 from rlopt.coefficients import refit_schedules
 from rlopt.errors import ConfigError
+from rlopt.files import RunDirLocked, lock_run_dir
 from rlopt.trainer import Trainer
 
 
@@ -56,6 +57,24 @@ def learn(
     changed = refit_schedules(schedulers, agent.coefficients, agent.updates_done, agent.cfg.num_updates, previous_updates)
     if changed and progress and agent.updates_done > 0:
         print(f"rlopt: continuing to {agent.cfg.total_steps:,} env steps: {'; '.join(changed)}", file=sys.stderr)
+    _hold_run_dir_lock(agent, trainer.run_dir)
     summary = trainer.train(agent.cfg.total_steps, keep_envs=True)
     agent._trainer = trainer
     return summary
+
+
+def _hold_run_dir_lock(agent: Any, run_dir: Path | None) -> None:
+    """Hold ``RUN_DIR/.lock`` (as ``rlopt train`` does) while this agent logs into ``run_dir``: another
+    process training into the same directory gets a one-line ConfigError instead of corrupting it.
+    Kept by the agent across ``learn`` calls; released when it moves to another directory (or dies)."""
+    held: tuple[Path, Any] | None = getattr(agent, "_run_dir_lock", None)
+    if held is not None and (run_dir is None or held[0] != Path(run_dir).resolve()):
+        held[1].close()
+        agent._run_dir_lock = held = None
+    if run_dir is None or held is not None:
+        return
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        agent._run_dir_lock = (Path(run_dir).resolve(), lock_run_dir(Path(run_dir)))
+    except RunDirLocked as err:
+        raise ConfigError(f"learn: run_dir {err}") from None

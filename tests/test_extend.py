@@ -344,3 +344,19 @@ def test_learn_refits_the_trust_region_radius_and_says_so(capsys: pytest.Capture
 def test_learn_refuses_a_bad_step_count(bad: object) -> None:
     with pytest.raises(ConfigError, match="learn: total_steps"):
         tiny_ppo(total_steps=STEPS).learn(bad, progress=False)  # type: ignore[arg-type]
+
+
+def test_learn_holds_the_run_directory_lock_like_the_cli(tmp_path: Path) -> None:
+    """Another process's lock on RUN_DIR stops learn() at once; after learn() the lock is ours."""
+    from rlopt.files import RunDirLocked, lock_run_dir
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    other = lock_run_dir(run_dir)  # another holder (a separate open file description)
+    agent = tiny_ppo()
+    with pytest.raises(ConfigError, match="in use by another process"):
+        agent.learn(LEARN_BATCH, run_dir=run_dir, progress=False)
+    other.close()
+    agent.learn(LEARN_BATCH, run_dir=run_dir, progress=False)
+    with pytest.raises(RunDirLocked):
+        lock_run_dir(run_dir)  # held by the agent until it moves elsewhere
