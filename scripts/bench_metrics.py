@@ -1,14 +1,17 @@
-"""Wall time of one trust-region step per metric M(θ) (issue 11, "Cost").
+"""Wall time of one trust-region step per metric M(θ) and solver (issue 11, "Cost").
 
 Builds the TRPO CartPole preset's agent (configs/trpo_cartpole.yaml: 8 envs × 256 steps = 2048
-samples, 64×64 tanh actor, ``cg_iters`` 15, line search on), collects one rollout batch, then times
-``TrustRegion.step`` (gradient, metric set-up, CG, scaling, line search) on that batch for each
-metric, restoring the actor's parameters before every step so each repeat solves the same problem.
+samples, 64×64 tanh actor, ``cg_iters`` 15), collects one rollout batch, then times
+``TrustRegion.step`` (gradient, metric set-up, solve, scaling, line search if on) on that batch for
+each metric/solver pair, with the line search (TRPO) and without (NPG, ACKTR), restoring the
+actor's parameters before every step so each repeat solves the same problem. The reference row is
+one Adam step of the same actor on the same batch (forward, surrogate, backward, step).
 
     python scripts/bench_metrics.py [--repeats 10] [--threads 1] [--config configs/trpo_cartpole.yaml]
 
-Prints a markdown table: median and min ms per step, CG iterations and whether CG met negative
-curvature. Timings are wall-clock: other processes on the machine show up in them.
+Prints a markdown table: median ms per step with and without line search, both as a multiple of the
+Adam step, CG iterations and whether CG met negative curvature. Timings are wall-clock: other
+processes on the machine show up in them.
 """
 
 from __future__ import annotations
@@ -29,13 +32,15 @@ from agents.npg import actor_metric_inputs  # noqa: E402
 from rlopt.envs import make_vec_env  # noqa: E402
 from rlopt.losses import surrogate_loss  # noqa: E402
 from rlopt.rollout import RolloutCollector  # noqa: E402
+from rlopt.optim import build_optimizer  # noqa: E402
 from rlopt.trust_region import METRICS  # noqa: E402
+from rlopt.trust_region.solvers import SOLVER_METRICS  # noqa: E402
 
 METRIC_ORDER = (
     "identity", "fisher", "empirical_fisher", "gradient_covariance",
     "gauss_newton", "generalized_gauss_newton", "hessian",
 )  # fmt: skip
-"""Rows of the table, in seed 003's order (loss-independent first)."""
+"""Metrics in seed 003's order (loss-independent first); each is a row with ``solver: cg``."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,28 +75,52 @@ def main(argv: list[str] | None = None) -> int:
     num_params = sum(p.numel() for p in params)
     print(
         f"batch {batch.obs.shape[0]} samples, {num_params} actor parameters, cg_iters {group['cg_iters']}, "
-        f"line_search {group['line_search']}, {args.threads} torch thread(s), {args.repeats} repeats\n"
+        f"{args.threads} torch thread(s), {args.repeats} repeats\n"
     )
-    print("| metric | median ms/step | min ms/step | CG iterations | negative curvature |")
-    print("|---|---:|---:|---:|---|")
-    for name in METRIC_ORDER:
-        group["metric"] = name
-        times, stats = [], None
-        for repeat in range(args.repeats + 1):
-            with torch.no_grad():
-                for p, saved in zip(params, theta_old):
-                    p.copy_(saved)
-            inputs = actor_metric_inputs(agent.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
-            start = time.perf_counter()
-            optimizer.step(closure, inputs)
-            elapsed = time.perf_counter() - start
-            stats = optimizer.last_stats
-            if repeat > 0:  # the first step warms up allocations and torch.func's tracing
-                times.append(1000.0 * elapsed)
+
+    def restore() -> None:
+        with torch.no_grad():
+            for p, saved in zip(params, theta_old):
+                p.copy_(saved)
+
+    adam = build_optimizer(params, {"name": "adam", "lr": 1e-4}, key="adam")
+    adam_times = []
+    for repeat in range(args.repeats + 1):
+        restore()
+        start = time.perf_counter()
+        loss, _ = closure()
+        adam.zero_grad(set_to_none=True)
+        loss.backward()
+        adam.step()
+        if repeat > 0:
+            adam_times.append(1000.0 * (time.perf_counter() - start))
+    adam_ms = statistics.median(adam_times)
+    print("| metric | solver | ms/step, line search | × Adam | ms/step, no line search | × Adam | CG iterations | negative curvature |")
+    print("|---|---|---:|---:|---:|---:|---:|---|")
+    print(f"| Adam step (reference) | – | {adam_ms:.1f} | 1.0 | {adam_ms:.1f} | 1.0 | – | – |")
+    rows = [(name, "cg") for name in METRIC_ORDER]
+    rows += [(name, solver) for solver, metrics in SOLVER_METRICS.items() if solver != "cg" for name in metrics]
+    for name, solver in rows:
+        group["metric"], group["solver"] = name, solver
+        medians, stats = {}, None
+        for line_search in (True, False):
+            group["line_search"] = line_search
+            times = []
+            for repeat in range(args.repeats + 1):
+                restore()
+                inputs = actor_metric_inputs(agent.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
+                start = time.perf_counter()
+                optimizer.step(closure, inputs)
+                elapsed = time.perf_counter() - start
+                stats = optimizer.last_stats
+                if repeat > 0:  # the first step warms up allocations and torch.func's tracing
+                    times.append(1000.0 * elapsed)
+            medians[line_search] = statistics.median(times)
         assert stats is not None
+        cg = f"{stats.cg_iterations}" if solver == "cg" else "–"
         print(
-            f"| `{name}` | {statistics.median(times):.1f} | {min(times):.1f} | {stats.cg_iterations} "
-            f"| {'yes' if stats.negative_curvature else 'no'} |"
+            f"| `{name}` | `{solver}` | {medians[True]:.1f} | {medians[True] / adam_ms:.1f} | {medians[False]:.1f} "
+            f"| {medians[False] / adam_ms:.1f} | {cg} | {'yes' if stats.negative_curvature else 'no'} |"
         )
     return 0
 

@@ -1,6 +1,6 @@
 """Learning targets: run agents × envs × seeds with their presets and write the measured table.
 
-    python scripts/benchmark_returns.py                      # all 5 agents × 2 envs × 5 seeds
+    python scripts/benchmark_returns.py                      # all 6 agents × 2 envs × 5 seeds
     python scripts/benchmark_returns.py --agents ppo trpo --envs cartpole --seeds 0 1 2 --workers 2
     python scripts/benchmark_returns.py --agents a2c --envs pendulum --update   # redo one row, keep the rest
     python scripts/benchmark_returns.py --agents ppo --out /tmp/ppo_lr actor.optim.lr=3e-4   # overrides need --out
@@ -38,8 +38,10 @@ TARGETS: dict[tuple[str, str], tuple[int, float]] = {
     ("npg", "pendulum"): (200_000, -250.0),
     ("a2c", "pendulum"): (500_000, -250.0),
     ("reinforce", "pendulum"): (1_000_000, -400.0),
+    ("acktr", "cartpole"): (200_000, 475.0),  # issue 11
+    ("acktr", "pendulum"): (500_000, -250.0),
 }
-AGENT_ORDER = ("ppo", "trpo", "npg", "a2c", "reinforce")
+AGENT_ORDER = ("ppo", "trpo", "npg", "a2c", "reinforce", "acktr")
 ENV_ORDER = ("cartpole", "pendulum")
 DEFAULT_OUT = Path("benchmarks/returns")
 """The committed table (``--out`` without overrides), relative to the working directory."""
