@@ -44,16 +44,20 @@ SPACES = {
 class Problem:
     """A tiny actor at θ_old, a fixed batch, and flat-θ pure functions for the dense references."""
 
-    def __init__(self, space: str, seed: int = 0) -> None:
+    def __init__(
+        self, space: str, seed: int = 0, hidden: tuple[int, ...] = (4,), same_state: bool = False, batch: int = BATCH
+    ) -> None:
         torch.manual_seed(seed)
-        self.actor = Actor(OBS_DIM, SPACES[space], hidden=(4,), output_gain=1.0, log_std_init=-0.3).to(DTYPE)
+        self.actor = Actor(OBS_DIM, SPACES[space], hidden=hidden, output_gain=1.0, log_std_init=-0.3).to(DTYPE)
         generator = torch.Generator().manual_seed(seed + 1)
-        self.obs = torch.randn(BATCH, OBS_DIM, dtype=DTYPE, generator=generator)
+        self.obs = torch.randn(batch, OBS_DIM, dtype=DTYPE, generator=generator)
+        if same_state:  # every row the same state (K-FAC's factorisation is then exact on one layer)
+            self.obs = self.obs[:1].expand(batch, OBS_DIM).clone()
         with torch.no_grad():
             self.old_dist = self.actor(self.obs).detach()
             self.actions = self.old_dist.sample()
             self.old_log_probs = self.old_dist.log_prob(self.actions)
-        self.advantages = torch.randn(BATCH, dtype=DTYPE, generator=generator)
+        self.advantages = torch.randn(batch, dtype=DTYPE, generator=generator)
         self.params = list(self.actor.parameters())
         self.theta_old = flat_params(self.params)
         self.names = [f"actor.{name}" for name, _ in self.actor.named_parameters()]

@@ -16,9 +16,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, jacrev
 
-from agents.npg import actor_metric_inputs
 from rlopt.errors import ConfigError
-from rlopt.networks import Actor
+from tests import test_metrics as metrics_tests
 from rlopt.trust_region import TrustRegion, build_trust_region
 from rlopt.trust_region.flat import flat_grad, flat_params
 from rlopt.trust_region.metrics import per_sample_gradients
@@ -39,31 +38,11 @@ OBS_DIM, BATCH, ENTROPY_COEF = 3, 16, 0.01
 SPACES = {"discrete": gym.spaces.Discrete(3), "box": gym.spaces.Box(-1.0, 1.0, shape=(2,), dtype=np.float32)}
 
 
-class Problem:
-    """A tiny actor at θ_old with a fixed batch, its closure and its MetricInputs (agents.npg's)."""
+class Problem(metrics_tests.Problem):
+    """tests/test_metrics.py's tiny actor at θ_old with its closure and MetricInputs, on this file's batch."""
 
     def __init__(self, space: str, hidden: tuple[int, ...] = (4,), seed: int = 0, same_state: bool = False) -> None:
-        torch.manual_seed(seed)
-        self.actor = Actor(OBS_DIM, SPACES[space], hidden=hidden, output_gain=1.0, log_std_init=-0.3).to(DTYPE)
-        generator = torch.Generator().manual_seed(seed + 1)
-        self.obs = torch.randn(BATCH, OBS_DIM, dtype=DTYPE, generator=generator)
-        if same_state:
-            self.obs = self.obs[:1].expand(BATCH, OBS_DIM).clone()
-        with torch.no_grad():
-            self.old_dist = self.actor(self.obs).detach()
-            self.actions = self.old_dist.sample()
-            self.old_log_probs = self.old_dist.log_prob(self.actions)
-        self.advantages = torch.randn(BATCH, dtype=DTYPE, generator=generator)
-        self.params = list(self.actor.parameters())
-
-    def inputs(self):
-        return actor_metric_inputs(self.actor, self.obs, self.actions, self.old_log_probs, self.advantages, ENTROPY_COEF)
-
-    def closure(self) -> tuple[Tensor, Tensor]:
-        dist = self.actor(self.obs)
-        ratio = torch.exp(dist.log_prob(self.actions) - self.old_log_probs)
-        loss = -(ratio * self.advantages).mean() - ENTROPY_COEF * dist.entropy().mean()
-        return loss, self.old_dist.kl(dist).mean()
+        super().__init__(space, seed=seed, hidden=hidden, same_state=same_state, batch=BATCH)
 
 
 def _dense_rows_jacobian(problem: Problem, row: Row) -> Tensor:
