@@ -37,7 +37,7 @@ class Categorical:
 
     def __init__(self, logits: Tensor) -> None:
         """``logits``: ``[B, n]`` unnormalised scores; ``-inf`` masks an action out."""
-        log_probs = torch.log_softmax(logits, dim=-1)
+        log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
         # Clamp -inf (masked actions) to the most negative finite value so that p·log p = 0·finite = 0
         # in entropy and KL instead of 0·(-inf) = NaN (same guard as torch.distributions).
         self.log_probs: Tensor = log_probs.clamp(min=_lowest(log_probs.dtype))

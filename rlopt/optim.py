@@ -153,33 +153,9 @@ def build_optimizer(
         kwargs[arg] = _plain(value)
     kwargs.update(alias.fixed)
     kwargs["lr"] = lr
-    params = list(params)
-    implementation = _fastest_implementation(accepted, kwargs)
-    if implementation:
-        try:  # the fused kernel where torch has one for these parameters' device and dtype
-            return alias.cls(params, **kwargs, **implementation)
-        except (RuntimeError, ValueError):
-            if "foreach" not in accepted:
-                implementation = {}
-            else:
-                implementation = {"foreach": True}
     try:
-        return alias.cls(params, **kwargs, **implementation)
+        return alias.cls(params, **kwargs)
     except ValueError as error:  # torch's own range checks, e.g. "Invalid beta parameter ..."
         message = " ".join(str(error).split())
         raise ConfigError(f"{key}: {alias.cls.__name__}: {message}") from error
 
-
-def _fastest_implementation(accepted: Sequence[str], kwargs: Mapping[str, Any]) -> dict[str, bool]:
-    """``{fused: True}`` or ``{foreach: True}`` unless the spec chose (``fused``/``foreach`` keys).
-
-    torch picks the per-tensor ("for-loop") implementation on CPU by default; for the small MLPs
-    of RL its per-parameter dispatch dominates the step (Adam on a 64×64 MLP: ≈ 190 µs for-loop,
-    ≈ 160 µs foreach, ≈ 55 µs fused, measured on this project's 2-core CPU). Same update rule,
-    floating-point rounding may differ in the last bits.
-    """
-    if "fused" in kwargs or "foreach" in kwargs:
-        return {}
-    if "fused" in accepted:
-        return {"fused": True}
-    return {"foreach": True} if "foreach" in accepted else {}
