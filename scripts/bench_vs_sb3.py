@@ -5,8 +5,9 @@ repetitions, SB3 first on odd ones), one torch thread each, with the same number
 evaluation episodes. Measured per run:
 
 * ``wall``: the whole process, from launch to exit (imports, env creation, training, evaluation);
-* ``learn``: the training loop only (rlopt: ``summary.json``'s ``learn_seconds``; SB3: around
-  ``model.learn``), and SPS = env steps / learn;
+* ``learn``: the training loop only (SB3: around ``model.learn``; rlopt: ``summary.json``'s
+  ``learn_seconds`` if present, else its ``wall_seconds`` = rollouts + updates, without TensorBoard
+  writes, progress bar and checkpoints), and SPS = env steps / learn;
 * ``rss``: the child's peak resident set size (``wait4``'s ``ru_maxrss``);
 * ``return``: mean return of the final deterministic evaluation.
 
