@@ -56,12 +56,3 @@ class WeightsSnapshot:
             optimizer.state.clear()  # drops state an optimizer created during the update
             optimizer.state.update({param: dict(state) for param, state in layout.items()})
 
-
-def snapshot_weights(modules: Iterable[nn.Module], optimizers: Iterable[torch.optim.Optimizer]) -> WeightsSnapshot:
-    """A new :class:`WeightsSnapshot` of the current values (for a one-off rollback)."""
-    return WeightsSnapshot(modules, optimizers).take()
-
-
-def restore_weights(snapshot: WeightsSnapshot) -> None:
-    """Put ``snapshot`` back in place."""
-    snapshot.restore()

@@ -13,7 +13,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,15 @@ from rlopt.schedules import (
     build_schedule,
     refit_lr_scheduler,
 )
-from tests.test_resume import POLL_SECONDS, ROOT, STARTUP_TIMEOUT_SECONDS, assert_identical_runs, scalars
+from tests.test_resume import (
+    POLL_SECONDS,
+    ROOT,
+    STARTUP_TIMEOUT_SECONDS,
+    assert_identical_runs,
+    reap,
+    scalars,
+    sigkill_running,
+)
 
 BATCH = 4 * 32  # env.num_envs × ppo_cartpole's rollout.n_steps
 BASE_STEPS = 12 * BATCH  # the finished run: 12 updates
@@ -246,13 +253,9 @@ def test_extension_killed_mid_run_resumes_bit_identical(finished: Path, extended
                 time.sleep(POLL_SECONDS)
             times.append(time.monotonic())
         time.sleep(random.Random(time.time_ns()).uniform(0.0, times[1] - times[0]))
-        assert process.poll() is None, "the extension finished before the kill"
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
+        sigkill_running(process, "the extension finished before the kill")
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        reap(process)
     assert load_config(run_dir / "config.yaml").total_steps == EXTENDED_STEPS
     assert not (run_dir / "summary.json").exists()  # the finished run's summary went when the extension began
     assert extend(run_dir, None) == 0  # a plain --resume: config.yaml and the checkpoint agree on the new total

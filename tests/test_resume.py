@@ -106,6 +106,20 @@ def assert_identical_runs(reference: Path, resumed: Path) -> None:
             assert torch.equal(got_agent[network][name], tensor), f"{network}.{name}"
 
 
+def sigkill_running(process: subprocess.Popen, what: str) -> None:
+    """SIGKILL ``process``, which must still be running (``what`` says why it should be)."""
+    assert process.poll() is None, what
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=30) == -signal.SIGKILL
+
+
+def reap(process: subprocess.Popen) -> None:
+    """Kill ``process`` if a failed assertion left it running, and collect its pipes."""
+    if process.poll() is None:
+        process.kill()
+    process.communicate()
+
+
 def kill_and_resume(args: list[str], reference: Path, run_dir: Path, delay_rng: random.Random) -> None:
     process = start_cli_training(args, run_dir)
     try:
@@ -114,13 +128,9 @@ def kill_and_resume(args: list[str], reference: Path, run_dir: Path, delay_rng: 
         # Anywhere in the third checkpoint interval: mid-rollout, mid-update, mid-checkpoint write.
         delay = delay_rng.uniform(0.0, interval)
         time.sleep(delay)
-        assert process.poll() is None, f"run finished before the kill (delay {delay:.3f} s of {interval:.3f} s)"
-        process.send_signal(signal.SIGKILL)
-        assert process.wait(timeout=30) == -signal.SIGKILL
+        sigkill_running(process, f"run finished before the kill (delay {delay:.3f} s of {interval:.3f} s)")
     finally:
-        if process.poll() is None:
-            process.kill()
-        process.communicate()
+        reap(process)
     assert not (run_dir / "summary.json").exists()
     resume_in_process(run_dir)
     assert len(list(run_dir.glob("events.out.tfevents.*"))) == 2  # the killed writer's and the resumed one
