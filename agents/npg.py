@@ -13,6 +13,7 @@ The one hook overridden here is :meth:`actor_step`; the config rules are NPG's o
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -95,6 +96,24 @@ class NPG(Agent):
         """``trust_region`` with ``max_kl`` a number or a schedule {value, name, ...}."""
         return build_trust_region(self.actor.parameters(), spec, self.cfg.num_updates, key="actor.optim")
 
+    def actor_closure(
+        self, batch: RolloutBatch, old_dist: Distribution, advantages: Tensor, entropy_coef: float, inputs: MetricInputs
+    ) -> Callable[[], tuple[Tensor, Tensor]]:
+        """The trust-region closure: (surrogate loss, mean KL(π_old‖π_θ)) at the current parameters.
+
+        With the ``kfac`` solver the actor runs through ``inputs.module`` (its outputs y), whose
+        forward the solver records and reuses for its factors; otherwise through ``actor(obs)``,
+        the same values except that a Gaussian's entropy rounds differently through y.
+        """
+        through_outputs = self.actor_optimizer.param_groups[0]["solver"] == "kfac" and inputs.module is not None
+
+        def closure() -> tuple[Tensor, Tensor]:
+            dist = self.actor.distribution(inputs.module(batch.obs)) if through_outputs else self.actor(batch.obs)
+            loss, _ = surrogate_loss(dist.log_prob(batch.actions), batch.log_probs, advantages, dist.entropy(), entropy_coef)
+            return loss, old_dist.kl(dist).mean()
+
+        return closure
+
     def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor | float]:
         """Closure (surrogate loss, mean KL(π_old‖π_θ)) and :func:`actor_metric_inputs` handed to
         the trust-region optimizer; its diagnostics become ``actor/*`` tags."""
@@ -103,13 +122,8 @@ class NPG(Agent):
         optimizer = self.actor_optimizer
         max_kl = optimizer.param_groups[0]["max_kl"] = self.coefficient("actor.optim.max_kl")
 
-        def closure() -> tuple[Tensor, Tensor]:
-            dist = self.actor(batch.obs)
-            loss, _ = surrogate_loss(dist.log_prob(batch.actions), batch.log_probs, advantages, dist.entropy(), entropy_coef)
-            return loss, old_dist.kl(dist).mean()
-
         inputs = actor_metric_inputs(self.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
-        loss = optimizer.step(closure, inputs)
+        loss = optimizer.step(self.actor_closure(batch, old_dist, advantages, entropy_coef, inputs), inputs)
         result = optimizer.last_stats
         with torch.no_grad():
             entropy = self.actor(batch.obs).entropy().mean()

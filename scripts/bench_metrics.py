@@ -30,7 +30,6 @@ sys.path.insert(0, str(ROOT))
 from agents import TRPO  # noqa: E402
 from agents.npg import actor_metric_inputs  # noqa: E402
 from rlopt.envs import make_vec_env  # noqa: E402
-from rlopt.losses import surrogate_loss  # noqa: E402
 from rlopt.rollout import RolloutCollector  # noqa: E402
 from rlopt.optim import build_optimizer  # noqa: E402
 from rlopt.trust_region import METRICS  # noqa: E402
@@ -66,9 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         old_dist = agent.actor(batch.obs).detach()
 
     def closure() -> tuple[torch.Tensor, torch.Tensor]:
-        dist = agent.actor(batch.obs)
-        loss, _ = surrogate_loss(dist.log_prob(batch.actions), batch.log_probs, advantages, dist.entropy(), entropy_coef)
-        return loss, old_dist.kl(dist).mean()
+        """The agent's closure for the current solver (kfac runs it through the recorded module)."""
+        inputs = actor_metric_inputs(agent.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
+        return agent.actor_closure(batch, old_dist, advantages, entropy_coef, inputs)()
 
     optimizer = agent.actor_optimizer
     group = optimizer.param_groups[0]
@@ -109,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
             for repeat in range(args.repeats + 1):
                 restore()
                 inputs = actor_metric_inputs(agent.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
+                step_closure = agent.actor_closure(batch, old_dist, advantages, entropy_coef, inputs)
                 start = time.perf_counter()
-                optimizer.step(closure, inputs)
+                optimizer.step(step_closure, inputs)
                 elapsed = time.perf_counter() - start
                 stats = optimizer.last_stats
                 if repeat > 0:  # the first step warms up allocations and torch.func's tracing

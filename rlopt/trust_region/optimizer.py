@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -30,7 +31,7 @@ from rlopt.trust_region.line_search import (
     validate_line_search_args,
 )
 from rlopt.trust_region.metrics import Metric, MetricInputs, build_metric
-from rlopt.trust_region.solvers import check_solver, solver_direction
+from rlopt.trust_region.solvers import check_solver, recorder_for, solver_direction
 
 LossAndKL = tuple[Tensor, Tensor]
 
@@ -305,8 +306,11 @@ class TrustRegion(torch.optim.Optimizer):
         params: list[Tensor] = list(group["params"])
         state = self.state[params[0]]
 
+        # kfac records the closure's forward of inputs.module and builds its factors from it.
+        recorder = recorder_for(hyper["solver"], inputs, params)
         with torch.enable_grad():
-            loss, kl = closure()
+            with recorder if recorder is not None else nullcontext():
+                loss, kl = closure()
             gradient = flat_grad(loss, params, retain_graph=True)
             if hyper["solver"] == "cg":
                 proposal = propose_step(
@@ -320,11 +324,12 @@ class TrustRegion(torch.optim.Optimizer):
                 )
             else:
                 direction = solver_direction(
-                    hyper["solver"], metric.name, inputs, params, gradient.detach(), self.state, state.get("step", 0), hyper
-                )
+                    hyper["solver"], metric.name, inputs, params, gradient.detach(), self.state, state.get("step", 0), hyper,
+                    recorder,
+                )  # fmt: skip
                 proposal = propose_preconditioned_step(gradient, direction.detach(), hyper["lr"], hyper["max_kl"])
         loss = loss.detach()
-        del kl  # release the autograd graph before the line search
+        del kl, recorder  # release the autograd graph before the line search
         expected_improvement = -torch.dot(gradient, proposal.step)
         # All pre-step scalars in one device-to-host transfer.
         loss_before, grad_norm, cg_residual, expected, full_step_norm, finite, valid = (

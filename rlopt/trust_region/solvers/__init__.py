@@ -28,7 +28,7 @@ from torch import Tensor
 from rlopt.errors import ConfigError
 from rlopt.trust_region.metrics.base import MetricInputs
 from rlopt.trust_region.solvers.diagonal import diagonal_solver_direction
-from rlopt.trust_region.solvers.kfac import kfac_solver_direction
+from rlopt.trust_region.solvers.kfac import ForwardRecorder, kfac_recorder, kfac_solver_direction
 from rlopt.trust_region.solvers.rows import metric_rows
 
 SOLVER_METRICS: dict[str, tuple[str, ...] | None] = {
@@ -62,11 +62,13 @@ def solver_direction(
     state: MutableMapping[Tensor, dict[str, Any]],
     step: int,
     hyper: dict[str, Any],
+    recorder: ForwardRecorder | None = None,
 ) -> Tensor:
     """d ≈ −M̃⁻¹g by the statistics solver ``solver`` (``kfac`` or ``diagonal``) for ``metric``.
 
     ``state`` is the optimizer's per-parameter state (K-FAC keeps its factors there), ``step`` the
-    number of earlier steps, ``hyper`` the parameter group (``cg_damping`` is λ for every solver).
+    number of earlier steps, ``hyper`` the parameter group (``cg_damping`` is λ for every solver);
+    ``recorder`` (``kfac``, from :func:`recorder_for`) holds the closure's forward for reuse.
     """
     if inputs is None:
         raise ValueError(f"solver {solver!r} needs MetricInputs: pass TrustRegion.step(closure, inputs=...)")
@@ -83,8 +85,15 @@ def solver_direction(
         return kfac_solver_direction(
             inputs, params, gradient, rows_of, state, step,
             damping=damping, stat_decay=hyper["kfac_stat_decay"], update_every=hyper["kfac_update_every"],
+            recorder=recorder,
         )  # fmt: skip
     raise ValueError(f"solver {solver!r} is not a statistics solver")
 
 
-__all__ = ["SOLVERS", "SOLVER_METRICS", "check_solver", "solver_direction"]
+def recorder_for(solver: str, inputs: MetricInputs | None, params: Sequence[Tensor]) -> ForwardRecorder | None:
+    """The hooks to open around the closure so ``solver`` can reuse its forward (``kfac`` only: its
+    factors need each layer's input and pre-activation); None for the others."""
+    return kfac_recorder(inputs, params) if solver == "kfac" else None
+
+
+__all__ = ["SOLVERS", "SOLVER_METRICS", "check_solver", "recorder_for", "solver_direction"]

@@ -32,10 +32,16 @@ from rlopt.trust_region.solvers.rows import Row
 
 # ----------------------------------------------------------------- pure numerical pieces
 def input_factor(layer_inputs: Tensor, bias: bool) -> Tensor:
-    """A = E_i[ā_i ā_iᵀ] of inputs [N, in], ā = [a; 1] when the layer has a bias."""
-    if bias:
-        layer_inputs = torch.cat([layer_inputs, layer_inputs.new_ones(layer_inputs.shape[0], 1)], dim=1)
-    return layer_inputs.T @ layer_inputs / layer_inputs.shape[0]
+    """A = E_i[ā_i ā_iᵀ] of inputs [N, in], ā = [a; 1] when the layer has a bias:
+    [[E[a aᵀ], E[a]], [E[a]ᵀ, 1]], assembled without materialising [a, 1]."""
+    count = layer_inputs.shape[0]
+    second_moment = layer_inputs.T @ layer_inputs / count
+    if not bias:
+        return second_moment
+    mean = layer_inputs.mean(dim=0)
+    top = torch.cat([second_moment, mean[:, None]], dim=1)
+    bottom = torch.cat([mean, mean.new_ones(1)])[None, :]
+    return torch.cat([top, bottom], dim=0)
 
 
 def output_factor(output_grads: Sequence[Tensor]) -> Tensor:
@@ -56,9 +62,23 @@ def pi_damped_inverses(a_factor: Tensor, g_factor: Tensor, damping: float) -> tu
     pi = torch.sqrt((torch.trace(a_factor) / a_factor.shape[0]) / (torch.trace(g_factor) / g_factor.shape[0]))
     pi = torch.where(torch.isfinite(pi) & (pi > 0), pi, torch.ones_like(pi))
     root = damping**0.5
-    eye_a = torch.eye(a_factor.shape[0], dtype=a_factor.dtype, device=a_factor.device)
-    eye_g = torch.eye(g_factor.shape[0], dtype=g_factor.dtype, device=g_factor.device)
-    return torch.linalg.inv(a_factor + pi * root * eye_a), torch.linalg.inv(g_factor + root / pi * eye_g)
+    return spd_inverse(add_to_diagonal(a_factor, pi * root)), spd_inverse(add_to_diagonal(g_factor, root / pi))
+
+
+def add_to_diagonal(matrix: Tensor, value: Tensor | float) -> Tensor:
+    """matrix + value · I (a new tensor)."""
+    damped = matrix.clone()
+    damped.diagonal().add_(value)
+    return damped
+
+
+def spd_inverse(matrix: Tensor) -> Tensor:
+    """Inverse of a symmetric positive-definite matrix through its Cholesky factor (half the cost of a
+    general inverse); the pseudo-inverse when the factorisation fails (a singular, undamped factor)."""
+    cholesky, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) != 0:
+        return torch.linalg.pinv(matrix, hermitian=True)
+    return torch.cholesky_inverse(cholesky)
 
 
 def kfac_precondition(layer_grad: Tensor, a_inverse: Tensor, g_inverse: Tensor) -> Tensor:
@@ -91,27 +111,74 @@ def linear_layers(module: nn.Module, params: Sequence[Tensor]) -> list[LinearLay
     return layers
 
 
+class ForwardRecord(NamedTuple):
+    """What one forward of the factored module left behind, still attached to its autograd graph."""
+
+    outputs: Tensor
+    """The module's outputs y [N, k]."""
+    layer_inputs: list[Tensor]
+    """Each layer's input a [N, in] (detached), in the order of the layers."""
+    pre_activations: list[Tensor]
+    """Each layer's pre-activation s [N, out]."""
+
+
+class ForwardRecorder:
+    """Forward hooks that keep the outputs of ``module`` and the input and pre-activation of each of
+    ``layers`` while the context is open, so the statistics can reuse a forward already run (the
+    trust-region closure's) instead of running their own.
+
+    :meth:`record` gives the forward only if it was unambiguous: ``module`` ran exactly once, on
+    ``inputs`` itself (identity), and each layer once; otherwise None and the caller runs its own.
+    """
+
+    def __init__(self, module: nn.Module, layers: Sequence[LinearLayer]) -> None:
+        self.module = module
+        self.layers = list(layers)
+        self._calls: list[tuple[Tensor, Tensor]] = []
+        self._layer_calls: dict[int, list[tuple[Tensor, Tensor]]] = {id(layer.module): [] for layer in self.layers}
+        self._handles: list[Any] = []
+
+    def _keep_module(self, module: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        self._calls.append((args[0], output))
+
+    def _keep_layer(self, layer: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
+        self._layer_calls[id(layer)].append((args[0].detach(), output))
+
+    def __enter__(self) -> ForwardRecorder:
+        self._handles = [self.module.register_forward_hook(self._keep_module)]
+        self._handles += [layer.module.register_forward_hook(self._keep_layer) for layer in self.layers]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles = []
+
+    def record(self, inputs: Tensor) -> ForwardRecord | None:
+        """The recorded forward of ``module`` on ``inputs``, or None if there was not exactly one."""
+        if len(self._calls) != 1 or self._calls[0][0] is not inputs:
+            return None
+        if any(len(calls) != 1 for calls in self._layer_calls.values()):
+            return None
+        per_layer = [self._layer_calls[id(layer.module)][0] for layer in self.layers]
+        return ForwardRecord(self._calls[0][1], [a for a, _ in per_layer], [s for _, s in per_layer])
+
+
 def layer_statistics(
-    module: nn.Module, obs: Tensor, layers: Sequence[LinearLayer], rows_of: Any
+    module: nn.Module, obs: Tensor, layers: Sequence[LinearLayer], rows_of: Any, record: ForwardRecord | None = None
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """Batch factors (A_l, G_l) of each layer: one forward of ``module`` on ``obs`` with hooks that keep
-    each layer's input and pre-activation, then one backward of Σ_i r(y_i) per row r.
+    """Batch factors (A_l, G_l) of each layer: the forward of ``module`` on ``obs`` (``record``, one
+    already run with a :class:`ForwardRecorder` open, or one run here), then one backward of
+    Σ_i r(y_i) per row r to the layers' pre-activations.
 
     ``rows_of(outputs) -> list[Row]`` gives the row functions at the outputs (sampling happens there).
     """
-    captured: dict[int, tuple[Tensor, Tensor]] = {}
-
-    def keep(layer: nn.Module, args: tuple[Tensor, ...], output: Tensor) -> None:
-        captured[id(layer)] = (args[0].detach(), output)
-
-    handles = [layer.module.register_forward_hook(keep) for layer in layers]
-    try:
-        with torch.enable_grad():
-            outputs = module(obs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    pre_activations = [captured[id(layer.module)][1] for layer in layers]
+    if record is None:
+        with ForwardRecorder(module, layers) as recorder, torch.enable_grad():
+            module(obs)
+        record = recorder.record(obs)
+        assert record is not None, "the module's forward did not run each Linear layer exactly once"
+    outputs, pre_activations = record.outputs, record.pre_activations
     rows: list[Row] = rows_of(outputs)
     grads: list[list[Tensor]] = [[] for _ in layers]
     for number, row in enumerate(rows):
@@ -121,7 +188,7 @@ def layer_statistics(
         for layer_grads, g in zip(grads, pulled):
             if g is not None:
                 layer_grads.append(g.detach())
-    a_factors = [input_factor(captured[id(layer.module)][0], layer.bias is not None) for layer in layers]
+    a_factors = [input_factor(a, layer.bias is not None) for a, layer in zip(record.layer_inputs, layers)]
     g_factors = [
         output_factor(g) if g else pre.new_zeros(pre.shape[-1], pre.shape[-1]) for g, pre in zip(grads, pre_activations)
     ]
@@ -149,23 +216,28 @@ def kfac_solver_direction(
     damping: float,
     stat_decay: float,
     update_every: int,
+    recorder: ForwardRecorder | None = None,
 ) -> Tensor:
     """The ``kfac`` solver's d for all ``params``: Kronecker blocks for the Linear layers of
     ``inputs.module`` (their factors kept in ``state[weight]``), diagonal for the rest.
 
     ``step`` counts the optimizer's earlier steps: inverses are refreshed when it is a multiple of
     ``update_every``. The same sampled rows serve the factors and the diagonal of the rest.
+    ``recorder`` (from :func:`kfac_recorder`, open around the closure) lends its forward when it
+    recorded one of ``inputs.module`` on ``inputs.inputs``.
     """
     if inputs.module is None:
         raise ValueError("solver 'kfac' needs MetricInputs.module (the module whose Linear layers it factors)")
-    layers = linear_layers(inputs.module, params)
+    layers = recorder.layers if recorder is not None else linear_layers(inputs.module, params)
+    record = recorder.record(inputs.inputs) if recorder is not None else None
     sampled: list[list[Row]] = []
 
     def rows_once(outputs: Tensor) -> list[Row]:
         sampled.append(rows_of(outputs))
         return sampled[0]
 
-    a_factors, g_factors = layer_statistics(inputs.module, inputs.inputs, layers, rows_once)
+    a_factors, g_factors = layer_statistics(inputs.module, inputs.inputs, layers, rows_once, record)
+    del record  # release the closure's graph
     pieces = list(unflatten(gradient, params))
     directions: list[Tensor | None] = [None] * len(params)
     for layer, a_batch, g_batch in zip(layers, a_factors, g_factors):
@@ -186,3 +258,11 @@ def kfac_solver_direction(
         for i, d in zip(rest, rest_direction):
             directions[i] = d
     return torch.cat([d.reshape(-1) for d in directions])  # type: ignore[union-attr]
+
+
+def kfac_recorder(inputs: MetricInputs | None, params: Sequence[Tensor]) -> ForwardRecorder | None:
+    """A :class:`ForwardRecorder` of ``inputs.module``'s Linear layers among ``params`` (None without a
+    module): opened around the trust-region closure, it spares the statistics a forward pass."""
+    if inputs is None or inputs.module is None:
+        return None
+    return ForwardRecorder(inputs.module, linear_layers(inputs.module, params))
