@@ -8,6 +8,7 @@ inverse against a dense solve, the diagonal solver against diag of the dense met
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -23,13 +24,18 @@ from rlopt.trust_region.flat import flat_grad, flat_params
 from rlopt.trust_region.metrics import per_sample_gradients
 from rlopt.trust_region.solvers import SOLVER_METRICS, check_solver
 from rlopt.trust_region.solvers.diagonal import diagonal_solver_direction
+from rlopt.losses import surrogate_loss
+from rlopt.trust_region.metrics import MetricInputs
 from rlopt.trust_region.solvers.kfac import (
+    ForwardRecorder,
+    add_to_diagonal,
     input_factor,
     kfac_precondition,
     layer_statistics,
     linear_layers,
     pi_damped_inverses,
     running_average,
+    spd_inverse,
 )
 from rlopt.trust_region.solvers.rows import Row, metric_rows
 
@@ -255,3 +261,77 @@ def test_kfac_state_round_trips_through_state_dict_and_inverses_refresh_every_k_
         copy_.step(twin.closure, twin.inputs())
         assert all(torch.equal(a, b) for a, b in zip(problem.params, twin.params))
     assert not torch.equal(first_layer["kfac_A_inv"], inverse_after_first)
+
+
+# ----------------------------------------------------------------- forward reuse
+def _closure_through_outputs(problem: Problem, inputs: MetricInputs) -> Callable[[], tuple[Tensor, Tensor]]:
+    """The NPG closure with the policy run through ``inputs.module`` (what agents do with ``kfac``)."""
+
+    def closure() -> tuple[Tensor, Tensor]:
+        dist = problem.actor.distribution(inputs.module(problem.obs))
+        loss, _ = surrogate_loss(dist.log_prob(problem.actions), problem.old_log_probs, problem.advantages, dist.entropy(), ENTROPY_COEF)
+        return loss, problem.old_dist.kl(dist).mean()
+
+    return closure
+
+
+def _count_first_layer_forwards(problem: Problem) -> list[int]:
+    """A counter of the first Linear layer's forwards (a hook left on the tiny actor)."""
+    calls = [0]
+
+    def count(*_: object) -> None:
+        calls[0] += 1
+
+    first = next(m for m in problem.actor.modules() if isinstance(m, torch.nn.Linear))
+    first.register_forward_hook(count)
+    return calls
+
+
+@pytest.mark.parametrize("space", sorted(SPACES))
+def test_kfac_reuses_the_closures_forward_and_takes_the_same_step_as_with_its_own(space: str) -> None:
+    recorded, own = Problem(space), Problem(space)
+    spec = dict(metric="fisher", solver="kfac", max_kl=1e-3, line_search=False)
+    steps, counts = [], []
+    for problem, reuse in ((recorded, True), (own, False)):
+        optimizer = TrustRegion(problem.params, **spec)
+        calls = _count_first_layer_forwards(problem)
+        inputs = problem.inputs()
+        closure = _closure_through_outputs(problem, inputs) if reuse else problem.closure
+        torch.manual_seed(3)  # the same sampled actions for the factors
+        optimizer.step(closure, inputs)
+        steps.append(flat_params(problem.params) - problem.theta_old)
+        counts.append(calls[0])
+    # closure + post-step diagnostics (+ the log-std's diagonal for a Gaussian); the statistics run
+    # a forward of their own only when nothing was recorded.
+    assert counts == ([2, 3] if space == "discrete" else [3, 4])
+    assert torch.allclose(steps[0], steps[1], rtol=1e-10, atol=1e-14)
+
+
+def test_forward_recorder_lends_only_one_forward_of_the_module_on_the_same_inputs() -> None:
+    problem = Problem("box")
+    inputs = problem.inputs()
+    layers = linear_layers(inputs.module, problem.params)
+    with ForwardRecorder(inputs.module, layers) as once:
+        inputs.module(problem.obs)
+    record = once.record(problem.obs)
+    assert record is not None and len(record.pre_activations) == len(layers) == 2
+    assert once.record(problem.obs.clone()) is None  # another tensor: not the batch the solver was given
+    with ForwardRecorder(inputs.module, layers) as twice:
+        inputs.module(problem.obs)
+        inputs.module(problem.obs)
+    assert twice.record(problem.obs) is None
+    with ForwardRecorder(inputs.module, layers) as through_actor:
+        problem.actor(problem.obs)  # the layers ran, the module did not
+    assert through_actor.record(problem.obs) is None
+    inputs.module(problem.obs)  # hooks are gone once the context closes
+    assert once.record(problem.obs) is not None
+
+
+def test_spd_inverse_matches_a_dense_inverse_and_falls_back_to_the_pseudo_inverse() -> None:
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(40, 5, dtype=DTYPE, generator=generator)
+    matrix = add_to_diagonal(features.T @ features / 40, 0.1)
+    assert torch.allclose(spd_inverse(matrix) @ matrix, torch.eye(5, dtype=DTYPE), rtol=0, atol=1e-12)
+    singular = torch.zeros(3, 3, dtype=DTYPE)
+    singular[0, 0] = 2.0
+    assert torch.equal(spd_inverse(singular), torch.linalg.pinv(singular, hermitian=True))
