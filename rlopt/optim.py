@@ -17,7 +17,7 @@ import torch
 
 from rlopt.errors import ConfigError
 
-__all__ = ["OPTIMIZER_NAMES", "accepted_options", "build_optimizer"]
+__all__ = ["FOREACH_BIT_IDENTICAL", "OPTIMIZER_NAMES", "accepted_options", "build_optimizer"]
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,15 @@ _ALIASES: dict[str, _Alias] = {
         torch.optim.SGD, defaults={"momentum": _DEFAULT_MOMENTUM}, fixed={"nesterov": True}
     ),
 }
+
+# torch's multi-tensor ("foreach") implementations that are bit-identical to its per-parameter loop
+# (tests/test_optim.py checks it for every option that changes the update): rlopt uses them when a
+# spec sets neither ``foreach`` nor ``fused`` — one kernel per operation for all of a network's
+# parameters instead of one per parameter (torch's CPU default is the loop), same weights.
+FOREACH_BIT_IDENTICAL: tuple[type[torch.optim.Optimizer], ...] = (
+    torch.optim.Adadelta, torch.optim.Adagrad, torch.optim.Adam, torch.optim.Adamax,
+    torch.optim.AdamW, torch.optim.RMSprop, torch.optim.Rprop, torch.optim.SGD,
+)  # fmt: skip
 
 OPTIMIZER_NAMES: list[str] = sorted(_ALIASES)
 """Names :func:`build_optimizer` accepts (case-insensitive)."""
@@ -120,7 +129,8 @@ def build_optimizer(
     Names: ``sgd``, ``momentum`` (SGD, momentum 0.9 unless given), ``nesterov`` (SGD, momentum
     0.9, nesterov=True), and every ``torch.optim`` optimizer by class name, case-insensitively
     (``adagrad``, ``rmsprop``, ``adam``, ``adamw``, ``NAdam``, ...). Other keys are passed to
-    the constructor. Errors are one-line ConfigErrors prefixed by ``key``.
+    the constructor; ``foreach`` defaults to true for :data:`FOREACH_BIT_IDENTICAL`. Errors are
+    one-line ConfigErrors prefixed by ``key``.
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{key}: must be a mapping with 'name' and 'lr', got {spec!r}")
@@ -153,6 +163,13 @@ def build_optimizer(
         kwargs[arg] = _plain(value)
     kwargs.update(alias.fixed)
     kwargs["lr"] = lr
+    if (
+        alias.cls in FOREACH_BIT_IDENTICAL
+        and kwargs.get("foreach") is None
+        and not kwargs.get("fused")
+        and not kwargs.get("differentiable")  # torch has no foreach path for differentiable steps
+    ):
+        kwargs["foreach"] = True
     try:
         return alias.cls(params, **kwargs)
     except ValueError as error:  # torch's own range checks, e.g. "Invalid beta parameter ..."

@@ -7,6 +7,7 @@ recursions are written out in numpy/float64 below exactly as the seed states the
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -15,7 +16,7 @@ import pytest
 import torch
 
 from rlopt.errors import ConfigError
-from rlopt.optim import OPTIMIZER_NAMES, build_optimizer
+from rlopt.optim import FOREACH_BIT_IDENTICAL, OPTIMIZER_NAMES, build_optimizer
 
 Q_DIAG = np.array([5.0, 1.0])
 X0 = np.array([3.0, -3.0])
@@ -380,3 +381,42 @@ def test_list_kwargs_become_tuples_so_state_dicts_stay_plain() -> None:
     optimizer = build_optimizer(_params(), spec)
     assert optimizer.param_groups[0]["betas"] == (0.8, 0.99)
     assert type(optimizer.param_groups[0]["betas"]) is tuple
+
+
+# ----------------------------------------------------------------- foreach by default
+FOREACH_OPTIONS: list[dict[str, Any]] = [
+    {}, {"weight_decay": 0.01}, {"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"momentum": 0.9, "dampening": 0.1},
+    {"amsgrad": True}, {"centered": True, "momentum": 0.5}, {"maximize": False}, {"lr_decay": 0.01},
+]  # fmt: skip
+"""Options that change an update rule; each optimizer gets those it accepts."""
+
+
+def _train_tiny_mlp(cls: type[torch.optim.Optimizer], options: dict[str, Any], foreach: bool) -> torch.Tensor:
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2))
+    optimizer = cls(model.parameters(), lr=1e-2, foreach=foreach, **options)
+    inputs = torch.randn(32, 4, generator=torch.Generator().manual_seed(1))
+    for _ in range(40):
+        optimizer.zero_grad()
+        model(inputs).square().mean().backward()
+        optimizer.step()
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+@pytest.mark.parametrize("cls", FOREACH_BIT_IDENTICAL, ids=lambda cls: cls.__name__)
+def test_foreach_default_is_bit_identical_to_the_per_parameter_loop(cls: type[torch.optim.Optimizer]) -> None:
+    accepted = set(inspect.signature(cls.__init__).parameters)
+    for options in FOREACH_OPTIONS:
+        if not set(options) <= accepted:
+            continue
+        looped, multi_tensor = (_train_tiny_mlp(cls, options, foreach) for foreach in (False, True))
+        assert torch.equal(looped, multi_tensor), f"{cls.__name__} {options}: foreach changes the weights"
+
+
+def test_build_optimizer_defaults_foreach_only_where_it_is_bit_identical_and_unset() -> None:
+    params = [torch.zeros(2, requires_grad=True)]
+    assert build_optimizer(params, {"name": "adam", "lr": 0.1}).defaults["foreach"] is True
+    assert build_optimizer(params, {"name": "momentum", "lr": 0.1}).defaults["foreach"] is True
+    assert build_optimizer(params, {"name": "adam", "lr": 0.1, "foreach": False}).defaults["foreach"] is False
+    assert build_optimizer(params, {"name": "adam", "lr": 0.1, "fused": True}).defaults["foreach"] is None
+    assert build_optimizer(params, {"name": "nadam", "lr": 0.1}).defaults["foreach"] is None  # not bit-identical
