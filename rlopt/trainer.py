@@ -91,7 +91,8 @@ class Trainer:
         self.env_steps = 0
         self.skipped_updates = 0
         self.consecutive_faults = 0
-        self.wall_seconds = 0.0
+        self.wall_seconds = 0.0  # rollouts + updates
+        self.learn_seconds = 0.0  # the whole loop: also logging, progress bar, evaluation and checkpoints
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.best_eval_return = -math.inf
         self.best_eval_step: int | None = None
@@ -123,6 +124,7 @@ class Trainer:
             "skipped_updates": self.skipped_updates,
             "consecutive_faults": self.consecutive_faults,
             "wall_seconds": self.wall_seconds,
+            "learn_seconds": self.learn_seconds,
             "recent_returns": list(self.recent_returns),
             "best_eval_return": self.best_eval_return,
             "best_eval_step": self.best_eval_step,
@@ -209,6 +211,7 @@ class Trainer:
         self.skipped_updates = int(state["skipped_updates"])
         self.consecutive_faults = int(state["consecutive_faults"])
         self.wall_seconds = float(state["wall_seconds"])
+        self.learn_seconds = float(state.get("learn_seconds", self.wall_seconds))  # older checkpoints: rollouts + updates
         self.recent_returns.clear()
         self.recent_returns.extend(state["recent_returns"])
         self.best_eval_return = float(state.get("best_eval_return", -math.inf))
@@ -269,6 +272,7 @@ class Trainer:
                 if next_checkpoint is not None and self.env_steps >= next_checkpoint and self.consecutive_faults == 0:
                     self.save_checkpoint()
                     next_checkpoint = self._next_checkpoint_step()
+                self.learn_seconds += time.perf_counter() - started
                 if self._interrupt_requested:
                     self._save_if_new()
                     raise Interrupted(self.run_dir, self.env_steps)
@@ -368,6 +372,7 @@ class Trainer:
             "seed": self.cfg.seed,
             "total_steps": self.env_steps,
             "wall_seconds": round(self.wall_seconds, 3),
+            "learn_seconds": round(self.learn_seconds, 3),
             "steps_per_second": round(self.env_steps / max(self.wall_seconds, 1e-9), 1),
             "eval_return_mean": result["return_mean"],
             "eval_return_std": result["return_std"],

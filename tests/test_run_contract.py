@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rlopt.cli import main
 
 SUMMARY_KEYS = {
-    "agent", "env_id", "seed", "total_steps", "wall_seconds", "steps_per_second",
+    "agent", "env_id", "seed", "total_steps", "wall_seconds", "learn_seconds", "steps_per_second",
     "eval_return_mean", "eval_return_std", "eval_episodes",
 }
 BASE_TAGS = {
@@ -45,6 +45,8 @@ def test_train_writes_the_run_contract(agent: str, tmp_path: Path, capsys: pytes
     assert SUMMARY_KEYS <= set(summary)
     assert summary["agent"] == agent and summary["env_id"] == "CartPole-v1" and summary["eval_episodes"] == 2
     assert summary["total_steps"] == 2048 and summary["steps_per_second"] > 0
+    # The whole loop (logging, progress bar, checkpoints too) takes longer than rollouts + updates.
+    assert summary["learn_seconds"] > summary["wall_seconds"] > 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1]) == summary
 
     resolved = yaml.safe_load((run_dir / "config.yaml").read_text())

@@ -14,7 +14,7 @@ from tests.test_sweep import PAIR, keep, manifest, sweep, write_sweep
 
 pytest.importorskip("ray")
 
-TIMING_KEYS = ("wall_seconds", "steps_per_second")
+TIMING_KEYS = ("wall_seconds", "learn_seconds", "steps_per_second")
 
 
 def layout(out: Path) -> set[str]:
