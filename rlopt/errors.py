@@ -18,3 +18,9 @@ class Interrupted(Exception):
         self.run_dir, self.env_steps = run_dir, env_steps
         where = f"; resume with: rlopt train --resume {run_dir}" if run_dir is not None else ""
         super().__init__(f"interrupted at {env_steps} env steps, checkpoint written{where}")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (messages stay one line)."""
+    lines = str(err).strip().splitlines()
+    return lines[0].strip() if lines else type(err).__name__

@@ -83,7 +83,8 @@ def resolve_config(value: str | Path, base_dir: Path | None = None) -> Path:
 def describe_presets() -> list[str]:
     """One line per preset, sorted by name: ``name  agent  env id  total_steps``, read from each
     YAML with the safe loader; a key the file leaves out shows the schema's default."""
-    from rlopt.config import Config, read_yaml
+    from rlopt.config.schema import Config
+    from rlopt.config.yaml_io import read_yaml
 
     default, directory = Config(), preset_dir()
     rows = []

@@ -4,6 +4,7 @@ must hold the very files of the top-level ``configs/``."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 import site
@@ -220,3 +221,19 @@ def test_installed_wheel_finds_presets_by_name_from_any_directory(wheel_install:
     _run([python, "-m", "rlopt", "train", "ppo_cartpole", *TINY_TRAIN, "--run-dir", str(run_dir), "--no-progress"], tmp_path)
     assert (run_dir / "summary.json").is_file()
     assert load_config(run_dir / "config.yaml").total_steps == 256
+
+
+def test_listing_presets_does_not_import_torch() -> None:
+    code = "import sys; from rlopt.presets import describe_presets; describe_presets(); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_config_package_resolves_every_public_name_lazily() -> None:
+    import rlopt.config as config
+
+    assert set(config.__all__) == set(config._MODULE_OF)
+    for name in config.__all__:
+        assert getattr(config, name) is getattr(importlib.import_module(f"rlopt.config.{config._MODULE_OF[name]}"), name)
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        config.nope  # noqa: B018

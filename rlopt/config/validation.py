@@ -24,7 +24,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from rlopt.coefficients import build_coefficients
 from rlopt.config.schema import Config
-from rlopt.errors import ConfigError
+from rlopt.errors import ConfigError, first_line
 from rlopt.kfac_optimizer import KFAC_NAME, build_kfac
 from rlopt.networks import activation_class
 from rlopt.optim import build_optimizer
@@ -33,12 +33,6 @@ from rlopt.trust_region.build import TRUST_REGION_NAME, build_trust_region
 
 BASELINES = ("none", "value")
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def first_line(err: BaseException) -> str:
-    """The first line of an exception's message (messages stay one line)."""
-    lines = str(err).strip().splitlines()
-    return lines[0].strip() if lines else type(err).__name__
 
 
 def _section_keys(dotted: str) -> list[str] | None:
