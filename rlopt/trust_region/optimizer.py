@@ -296,7 +296,9 @@ class TrustRegion(torch.optim.Optimizer):
         ``inputs`` (the policy as pure functions of the same parameters) is read only by the
         metrics that need it (per-sample and Gauss-Newton metrics; the others ignore it).
         ``.grad`` of the parameters is neither read nor written. The step's diagnostics are
-        kept in :attr:`last_stats`.
+        kept in :attr:`last_stats`. With ``solver="kfac"``, a closure that runs ``inputs.module``
+        on ``inputs.inputs`` lends that forward to the factors (recorded by hooks while it runs);
+        otherwise the solver runs a forward of its own.
         """
         group = self.param_groups[0]
         hyper = {name: group[name] for name in _HYPERPARAMETERS}
