@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import statistics
 import sys
 import time
@@ -157,7 +158,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         kept = json.loads(args.out.with_suffix(".json").read_text())
         records = [r for r in kept if (r["agent"], r["env"], r["seed"]) not in redo]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+    # Fresh interpreters ("spawn"): a forked worker inherits the parent's locks mid-use (the executor's
+    # own threads exist before the first fork) and can block forever before its first instruction.
+    with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(run_one, a, e, s, args.overrides) for a, e, s in jobs]
         for future in futures:
             record = future.result()
