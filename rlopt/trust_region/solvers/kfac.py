@@ -177,7 +177,8 @@ def layer_statistics(
         with ForwardRecorder(module, layers) as recorder, torch.enable_grad():
             module(obs)
         record = recorder.record(obs)
-        assert record is not None, "the module's forward did not run each Linear layer exactly once"
+        if record is None:
+            raise ValueError("solver 'kfac' needs a module whose forward runs each of its Linear layers exactly once")
     outputs, pre_activations = record.outputs, record.pre_activations
     rows: list[Row] = rows_of(outputs)
     grads: list[list[Tensor]] = [[] for _ in layers]
