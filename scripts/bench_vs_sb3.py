@@ -45,7 +45,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 EVAL_EPISODES = 10
-"""Deterministic evaluation episodes at the end of every run, on both sides."""
+"""Deterministic evaluation episodes at the end of every run, on both sides (``--eval-episodes``; 10
+leave Pendulum's returns to chance: seeds 0–3 of PPO score −118…−218 on SB3's side with 10 and −164…−204 with 100)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +162,7 @@ class LinearSchedule:
         return self.value * progress_remaining
 
 
-def sb3_child(row: Row, seed: int) -> dict[str, Any]:
+def sb3_child(row: Row, seed: int, episodes: int = EVAL_EPISODES) -> dict[str, Any]:
     """Train and evaluate ``row`` with SB3 in this process; returns the measurements."""
     import torch
 
@@ -183,7 +184,7 @@ def sb3_child(row: Row, seed: int) -> dict[str, Any]:
     model.learn(total_timesteps=row.total_steps)
     learn = time.perf_counter() - started
     eval_env = make_vec_env(row.env_id, n_envs=1, seed=seed + 10_000)
-    mean, _ = evaluate_policy(model.policy, eval_env, n_eval_episodes=EVAL_EPISODES, deterministic=True)
+    mean, _ = evaluate_policy(model.policy, eval_env, n_eval_episodes=episodes, deterministic=True)
     return {"learn_seconds": learn, "env_steps": int(model.num_timesteps), "eval_return": float(mean)}
 
 
@@ -249,10 +250,12 @@ def startup_lines(work: Path, reps: int = 5) -> list[str]:
             f"`rlopt train ppo_cartpole` launch → first env step {statistics.median(firsts):.2f} s."]  # fmt: skip
 
 
-def rlopt_config(row: Row, seed: int, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def rlopt_config(
+    row: Row, seed: int, overrides: dict[str, Any] | None = None, episodes: int = EVAL_EPISODES
+) -> dict[str, Any]:
     """The rlopt YAML of ``row`` at ``seed``."""
     config = json.loads(json.dumps(row.rlopt))
-    config.update(total_steps=row.total_steps, seed=seed, eval={"episodes": EVAL_EPISODES}, threads=1, device="cpu")
+    config.update(total_steps=row.total_steps, seed=seed, eval={"episodes": episodes}, threads=1, device="cpu")
     for dotted, value in (overrides or {}).items():
         node = config
         *parents, leaf = dotted.split(".")
@@ -278,9 +281,11 @@ def run_child(argv: list[str], env: dict[str, str] | None = None) -> tuple[float
     return wall, usage.ru_maxrss / 1024, text
 
 
-def measure_rlopt(row: Row, seed: int, work: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def measure_rlopt(
+    row: Row, seed: int, work: Path, overrides: dict[str, Any] | None = None, episodes: int = EVAL_EPISODES
+) -> dict[str, Any]:
     config = work / f"{row.name}-{seed}-{len(list(work.iterdir()))}.yaml"
-    config.write_text(yaml.safe_dump(rlopt_config(row, seed, overrides)))
+    config.write_text(yaml.safe_dump(rlopt_config(row, seed, overrides, episodes)))
     run_dir = config.with_suffix("")
     wall, rss, _ = run_child([sys.executable, "-m", "rlopt", "train", str(config), "--run-dir", str(run_dir)])
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -289,8 +294,9 @@ def measure_rlopt(row: Row, seed: int, work: Path, overrides: dict[str, Any] | N
             "return": summary["eval_return_mean"]}  # fmt: skip
 
 
-def measure_sb3(row: Row, seed: int) -> dict[str, Any]:
-    wall, rss, out = run_child([sys.executable, __file__, "--child", "sb3", "--rows", row.name, "--seed", str(seed)])
+def measure_sb3(row: Row, seed: int, episodes: int = EVAL_EPISODES) -> dict[str, Any]:
+    wall, rss, out = run_child([sys.executable, __file__, "--child", "sb3", "--rows", row.name, "--seed", str(seed),
+                                "--eval-episodes", str(episodes)])  # fmt: skip
     result = json.loads(out.strip().splitlines()[-1])
     return {"wall": wall, "learn": result["learn_seconds"], "sps": result["env_steps"] / result["learn_seconds"],
             "rss": rss, "return": result["eval_return"]}  # fmt: skip
@@ -351,12 +357,13 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=1, help="repetitions of every row (medians are reported)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first repetition (rep i uses seed + i)")
     parser.add_argument("--scaling", action="store_true", help="also measure rlopt's scaling tables")
+    parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="evaluation episodes per run, both sides")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed.md", help="markdown report")
     parser.add_argument("--child", choices=("sb3", "floor"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     rows = [ROWS[name] for name in args.rows.split(",")]
     if args.child == "sb3":
-        print(json.dumps(sb3_child(rows[0], args.seed)))
+        print(json.dumps(sb3_child(rows[0], args.seed, args.eval_episodes)))
         return
     if args.child == "floor":
         print(json.dumps(floor_child(rows[0])))
@@ -371,7 +378,8 @@ def main() -> None:
             for row in rows:
                 sides = ("rlopt", "sb3") if rep % 2 == 0 else ("sb3", "rlopt")
                 for side in sides:
-                    result = measure_rlopt(row, seed, work) if side == "rlopt" else measure_sb3(row, seed)
+                    result = (measure_rlopt(row, seed, work, episodes=args.eval_episodes) if side == "rlopt"
+                              else measure_sb3(row, seed, args.eval_episodes))  # fmt: skip
                     results[row.name][side].append(result)
                     print(f"rep {rep} {row.name:14s} {side:5s} wall {result['wall']:6.1f} s  learn {result['learn']:6.1f} s"
                           f"  rss {result['rss']:5.0f} MiB  return {result['return']:8.1f}", flush=True)  # fmt: skip
@@ -385,9 +393,11 @@ def main() -> None:
     header = [
         "# Speed: rlopt vs Stable-Baselines3 at identical hyper-parameters",
         "",
-        f"`python scripts/bench_vs_sb3.py --reps {args.reps}{' --scaling' if args.scaling else ''}` on "
+        f"`python scripts/bench_vs_sb3.py --reps {args.reps}{' --scaling' if args.scaling else ''}"
+        f"{'' if args.eval_episodes == EVAL_EPISODES else f' --eval-episodes {args.eval_episodes}'}` on "
         f"{os.cpu_count()} cores, torch {torch.__version__}, one thread per run; medians over {args.reps} "
-        f"repetition(s), seeds {args.seed}..{args.seed + args.reps - 1}; returns listed per repetition. "
+        f"repetition(s), seeds {args.seed}..{args.seed + args.reps - 1}; returns (mean of {args.eval_episodes} "
+        "deterministic episodes) listed per repetition. "
         "Ratios are SB3 / rlopt (higher = rlopt faster). Hyper-parameters: `ROWS` in the script.",
         "",
     ]
