@@ -28,7 +28,7 @@ from torch import Tensor
 from rlopt.errors import ConfigError
 from rlopt.trust_region.metrics.base import MetricInputs
 from rlopt.trust_region.solvers.diagonal import diagonal_solver_direction
-from rlopt.trust_region.solvers.kfac import ForwardRecorder, kfac_recorder, kfac_solver_direction
+from rlopt.trust_region.solvers.kfac import ForwardRecorder, kfac_solver_direction, linear_layers
 from rlopt.trust_region.solvers.rows import metric_rows
 
 SOLVER_METRICS: dict[str, tuple[str, ...] | None] = {
@@ -92,8 +92,11 @@ def solver_direction(
 
 def recorder_for(solver: str, inputs: MetricInputs | None, params: Sequence[Tensor]) -> ForwardRecorder | None:
     """The hooks to open around the closure so ``solver`` can reuse its forward (``kfac`` only: its
-    factors need each layer's input and pre-activation); None for the others."""
-    return kfac_recorder(inputs, params) if solver == "kfac" else None
+    factors need each layer's input and pre-activation, which the closure's forward of
+    ``inputs.module`` provides); None for the others or without a module."""
+    if solver != "kfac" or inputs is None or inputs.module is None:
+        return None
+    return ForwardRecorder(inputs.module, linear_layers(inputs.module, params))
 
 
 __all__ = ["SOLVERS", "SOLVER_METRICS", "check_solver", "recorder_for", "solver_direction"]

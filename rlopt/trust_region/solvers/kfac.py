@@ -224,7 +224,7 @@ def kfac_solver_direction(
 
     ``step`` counts the optimizer's earlier steps: inverses are refreshed when it is a multiple of
     ``update_every``. The same sampled rows serve the factors and the diagonal of the rest.
-    ``recorder`` (from :func:`kfac_recorder`, open around the closure) lends its forward when it
+    ``recorder`` (open around the closure: :func:`~rlopt.trust_region.solvers.recorder_for`) lends its forward when it
     recorded one of ``inputs.module`` on ``inputs.inputs``.
     """
     if inputs.module is None:
@@ -238,7 +238,6 @@ def kfac_solver_direction(
         return sampled[0]
 
     a_factors, g_factors = layer_statistics(inputs.module, inputs.inputs, layers, rows_once, record)
-    del record  # release the closure's graph
     pieces = list(unflatten(gradient, params))
     directions: list[Tensor | None] = [None] * len(params)
     for layer, a_batch, g_batch in zip(layers, a_factors, g_factors):
@@ -259,11 +258,3 @@ def kfac_solver_direction(
         for i, d in zip(rest, rest_direction):
             directions[i] = d
     return torch.cat([d.reshape(-1) for d in directions])  # type: ignore[union-attr]
-
-
-def kfac_recorder(inputs: MetricInputs | None, params: Sequence[Tensor]) -> ForwardRecorder | None:
-    """A :class:`ForwardRecorder` of ``inputs.module``'s Linear layers among ``params`` (None without a
-    module): opened around the trust-region closure, it spares the statistics a forward pass."""
-    if inputs is None or inputs.module is None:
-        return None
-    return ForwardRecorder(inputs.module, linear_layers(inputs.module, params))
