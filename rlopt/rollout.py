@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
@@ -79,29 +79,51 @@ class RolloutBuffer:
         action_space: spaces.Discrete | spaces.Box,
         device: torch.device | str = "cpu",
         dtype: torch.dtype = torch.float32,
+        storage: Mapping[str, Tensor] | None = None,
     ) -> None:
+        """``storage`` (optional) maps every name of :meth:`layout` to a preallocated tensor of
+        that shape and dtype on ``device`` -- e.g. seed ``k``'s slice of a ``[K, ...]`` stack --
+        which the buffer then uses as its fields (views, not copies)."""
         self.n_steps, self.num_envs, self.device = n_steps, num_envs, torch.device(device)
+        for name, (shape, field_dtype) in self.layout(n_steps, num_envs, obs_dim, action_space, dtype).items():
+            if storage is None:
+                field = torch.zeros(shape, dtype=field_dtype, device=self.device)
+            else:
+                field = storage[name]
+                if tuple(field.shape) != shape or field.dtype != field_dtype or field.device != self.device:
+                    raise ValueError(f"storage[{name!r}] is {tuple(field.shape)} {field.dtype} on {field.device}, "
+                                     f"expected {shape} {field_dtype} on {self.device}")  # fmt: skip
+            setattr(self, name, field)
+
+    @staticmethod
+    def layout(
+        n_steps: int,
+        num_envs: int,
+        obs_dim: int,
+        action_space: spaces.Discrete | spaces.Box,
+        dtype: torch.dtype = torch.float32,
+    ) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+        """``{field name: (shape, dtype)}`` of a buffer: time-major ``[n_steps, num_envs, ...]``
+        fields, plus ``last_obs [num_envs, obs_dim]`` and ``last_values [num_envs]``."""
         steps_envs = (n_steps, num_envs)
         if isinstance(action_space, spaces.Discrete):
             action_shape, action_dtype = (), torch.int64
         else:
             action_shape, action_dtype = tuple(action_space.shape), dtype
-
-        def alloc(shape: tuple[int, ...], tensor_dtype: torch.dtype) -> Tensor:
-            return torch.zeros(shape, dtype=tensor_dtype, device=self.device)
-
-        self.obs = alloc((*steps_envs, obs_dim), dtype)
-        self.actions = alloc((*steps_envs, *action_shape), action_dtype)
-        self.log_probs = alloc(steps_envs, dtype)
-        self.values = alloc(steps_envs, dtype)
-        self.rewards = alloc(steps_envs, dtype)
-        self.terminated = alloc(steps_envs, torch.bool)
-        self.truncated = alloc(steps_envs, torch.bool)
-        self.valid = alloc(steps_envs, torch.bool)
-        self.advantages = alloc(steps_envs, dtype)
-        self.returns = alloc(steps_envs, dtype)
-        self.last_obs = alloc((num_envs, obs_dim), dtype)
-        self.last_values = alloc((num_envs,), dtype)
+        return {
+            "obs": ((*steps_envs, obs_dim), dtype),
+            "actions": ((*steps_envs, *action_shape), action_dtype),
+            "log_probs": (steps_envs, dtype),
+            "values": (steps_envs, dtype),
+            "rewards": (steps_envs, dtype),
+            "terminated": (steps_envs, torch.bool),
+            "truncated": (steps_envs, torch.bool),
+            "valid": (steps_envs, torch.bool),
+            "advantages": (steps_envs, dtype),
+            "returns": (steps_envs, dtype),
+            "last_obs": ((num_envs, obs_dim), dtype),
+            "last_values": ((num_envs,), dtype),
+        }
 
     def flatten(self, valid_only: bool = True) -> RolloutBatch:
         """Flat ``[N, ...]`` view of the rollout; ``valid_only`` drops NEXT_STEP reset steps (a copy)."""
@@ -249,59 +271,85 @@ class RolloutCollector:
         (one copy or ``torch.stack`` per field), which is what makes small vector envs fast.
         A row with a non-finite observation (checked in numpy) is acted on as zeros and gets
         a NaN value, so the update that would learn from it is skipped (:func:`act_on_finite_rows`).
+
+        The phases (``begin_rollout``, ``observe``, ``step``, ``end_rollout``, ``finish_rollout``)
+        are public so that ``rlopt.stacked.rollout.StackedCollector`` can drive K collectors with
+        one policy call per step; this method is their lone use.
         """
+        self.begin_rollout()
+        for t in range(self.n_steps):
+            obs_t, finite = self.observe(t)
+            self.step(t, *(act(obs_t) if finite else act_on_finite_rows(act, obs_t)))
+        return self.finish_rollout(value(self.end_rollout()))
+
+    def begin_rollout(self) -> None:
+        """Phase 1: reset the envs on first use and start this rollout's records."""
         if self._needs_reset:
             self.reset(self.seed)
-        buffer, num_envs = self.buffer, self.num_envs
-        finished_returns: list[float] = []
-        finished_lengths: list[int] = []
-        actions_t: list[Tensor] = []
-        log_probs_t: list[Tensor] = []
-        values_t: list[Tensor] = []
+        self._finished_returns: list[float] = []
+        self._finished_lengths: list[int] = []
+        self._actions_t: list[Tensor] = []
+        self._log_probs_t: list[Tensor] = []
+        self._values_t: list[Tensor] = []
+
+    def observe(self, t: int) -> tuple[Tensor, bool]:
+        """Phase 2: write the policy's view of the current observation into ``buffer.obs[t]``
+        (updating the normaliser first) and return that row and whether every entry is finite."""
+        obs_t = self.buffer.obs[t]
+        self._write_policy_obs(obs_t, update_normalizer=True)
+        return obs_t, self._raw_obs_finite
+
+    def step(self, t: int, actions: Tensor, log_probs: Tensor, values: Tensor) -> None:
+        """Phase 3: record the policy's outputs for step ``t``, step the envs with ``actions`` and
+        do the reward scaling and episode bookkeeping on the host."""
+        self._actions_t.append(actions)
+        self._log_probs_t.append(log_probs)
+        self._values_t.append(values)
         host = self._host
-        for t in range(self.n_steps):
-            obs_t = buffer.obs[t]
-            self._write_policy_obs(obs_t, update_normalizer=True)
-            if self._raw_obs_finite:
-                actions, log_probs, values = act(obs_t)
-            else:
-                actions, log_probs, values = act_on_finite_rows(act, obs_t)
-            actions_t.append(actions)
-            log_probs_t.append(log_probs)
-            values_t.append(values)
-            # Step t of env e is a real transition unless e finished at t-1 (NEXT_STEP reset step).
-            valid = np.logical_not(self._prev_done, out=host["valid"][t])
+        # Step t of env e is a real transition unless e finished at t-1 (NEXT_STEP reset step).
+        valid = np.logical_not(self._prev_done, out=host["valid"][t])
 
-            next_obs, rewards, terminated, truncated, _ = self.envs.step(self._to_env_actions(actions))
-            rewards, terminated, truncated = np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
-            host["rewards"][t] = rewards if self.reward_scaler is None else self.reward_scaler.scale(
-                rewards, terminated | truncated
-            )
-            host["terminated"][t] = terminated
-            host["truncated"][t] = truncated
-            self._set_raw_obs(next_obs)
+        next_obs, rewards, terminated, truncated, _ = self.envs.step(self._to_env_actions(actions))
+        rewards, terminated, truncated = np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
+        host["rewards"][t] = rewards if self.reward_scaler is None else self.reward_scaler.scale(
+            rewards, terminated | truncated
+        )
+        host["terminated"][t] = terminated
+        host["truncated"][t] = truncated
+        self._set_raw_obs(next_obs)
 
-            # Episode bookkeeping on the host: reset steps add reward 0 and no length.
-            self._episode_returns += rewards
-            self._episode_lengths += valid
-            done = np.logical_or(terminated, truncated, out=self._prev_done)
-            if done.any():
-                finished_returns.extend(self._episode_returns[done].tolist())
-                finished_lengths.extend(self._episode_lengths[done].tolist())
-                self._episode_returns[done] = 0.0
-                self._episode_lengths[done] = 0
+        # Episode bookkeeping on the host: reset steps add reward 0 and no length.
+        self._episode_returns += rewards
+        self._episode_lengths += valid
+        done = np.logical_or(terminated, truncated, out=self._prev_done)
+        if done.any():
+            self._finished_returns.extend(self._episode_returns[done].tolist())
+            self._finished_lengths.extend(self._episode_lengths[done].tolist())
+            self._episode_returns[done] = 0.0
+            self._episode_lengths[done] = 0
 
-        torch.stack(actions_t, out=buffer.actions)
-        torch.stack(log_probs_t, out=buffer.log_probs)
-        torch.stack(values_t, out=buffer.values)
+    def end_rollout(self) -> Tensor:
+        """Phase 4: write the step records into ``buffer`` and return ``buffer.last_obs`` (the
+        policy's view of the observation after the last step) for the bootstrap value."""
+        buffer = self.buffer
+        torch.stack(self._actions_t, out=buffer.actions)
+        torch.stack(self._log_probs_t, out=buffer.log_probs)
+        torch.stack(self._values_t, out=buffer.values)
+        del self._actions_t, self._log_probs_t, self._values_t
         for name in ("valid", "rewards", "terminated", "truncated"):
             getattr(buffer, name).copy_(self._host_tensors[name])
         # The normaliser sees this observation at the next collect's first step; don't count it twice.
         self._write_policy_obs(buffer.last_obs, update_normalizer=False)
-        buffer.last_values.copy_(value(buffer.last_obs).reshape(num_envs))
-        env_steps = self.n_steps * num_envs
+        return buffer.last_obs
+
+    def finish_rollout(self, last_values: Tensor) -> RolloutStats:
+        """Phase 5: store the bootstrap ``last_values = value(last_obs)`` and count the steps."""
+        self.buffer.last_values.copy_(last_values.reshape(self.num_envs))
+        env_steps = self.n_steps * self.num_envs
         self.total_env_steps += env_steps
-        return RolloutStats(env_steps=env_steps, episode_returns=finished_returns, episode_lengths=finished_lengths)
+        stats = RolloutStats(env_steps, self._finished_returns, self._finished_lengths)
+        del self._finished_returns, self._finished_lengths
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
         """The collector's own state (not the envs'): current raw obs, done flags, partial episodes,
