@@ -86,6 +86,7 @@ class StackedLearner:
             [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
         )
         self.updates_done = 0
+        self._rollout_stack: tuple[Any, Any] | None = None
         self.frozen = [False] * len(agents)
         """Seeds that stopped learning (too many faults in a row): they collect but never step."""
 
@@ -113,18 +114,28 @@ class StackedLearner:
         return [a.cfg.seed for a in self.agents]
 
     # ----------------------------------------------------------------- acting
+    def _rollout_params(self) -> tuple[Any, Any]:
+        """The stacked weights the rollout acts with, stacked once per rollout (dropped by :meth:`update`)."""
+        if self._rollout_stack is None:
+            with torch.no_grad():
+                self._rollout_stack = (self.actor.stack_params(), None if self.critic is None else self.critic.stack_params())
+        return self._rollout_stack
+
     @torch.inference_mode()
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One rollout step of every seed: ``obs`` ``[K, N, obs_dim]`` → actions, log-probs, values."""
-        dist = self.actor(obs)
+        actor_params, critic_params = self._rollout_params()
+        dist = self.actor.distribution(self.actor.head(obs, actor_params), self.actor.log_std())
         actions = sample_per_seed(dist, self.generators)
-        values = self.critic(obs) if self.critic is not None else torch.zeros(obs.shape[:2], device=obs.device)
+        values = self.critic(obs, critic_params) if self.critic is not None else torch.zeros(obs.shape[:2], device=obs.device)
         return actions, dist.log_prob(actions), values
 
     @torch.inference_mode()
     def value(self, obs: Tensor) -> Tensor:
         """V(s) of every seed, ``[K, N]`` (zeros without a critic)."""
-        return self.critic(obs) if self.critic is not None else torch.zeros(obs.shape[:2], device=obs.device)
+        if self.critic is None:
+            return torch.zeros(obs.shape[:2], device=obs.device)
+        return self.critic(obs, self._rollout_params()[1])
 
     # ----------------------------------------------------------------- the update
     def prepare_batch(self, storage: Any) -> StackedBatch:
@@ -143,6 +154,7 @@ class StackedLearner:
         """One update of every seed; returns each seed's ``UpdateStats`` (see :mod:`rlopt.stacked.update`)."""
         from rlopt.stacked.update import stacked_update
 
+        self._rollout_stack = None  # the weights move: the next rollout stacks them again
         return stacked_update(self, batch)
 
     def step_schedules(self) -> None:

@@ -37,23 +37,47 @@ _SMALL_BATCH = 16
 one output takes a matrix-vector kernel for a few rows (< 7 here) that no batched product matches."""
 
 
-def stacked_mlp(bodies: Sequence[nn.Sequential], x: Tensor) -> Tensor:
-    """The K MLPs ``bodies`` (same layout) on ``x`` ``[K, B, in]`` → ``[K, B, out]``: per linear
-    layer ``x W_kᵀ + b_k`` as one ``baddbmm``; a single output as ``(W_k xᵀ)ᵀ`` (``x W_kᵀ`` with
-    one column takes another kernel than a lone ``nn.Linear`` and rounds differently), or per seed
-    on a few rows. Activations run on the stacked tensor. Every row equals the lone forward's."""
+Layer = tuple[list[nn.Parameter], list[nn.Parameter]] | nn.Module
+"""A linear layer as its K seeds' (weights, biases), or the activation module shared by the seeds."""
+StackedParams = list[tuple[Tensor, Tensor]]
+"""Every linear layer's ``torch.stack`` ed weights ``[K, out, in]`` and biases ``[K, out]``."""
+
+
+def seed_layers(bodies: Sequence[nn.Sequential]) -> list[Layer]:
+    """The K MLPs ``bodies`` (same layout) layer by layer: each linear layer's K weights and biases
+    (the seeds' own leaves), each activation once."""
+    layers: list[Layer] = []
     for index, layer in enumerate(bodies[0]):
         if isinstance(layer, nn.Linear):
-            weight = torch.stack([body[index].weight for body in bodies])  # [K, out, in]
-            bias = torch.stack([body[index].bias for body in bodies])  # [K, out]
-            if weight.shape[1] == 1 and x.shape[1] < _SMALL_BATCH:  # a lone nn.Linear's matrix-vector kernel
-                x = torch.stack([torch.addmv(b, rows, w[0]) for b, rows, w in zip(bias, x, weight)]).unsqueeze(-1)
-            elif weight.shape[1] == 1:  # one output column: (W xᵀ)ᵀ rounds as a lone nn.Linear
-                x = torch.baddbmm(bias.unsqueeze(-1), weight, x.transpose(1, 2)).transpose(1, 2)
-            else:
-                x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+            layers.append(([body[index].weight for body in bodies], [body[index].bias for body in bodies]))
         else:
+            layers.append(layer)
+    return layers
+
+
+def stack_params(layers: Sequence[Layer]) -> StackedParams:
+    """One ``torch.stack`` per linear layer's weights and biases (differentiable in each seed's leaves)."""
+    return [(torch.stack(layer[0]), torch.stack(layer[1])) for layer in layers if isinstance(layer, tuple)]
+
+
+def stacked_mlp(layers: Sequence[Layer], x: Tensor, params: StackedParams | None = None) -> Tensor:
+    """The K MLPs of ``layers`` on ``x`` ``[K, B, in]`` → ``[K, B, out]``, with ``params`` (default:
+    stacked now). Per linear layer ``x W_kᵀ + b_k`` as one ``baddbmm``; a single output as
+    ``(W_k xᵀ)ᵀ`` (``x W_kᵀ`` with one column takes another kernel than a lone ``nn.Linear`` and
+    rounds differently), or per seed on a few rows. Activations run on the stacked tensor. Every
+    row equals the lone forward's at the presets' shapes."""
+    stacked = iter(params if params is not None else stack_params(layers))
+    for layer in layers:
+        if not isinstance(layer, tuple):
             x = layer.forward(x)  # elementwise activation, the same module for every seed
+            continue
+        weight, bias = next(stacked)
+        if weight.shape[1] == 1 and x.shape[1] < _SMALL_BATCH:  # a lone nn.Linear's matrix-vector kernel
+            x = torch.stack([torch.addmv(b, rows, w[0]) for b, rows, w in zip(layer[1], x, layer[0])]).unsqueeze(-1)
+        elif weight.shape[1] == 1:  # one output column: (W xᵀ)ᵀ rounds as a lone nn.Linear
+            x = torch.baddbmm(bias.unsqueeze(-1), weight, x.transpose(1, 2)).transpose(1, 2)
+        else:
+            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
     return x
 
 
@@ -65,6 +89,7 @@ class StackedActor(nn.Module):
         if not actors:
             raise ValueError("StackedActor needs at least one actor")
         self.seeds = nn.ModuleList(actors)
+        self.layers = seed_layers([actor.body for actor in actors])
         first = actors[0]
         self.is_discrete, self.action_shape, self.squash_mean = first.is_discrete, first.action_shape, first.squash_mean
 
@@ -72,13 +97,18 @@ class StackedActor(nn.Module):
     def num_seeds(self) -> int:
         return len(self.seeds)
 
-    def head(self, obs: Tensor) -> Tensor:
-        """Logits (Discrete) or the (squashed) Gaussian mean (Box), ``[K, B, head_dim]``."""
-        head = stacked_mlp([actor.body for actor in self.seeds], obs)
+    def head(self, obs: Tensor, params: StackedParams | None = None) -> Tensor:
+        """Logits (Discrete) or the (squashed) Gaussian mean (Box), ``[K, B, head_dim]``; ``params``
+        (from :meth:`stack_params`) saves the stacking when the weights do not change (a rollout)."""
+        head = stacked_mlp(self.layers, obs, params)
         if self.squash_mean:
             first = self.seeds[0]
             head = first.mean_center + first.mean_half_range * torch.tanh(head)
         return head
+
+    def stack_params(self) -> StackedParams:
+        """The linear layers' stacked weights and biases (see :func:`stack_params`)."""
+        return stack_params(self.layers)
 
     def log_std(self) -> Tensor | None:
         """The seeds' state-independent log-stds as ``[K, 1, d]`` (broadcast over rows), or None."""
@@ -107,14 +137,19 @@ class StackedCritic(nn.Module):
         if not critics:
             raise ValueError("StackedCritic needs at least one critic")
         self.seeds = nn.ModuleList(critics)
+        self.layers = seed_layers([critic.body for critic in critics])
 
     @property
     def num_seeds(self) -> int:
         return len(self.seeds)
 
-    def forward(self, obs: Tensor) -> Tensor:
+    def stack_params(self) -> StackedParams:
+        """The linear layers' stacked weights and biases (see :func:`stack_params`)."""
+        return stack_params(self.layers)
+
+    def forward(self, obs: Tensor, params: StackedParams | None = None) -> Tensor:
         """V(s) per seed and row, ``[K, B]``."""
-        return stacked_mlp([critic.body for critic in self.seeds], obs).squeeze(-1)
+        return stacked_mlp(self.layers, obs, params).squeeze(-1)
 
     def unstack(self) -> list[dict[str, Tensor]]:
         """Each seed's lone ``Critic.state_dict()`` (copies), seed ``k`` at index ``k``."""
