@@ -1,6 +1,7 @@
 """``train_stacked(cfg, seeds)``: K seeds of one config trained in one process, one summary each.
 
-The loop of :class:`rlopt.trainer.Trainer` without a run directory (no logs, no checkpoints yet):
+The loop of :class:`rlopt.trainer.Trainer` without a run directory (not yet: logs, checkpoints,
+resume, evaluations during training -- ``eval.every_steps`` and ``checkpoint.*`` are ignored):
 collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
 stacked update, count faults per seed; then each seed's deterministic evaluation
 (:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
@@ -10,6 +11,7 @@ the others go on.
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 from collections import deque
@@ -41,8 +43,6 @@ def train_stacked(
 
 
 def _with_total_steps(cfg: Config, total_steps: int) -> Config:
-    import copy
-
     cfg = copy.deepcopy(cfg)
     cfg.total_steps = total_steps
     return cfg

@@ -13,14 +13,22 @@ or gradient stops stepping and is restored from the snapshot taken at the start 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from rlopt.distributions import ActionDistribution
 from rlopt.learner import UpdateStats
 from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
 from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distribution, take_rows
 from rlopt.stacked.clipping import clip_grad_norms_per_seed
+
+
+NetworkStep = tuple[torch.optim.Optimizer, Sequence[Sequence[torch.nn.Parameter]], "float | None"]
+"""(the optimizer over every seed's tensors, each seed's parameters, max gradient norm or None)."""
+Info = dict[str, tuple["Tensor | float", "Tensor | None"]]
+"""Statistics by name: ``[K]`` values and ``[K]`` bool "measured" (or a float shared by the seeds, None)."""
 
 
 class _Totals:
@@ -34,7 +42,7 @@ class _Totals:
         self.values.setdefault(name, []).append(value.detach())
         self.taken.setdefault(name, []).append(taken)
 
-    def means(self) -> dict[str, tuple[Tensor, Tensor]]:
+    def means(self) -> Info:
         """``{name: (mean over taken steps [K], any step taken [K] bool)}``."""
         out = {}
         for name, values in self.values.items():
@@ -44,7 +52,7 @@ class _Totals:
         return out
 
 
-def _gradient_step(learner, loss: Tensor, stepping: Tensor, *networks: tuple) -> tuple[list[Tensor], Tensor]:
+def _gradient_step(loss: Tensor, stepping: Tensor, *networks: NetworkStep) -> tuple[list[Tensor], Tensor]:
     """Backward of ``loss[stepping].sum()``, per-seed clip of each (optimizer, params per seed,
     max norm), ``grad = None`` for every seed that does not step; step. Returns the ``[K]`` norms
     and the ``[K]`` bool of seeds whose norms were all finite (among ``stepping``)."""
@@ -73,7 +81,7 @@ def _finite_rows(batch: StackedBatch) -> Tensor:
     return torch.isfinite(batch.obs).flatten(1).all(1) & torch.isfinite(batch.advantages).all(1)
 
 
-def stacked_update(learner, batch: StackedBatch) -> list[UpdateStats]:
+def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
     """One update of every seed (the lone ``Agent.update``, per seed); each seed's ``UpdateStats``."""
     learner.snapshots.take()
     ok = _finite_rows(batch) & torch.tensor([s > 0 and not f for s, f in zip(batch.sizes, learner.frozen)])
@@ -106,7 +114,7 @@ def stacked_update(learner, batch: StackedBatch) -> list[UpdateStats]:
     return stats
 
 
-def _per_seed_stats(info: dict[str, tuple[Tensor | float, Tensor | None]], skipped: Sequence[bool]) -> list[UpdateStats]:
+def _per_seed_stats(info: Info, skipped: Sequence[bool]) -> list[UpdateStats]:
     """Seed ``k``'s ``UpdateStats`` from ``{name: (values [K] or a float, recorded [K] bool)}`` with one
     host transfer; a skipped seed records nothing (as a lone skipped update)."""
     names = [n for n, (v, _) in info.items() if isinstance(v, Tensor)]
@@ -136,7 +144,7 @@ def _advantages(batch_advantages: Tensor, mask: Tensor, enabled: bool) -> Tensor
     return normalize(batch_advantages, mask=mask) if enabled else batch_advantages
 
 
-def _actor_critic_optimize(learner, batch: StackedBatch, old_dist, ok: Tensor) -> tuple[dict, Tensor]:
+def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
     """``Agent.optimize``: one actor step on the whole batch, then ``critic.updates`` epochs of
     minibatches of ``critic.minibatch_size`` (a seed whose actor step failed fits no critic)."""
     cfg, agent = learner.cfg, learner.agents[0]
@@ -144,7 +152,7 @@ def _actor_critic_optimize(learner, batch: StackedBatch, old_dist, ok: Tensor) -
     dist = learner.actor(batch.obs)
     advantages = _advantages(batch.advantages, batch.mask, agent.normalize_advantage)
     loss, info = policy_gradient_loss(dist.log_prob(batch.actions), advantages, dist.entropy(), entropy_coef, mask=batch.mask)
-    (grad_norm,), ok = _gradient_step(learner, loss, ok, (learner.actor_optimizer, learner.actor_params, cfg.actor.max_grad_norm))
+    (grad_norm,), ok = _gradient_step(loss, ok, (learner.actor_optimizer, learner.actor_params, cfg.actor.max_grad_norm))
     out = {"actor_loss": (loss, ok), "actor_entropy": (info["entropy"], ok), "actor_grad_norm": (grad_norm, ok),
            "schedule/entropy_coef": (entropy_coef, None)}  # fmt: skip
     if learner.critic is None:
@@ -159,7 +167,7 @@ def _actor_critic_optimize(learner, batch: StackedBatch, old_dist, ok: Tensor) -
             values = learner.critic(take_rows(batch.obs, positions))
             vloss, _ = value_loss(values, take_rows(batch.returns, positions), mask=mask)
             (vgrad,), finite = _gradient_step(
-                learner, vloss, stepping, (learner.critic_optimizer, learner.critic_params, cfg.critic.max_grad_norm)
+                vloss, stepping, (learner.critic_optimizer, learner.critic_params, cfg.critic.max_grad_norm)
             )
             ok = ok & ~(stepping & ~finite)
             totals.add("critic_loss", vloss, finite)
@@ -168,7 +176,7 @@ def _actor_critic_optimize(learner, batch: StackedBatch, old_dist, ok: Tensor) -
     return out, ok
 
 
-def _ppo_optimize(learner, batch: StackedBatch, old_dist, ok: Tensor) -> tuple[dict, Tensor]:
+def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
     """``PPO.optimize`` per seed: epochs x minibatches; a seed whose minibatch KL exceeds
     ``ppo.target_kl`` stops (that minibatch does not step), as does one with a non-finite gradient."""
     cfg = learner.cfg
@@ -200,7 +208,7 @@ def _ppo_optimize(learner, batch: StackedBatch, old_dist, ok: Tensor) -> tuple[d
             vloss, _ = value_loss(learner.critic(obs), take_rows(batch.returns, positions),
                                   take_rows(batch.values, positions), cfg.ppo.clip_value, mask=mask)  # fmt: skip
             (grad_norm, vgrad_norm), finite = _gradient_step(
-                learner, loss + vloss, stepping,
+                loss + vloss, stepping,
                 (learner.actor_optimizer, learner.actor_params, cfg.actor.max_grad_norm),
                 (learner.critic_optimizer, learner.critic_params, cfg.critic.max_grad_norm),
             )  # fmt: skip
