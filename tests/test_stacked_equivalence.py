@@ -103,7 +103,7 @@ def test_target_kl_stops_a_seed_with_its_tensors_untouched():
     # The lone run stops there too: its weights and Adam state are the stack's seed's.
     stack, _, _, stats, lone_runs = _first_update("ppo_cartpole", overrides=["ppo.target_kl=1e-12"])
     for k, (lone, _, _, lone_stats) in enumerate(lone_runs):
-        steps = {int(stack.actor_optimizer.state[p]["step"]) for p in stack.agents[k].actor_parameters}
+        steps = {int(stack.actor_optimizer.state[stack.actor.leaves()[k]]["step"])}
         lone_steps = {int(lone.actor_optimizer.state[p]["step"]) for p in lone.actor_parameters}
         assert steps == lone_steps == {1}
         assert stats[k].actor_kl_max > 1e-12 and lone_stats.actor_kl_max > 1e-12
@@ -127,7 +127,7 @@ def test_non_finite_update_rolls_back_only_its_seed():
     (clean, clean_stats, _), (poisoned, stats, before) = runs
     assert not stats[0].skipped and stats[1].skipped and not clean_stats[1].skipped
     assert all(torch.equal(p, q) for p, q in zip(poisoned.agents[1].actor.parameters(), before))
-    assert all(p not in poisoned.actor_optimizer.state for p in poisoned.agents[1].actor_parameters)
+    assert poisoned.actor.leaves()[1] not in poisoned.actor_optimizer.state
     assert _states_equal(clean.agents[0].actor, poisoned.agents[0].actor)
 
 
@@ -139,8 +139,10 @@ def test_seed_state_dicts_load_into_lone_agents():
         lone.load_state_dict(state)
         assert _states_equal(lone.actor, stack.agents[k].actor)
         assert lone.updates_done == stack.updates_done == 2
-        p = lone.actor_parameters[0]
-        assert torch.equal(lone.actor_optimizer.state[p]["exp_avg"], stack.actor_optimizer.state[stack.agents[k].actor_parameters[0]]["exp_avg"])
+        flat_state = stack.actor_optimizer.state[stack.actor.leaves()[k]]
+        for i, p in enumerate(lone.actor_parameters):
+            assert torch.equal(lone.actor_optimizer.state[p]["exp_avg"], stack.actor.flat.split(flat_state["exp_avg"])[i])
+            assert int(lone.actor_optimizer.state[p]["step"]) == int(flat_state["step"]) == 2
 
 
 def test_train_stacked_returns_one_evaluated_summary_per_seed():

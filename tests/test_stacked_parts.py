@@ -66,19 +66,48 @@ def test_unstack_gives_each_lone_state_dict():
         assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), actor.state_dict().values()))
 
 
-def _stacked_critic_grads(critics, obs, returns):
-    for critic in critics:
-        critic.zero_grad(set_to_none=True)
-    loss, _ = value_loss(StackedCritic(critics)(obs), returns)
+def _stacked_critic_grads(stacked, obs, returns):
+    for leaf in stacked.leaves():
+        leaf.grad = None
+    loss, _ = value_loss(stacked(obs), returns)
     loss.sum().backward()
-    return loss, [[p.grad.clone() for p in critic.parameters()] for critic in critics]
+    return loss, [[g.clone() for g in stacked.flat.split(leaf.grad)] for leaf in stacked.leaves()]
+
+
+def test_flat_leaves_are_the_lone_parameters():
+    actors = _actors(BOX)
+    before = [[p.detach().clone() for p in actor.parameters()] for actor in actors]
+    stacked = StackedActor(actors)
+    for k, actor in enumerate(actors):
+        assert all(torch.equal(p, q) for p, q in zip(actor.parameters(), before[k]))
+        assert all(torch.equal(v, p) for v, p in zip(stacked.flat.split(stacked.leaves()[k]), actor.parameters()))
+        with torch.no_grad():
+            stacked.leaves()[k].add_(1.0)  # an optimizer step on the flat leaf moves the lone module
+        assert all(torch.equal(p, q + 1.0) for p, q in zip(actor.parameters(), before[k]))
+
+
+def test_adam_on_a_flat_leaf_is_adam_on_the_layers_bit_for_bit():
+    torch.manual_seed(8)
+    layers = [torch.nn.Parameter(torch.randn(s)) for s in [(64, 4), (64,), (2, 64), (2,), (1,)]]
+    flat = torch.nn.Parameter(torch.cat([p.detach().reshape(-1) for p in layers]))
+    by_layer = torch.optim.Adam(layers, lr=1e-3, eps=1e-5, foreach=True)
+    by_seed = torch.optim.Adam([flat], lr=1e-3, eps=1e-5, foreach=True)
+    for _ in range(20):
+        grads = [torch.randn_like(p) * 10.0 ** float(torch.randint(-6, 2, ())) for p in layers]
+        for p, g in zip(layers, grads):
+            p.grad = g
+        flat.grad = torch.cat([g.reshape(-1) for g in grads])
+        by_layer.step()
+        by_seed.step()
+    assert torch.equal(torch.cat([p.detach().reshape(-1) for p in layers]), flat.detach())
 
 
 def test_one_backward_gives_each_seed_its_own_gradient():
     torch.manual_seed(7)
     critics = [Critic(3, hidden=(64,)) for _ in range(3)]
+    stacked = StackedCritic(critics)
     obs, returns = torch.randn(3, 64, 3), torch.randn(3, 64)
-    loss, grads = _stacked_critic_grads(critics, obs, returns)
+    loss, grads = _stacked_critic_grads(stacked, obs, returns)
     for k, critic in enumerate(critics):
         lone = Critic(3, hidden=(64,))
         lone.load_state_dict(critic.state_dict())
@@ -90,7 +119,7 @@ def test_one_backward_gives_each_seed_its_own_gradient():
     # another seed's data changes nothing of seed 0's gradient, bit for bit
     other = returns.clone()
     other[1:] += 100.0
-    _, moved = _stacked_critic_grads(critics, obs, other)
+    _, moved = _stacked_critic_grads(stacked, obs, other)
     assert all(torch.equal(a, b) for a, b in zip(grads[0], moved[0]))
     assert not torch.equal(grads[1][0], moved[1][0])
 

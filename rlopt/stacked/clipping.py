@@ -16,10 +16,14 @@ _NORM_TYPE = 2.0
 
 
 @torch.no_grad()
-def clip_grad_norms_per_seed(grads: Sequence[Sequence[Tensor]], max_norm: float | None) -> Tensor:
+def clip_grad_norms_per_seed(
+    grads: Sequence[Sequence[Tensor]], max_norm: float | None, storage: Sequence[Tensor] | None = None
+) -> Tensor:
     """Clip each seed's gradients ``grads[k]`` (the same number of tensors per seed) in place to
     global L2 norm ``max_norm`` (None: measure only); returns the ``[K]`` norms before clipping.
-    A seed with a non-finite norm is left for the caller to discard (its coefficient is NaN)."""
+    ``storage[k]``, if given, is one tensor holding all of ``grads[k]`` (a flat gradient whose
+    views they are): it is scaled instead, in one op per seed (multiplication rounds elementwise,
+    so the same numbers). A seed with a non-finite norm is left for the caller to discard."""
     num_seeds, per_seed = len(grads), len(grads[0])
     if any(len(seed_grads) != per_seed for seed_grads in grads):
         raise ValueError("every seed needs the same number of gradient tensors")
@@ -29,6 +33,7 @@ def clip_grad_norms_per_seed(grads: Sequence[Sequence[Tensor]], max_norm: float 
     )
     if max_norm is not None:
         coefficients = torch.clamp(max_norm / (norms + 1e-6), max=1.0)
-        for k, seed_grads in enumerate(grads):
-            torch._foreach_mul_(list(seed_grads), coefficients[k])
+        targets = [list(seed_grads) for seed_grads in grads] if storage is None else [[t] for t in storage]
+        for k, seed_targets in enumerate(targets):
+            torch._foreach_mul_(seed_targets, coefficients[k])
     return norms

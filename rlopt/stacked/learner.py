@@ -69,20 +69,19 @@ class StackedLearner:
         self.actor = StackedActor([a.actor for a in agents])
         self.critic = StackedCritic([a.critic for a in agents]) if agents[0].critic is not None else None
         horizon = cfg.num_updates
-        self.actor_params = [a.actor_parameters for a in agents]
-        self.actor_optimizer = build_optimizer(_flat(self.actor_params), dict(cfg.actor.optim), key="actor.optim")
+        self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")
         self.actor_scheduler = build_lr_scheduler(
             self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule")
         )
-        self.critic_params = [a.critic_parameters for a in agents]
         self.critic_optimizer = self.critic_scheduler = None
         if self.critic is not None:
-            self.critic_optimizer = build_optimizer(_flat(self.critic_params), dict(cfg.critic.optim), key="critic.optim")
+            self.critic_optimizer = build_optimizer(self.critic.leaves(), dict(cfg.critic.optim), key="critic.optim")
             self.critic_scheduler = build_lr_scheduler(
                 self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
             )
+        networks = [n for n in (self.actor, self.critic) if n is not None]
         self.snapshots = SeedSnapshots(
-            [a + c for a, c in zip(self.actor_params, self.critic_params)],
+            [[n.leaves()[k] for n in networks] for k in range(len(agents))],
             [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
         )
         self.updates_done = 0
@@ -125,7 +124,7 @@ class StackedLearner:
     def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """One rollout step of every seed: ``obs`` ``[K, N, obs_dim]`` → actions, log-probs, values."""
         actor_params, critic_params = self._rollout_params()
-        dist = self.actor.distribution(self.actor.head(obs, actor_params), self.actor.log_std())
+        dist = self.actor(obs, actor_params)
         actions = sample_per_seed(dist, self.generators)
         values = self.critic(obs, critic_params) if self.critic is not None else torch.zeros(obs.shape[:2], device=obs.device)
         return actions, dist.log_prob(actions), values
@@ -168,25 +167,35 @@ class StackedLearner:
     def sync_agents(self) -> None:
         """Copy the stacked optimizers' per-seed states, the schedules and the update count into
         each lone agent, so that ``agents[k].state_dict()`` is exactly its lone run's state."""
-        pairs = [(self.actor_optimizer, self.actor_scheduler, "actor")]
-        if self.critic_optimizer is not None:
-            pairs.append((self.critic_optimizer, self.critic_scheduler, "critic"))
-        for agent in self.agents:
+        pairs = [(self.actor, self.actor_optimizer, self.actor_scheduler, "actor")]
+        if self.critic is not None:
+            pairs.append((self.critic, self.critic_optimizer, self.critic_scheduler, "critic"))
+        for k, agent in enumerate(self.agents):
             agent.updates_done = self.updates_done
-            for optimizer, scheduler, name in pairs:
+            for network, optimizer, scheduler, name in pairs:
                 own = getattr(agent, f"{name}_optimizer")
                 own.state.clear()
-                for param in getattr(agent, f"{name}_parameters"):
-                    if param in optimizer.state:
-                        own.state[param] = optimizer.state[param]
+                state = optimizer.state.get(network.leaves()[k])
+                if state:  # the flat leaf's state, cut into its parameters' shapes (copies)
+                    for i, param in enumerate(getattr(agent, f"{name}_parameters")):
+                        own.state[param] = {
+                            key: (network.flat.split(v)[i].clone() if v.shape == network.leaves()[k].shape else v.clone())
+                            if isinstance(v, Tensor) else copy.deepcopy(v)
+                            for key, v in state.items()
+                        }  # fmt: skip
                 own.param_groups[0]["lr"] = optimizer.param_groups[0]["lr"]
                 getattr(agent, f"{name}_scheduler").load_state_dict(scheduler.state_dict())
 
     def seed_state_dicts(self) -> list[dict[str, Any]]:
-        """Each seed's lone ``Agent.state_dict()`` (what its lone checkpoint holds)."""
+        """Each seed's lone ``Agent.state_dict()`` (what its lone checkpoint holds; the weights are
+        copies, not views of the flat leaves)."""
         self.sync_agents()
-        return [agent.state_dict() for agent in self.agents]
+        states = []
+        for agent in self.agents:
+            state = agent.state_dict()
+            for name in ("actor", "critic"):
+                if name in state:
+                    state[name] = {key: t.clone() for key, t in state[name].items()}
+            states.append(state)
+        return states
 
-
-def _flat(params: Sequence[Sequence[torch.nn.Parameter]]) -> list[torch.nn.Parameter]:
-    return [p for seed_params in params for p in seed_params]

@@ -25,8 +25,8 @@ from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distributio
 from rlopt.stacked.clipping import clip_grad_norms_per_seed
 
 
-NetworkStep = tuple[torch.optim.Optimizer, Sequence[Sequence[torch.nn.Parameter]], "float | None"]
-"""(the optimizer over every seed's tensors, each seed's parameters, max gradient norm or None)."""
+NetworkStep = tuple[torch.optim.Optimizer, Any, "float | None"]
+"""(the optimizer over every seed's flat leaf, the stacked network, max gradient norm or None)."""
 Info = dict[str, tuple["Tensor | float", "Tensor | None"]]
 """Statistics by name: ``[K]`` values and ``[K]`` bool "measured" (or a float shared by the seeds, None)."""
 
@@ -53,23 +53,23 @@ class _Totals:
 
 
 def _gradient_step(loss: Tensor, stepping: Tensor, *networks: NetworkStep) -> tuple[list[Tensor], Tensor]:
-    """Backward of ``loss[stepping].sum()``, per-seed clip of each (optimizer, params per seed,
-    max norm), ``grad = None`` for every seed that does not step; step. Returns the ``[K]`` norms
-    and the ``[K]`` bool of seeds whose norms were all finite (among ``stepping``)."""
+    """Backward of ``loss[stepping].sum()``, per-seed clip of each (optimizer, stacked network, max
+    norm) -- the norm over the seed's parameter tensors, as alone -- and ``grad = None`` for every
+    seed that does not step; step. Returns the ``[K]`` norms and the ``[K]`` bool of the seeds
+    that stepped (among ``stepping``, those whose norms were all finite)."""
     for optimizer, _, _ in networks:
         optimizer.zero_grad(set_to_none=True)
     loss[stepping].sum().backward()
     norms = []
-    for _, params, max_norm in networks:
-        grads = [[p.grad if p.grad is not None else torch.zeros_like(p) for p in seed] for seed in params]
-        norms.append(clip_grad_norms_per_seed(grads, max_norm))
+    for _, network, max_norm in networks:
+        flat_grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in network.leaves()]
+        norms.append(clip_grad_norms_per_seed([network.flat.split(g) for g in flat_grads], max_norm, flat_grads))
     finite = stepping & torch.isfinite(torch.stack(norms)).all(0)
     keep = finite.tolist()
-    for _, params, _ in networks:
-        for k, seed in enumerate(params):
-            if not keep[k]:
-                for p in seed:
-                    p.grad = None
+    for _, network, _ in networks:
+        for leaf, kept in zip(network.leaves(), keep):
+            if not kept:
+                leaf.grad = None
     if any(keep):
         for optimizer, _, _ in networks:
             optimizer.step()
@@ -152,7 +152,7 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
     dist = learner.actor(batch.obs)
     advantages = _advantages(batch.advantages, batch.mask, agent.normalize_advantage)
     loss, info = policy_gradient_loss(dist.log_prob(batch.actions), advantages, dist.entropy(), entropy_coef, mask=batch.mask)
-    (grad_norm,), ok = _gradient_step(loss, ok, (learner.actor_optimizer, learner.actor_params, cfg.actor.max_grad_norm))
+    (grad_norm,), ok = _gradient_step(loss, ok, (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm))
     out = {"actor_loss": (loss, ok), "actor_entropy": (info["entropy"], ok), "actor_grad_norm": (grad_norm, ok),
            "schedule/entropy_coef": (entropy_coef, None)}  # fmt: skip
     if learner.critic is None:
@@ -167,7 +167,7 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
             values = learner.critic(take_rows(batch.obs, positions))
             vloss, _ = value_loss(values, take_rows(batch.returns, positions), mask=mask)
             (vgrad,), finite = _gradient_step(
-                vloss, stepping, (learner.critic_optimizer, learner.critic_params, cfg.critic.max_grad_norm)
+                vloss, stepping, (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm)
             )
             ok = ok & ~(stepping & ~finite)
             totals.add("critic_loss", vloss, finite)
@@ -209,8 +209,8 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
                                   take_rows(batch.values, positions), cfg.ppo.clip_value, mask=mask)  # fmt: skip
             (grad_norm, vgrad_norm), finite = _gradient_step(
                 loss + vloss, stepping,
-                (learner.actor_optimizer, learner.actor_params, cfg.actor.max_grad_norm),
-                (learner.critic_optimizer, learner.critic_params, cfg.critic.max_grad_norm),
+                (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm),
+                (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm),
             )  # fmt: skip
             failed = stepping & ~finite
             ok, active = ok & ~failed, active & ~failed
