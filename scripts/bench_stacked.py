@@ -5,8 +5,9 @@ Each measurement is a fresh process, one torch thread, the rl-zoo PPO CartPole s
 no checkpoints on either side), then ``--eval-episodes`` deterministic evaluation episodes per seed.
 Per round, in turn: a lone rlopt run (``Trainer``) of seed 0 and one stack for each K (seeds
 0..K-1, ``rlopt.stacked.train_stacked``); rounds alternate the order. Reported per K: the median
-over rounds of the process wall time per seed and of the training loop per seed, their ratio to
-the lone run's, and every seed's final evaluation return.
+over rounds of the process wall time per seed, of its CPU time per seed (what a busy shared machine
+distorts least) and of the training loop's wall time per seed, their ratio to the lone run's, and
+every seed's final evaluation return.
 
     python scripts/bench_stacked.py [--ks 1 4 10] [--rounds 1] [--steps 100000] [--eval-episodes 10]
 """
@@ -45,7 +46,10 @@ else:
     training = StackedTraining(StackedLearner.from_config(cfg, range(k)))
     summaries = training.train()
     out = {"learn": training.wall_seconds, "returns": [s["eval_return_mean"] for s in summaries]}
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)
 out["wall"] = time.time() - start
+out["cpu"] = usage.ru_utime + usage.ru_stime
 print(json.dumps(out))
 """
 
@@ -81,17 +85,17 @@ def main() -> None:
             print(f"round {r + 1} {'lone' if k == 0 else f'K={k}'}: {results[k][-1]}", file=sys.stderr, flush=True)
     lone_wall = statistics.median(m["wall"] for m in results[0])
     lone_learn = statistics.median(m["learn"] for m in results[0])
+    lone_cpu = statistics.median(m["cpu"] for m in results[0])
     print(f"PPO CartPole-v1 (rl-zoo), {args.steps:,} steps per seed, one thread, {args.rounds} round(s); "
-          f"per seed: process wall and training loop, and the lone run's time over it")  # fmt: skip
-    print("| run | wall s/seed | × vs lone | loop s/seed | × vs lone | final eval returns |")
-    print("|---|---:|---:|---:|---:|---|")
+          f"per seed: process wall, process CPU and training-loop wall, and the lone run's over it")  # fmt: skip
+    print("| run | wall s/seed | × vs lone | CPU s/seed | × vs lone | loop s/seed | × vs lone | final eval returns |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for k in arms:
         n = 1 if k == 0 else k
-        wall = statistics.median(m["wall"] for m in results[k]) / n
-        learn = statistics.median(m["learn"] for m in results[k]) / n
+        wall, cpu, learn = (statistics.median(m[key] for m in results[k]) / n for key in ("wall", "cpu", "learn"))
         returns = " ".join(f"{x:.0f}" for m in results[k] for x in m["returns"])
-        print(f"| {'lone rlopt' if k == 0 else f'stacked K={k}'} | {wall:.1f} | {lone_wall / wall:.2f} | "
-              f"{learn:.1f} | {lone_learn / learn:.2f} | {returns} |")  # fmt: skip
+        print(f"| {'lone rlopt' if k == 0 else f'stacked K={k}'} | {wall:.1f} | {lone_wall / wall:.2f} | {cpu:.1f} | "
+              f"{lone_cpu / cpu:.2f} | {learn:.1f} | {lone_learn / learn:.2f} | {returns} |")  # fmt: skip
 
 
 if __name__ == "__main__":
