@@ -12,29 +12,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
 import torch
 from torch import Tensor
 
 from rlopt.distributions import ActionDistribution, Categorical, DiagGaussian
+from rlopt.rollout import RolloutBatch
 from rlopt.stacked.random import permutation_chunks
 
-FIELDS = ("obs", "actions", "log_probs", "values", "advantages", "returns")
+FIELDS = tuple(f.name for f in fields(RolloutBatch))
 """The ``RolloutBatch`` fields a ``StackedBatch`` holds, each ``[K, R, ...]``."""
 
 
 @dataclass
-class StackedBatch:
+class StackedBatch(RolloutBatch):
     """Padded ``[K, R, ...]`` batch: seed ``k``'s rows ``[:sizes[k]]`` are its lone ``RolloutBatch``."""
 
-    obs: Tensor
-    actions: Tensor
-    log_probs: Tensor
-    values: Tensor
-    advantages: Tensor
-    returns: Tensor
     mask: Tensor
     """``[K, R]`` bool: True on each seed's real rows."""
     sizes: list[int]
@@ -42,7 +37,12 @@ class StackedBatch:
 
     @property
     def rows(self) -> int:
+        """``R``, the padded length."""
         return self.mask.shape[1]
+
+    def __len__(self) -> int:
+        """Real transitions over all seeds."""
+        return sum(self.sizes)
 
 
 def take_rows(tensor: Tensor, positions: Tensor) -> Tensor:
@@ -96,9 +96,11 @@ def stack_rollouts(storage) -> StackedBatch:
     arange = torch.arange(rows)
     mask = arange.unsqueeze(0) < torch.tensor(sizes).unsqueeze(1)
     positions = torch.where(mask, order, order[:, :1])  # padding repeats the first valid row
-    fields = {name: take_rows(getattr(storage, name).reshape(k, rows, *getattr(storage, name).shape[3:]), positions)
-              for name in FIELDS}  # fmt: skip
-    return StackedBatch(**fields, mask=mask, sizes=[int(s) for s in sizes])
+    tensors = {}
+    for name in FIELDS:
+        field = getattr(storage, name)
+        tensors[name] = take_rows(field.reshape(k, rows, *field.shape[3:]), positions)
+    return StackedBatch(**tensors, mask=mask, sizes=[int(s) for s in sizes])
 
 
 @dataclass

@@ -12,7 +12,7 @@ or gradient stops stepping and is restored from the snapshot taken at the start 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -116,7 +116,7 @@ def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
 
 def _per_seed_stats(info: Info, skipped: Sequence[bool]) -> list[UpdateStats]:
     """Seed ``k``'s ``UpdateStats`` from ``{name: (values [K] or a float, recorded [K] bool)}`` with one
-    host transfer; a skipped seed records nothing (as a lone skipped update)."""
+    host transfer; a skipped (rolled-back) seed records nothing."""
     names = [n for n, (v, _) in info.items() if isinstance(v, Tensor)]
     table = torch.stack([info[n][0].float() for n in names]).tolist() if names else []
     recorded = torch.stack([info[n][1] for n in names]).tolist() if names else []
@@ -144,6 +144,18 @@ def _advantages(batch_advantages: Tensor, mask: Tensor, enabled: bool) -> Tensor
     return normalize(batch_advantages, mask=mask) if enabled else batch_advantages
 
 
+def _minibatches(
+    learner: Any, batch: StackedBatch, minibatch_size: int, active: Tensor
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """One epoch's minibatches (:func:`plan_minibatches`, drawn for the ``active`` seeds):
+    ``(positions [K, W], mask [K, W], seeds with rows in it [K])``, those with no such seed skipped."""
+    plan = plan_minibatches(batch.sizes, batch.rows, minibatch_size, learner.generators, active.tolist())
+    for positions, mask, counts in zip(plan.positions, plan.masks, plan.counts):
+        participating = active & torch.tensor([c > 0 for c in counts])
+        if bool(participating.any()):
+            yield positions, mask, participating
+
+
 def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
     """``Agent.optimize``: one actor step on the whole batch, then ``critic.updates`` epochs of
     minibatches of ``critic.minibatch_size`` (a seed whose actor step failed fits no critic)."""
@@ -159,17 +171,13 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
         return out, ok
     totals = _Totals()
     for _ in range(cfg.critic.updates):
-        plan = plan_minibatches(batch.sizes, batch.rows, cfg.critic.minibatch_size, learner.generators, ok.tolist())
-        for positions, mask, counts in zip(plan.positions, plan.masks, plan.counts):
-            stepping = ok & torch.tensor([c > 0 for c in counts])
-            if not bool(stepping.any()):
-                continue
+        for positions, mask, stepping in _minibatches(learner, batch, cfg.critic.minibatch_size, ok):
             values = learner.critic(take_rows(batch.obs, positions))
             vloss, _ = value_loss(values, take_rows(batch.returns, positions), mask=mask)
             (vgrad,), finite = _gradient_step(
                 vloss, stepping, (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm)
             )
-            ok = ok & ~(stepping & ~finite)
+            ok = ok & ~(stepping & ~finite)  # a seed's non-finite step ends its update (rolled back)
             totals.add("critic_loss", vloss, finite)
             totals.add("critic_grad_norm", vgrad, finite)
     out.update(totals.means())
@@ -184,9 +192,8 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
     active = ok.clone()
     totals = _Totals()
     for _ in range(cfg.ppo.epochs):
-        plan = plan_minibatches(batch.sizes, batch.rows, cfg.ppo.minibatch_size, learner.generators, active.tolist())
-        for positions, mask, counts in zip(plan.positions, plan.masks, plan.counts):
-            participating = active & torch.tensor([c > 0 for c in counts])
+        for positions, mask, participating in _minibatches(learner, batch, cfg.ppo.minibatch_size, active):
+            participating = participating & active  # a seed stopped earlier in this epoch
             if not bool(participating.any()):
                 continue
             obs = take_rows(batch.obs, positions)
