@@ -13,7 +13,7 @@ from rlopt.gradient_steps import minibatches
 from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
 from rlopt.networks import Actor, Critic
 from rlopt.stacked.batch import plan_minibatches, take_rows
-from rlopt.stacked.clipping import clip_grad_norms_per_seed
+from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed, clip_grad_norms_per_seed
 from rlopt.stacked.networks import StackedActor, StackedCritic
 from rlopt.stacked.random import generator_from_global_state, sample_per_seed
 from rlopt.stacked.snapshot import SeedSnapshots
@@ -184,6 +184,21 @@ def test_per_seed_clipping_is_rlopts_lone_clipping_bit_for_bit():
             p.grad = g
         assert torch.equal(clip_gradients(params, max_norm=0.7, measure_after=False).norm_before, norms[k])
         assert all(torch.equal(p.grad, g) for p, g in zip(params, grads[k]))
+
+
+def test_flat_clipping_is_the_per_tensor_clipping_bit_for_bit():
+    torch.manual_seed(9)
+    critics = [Critic(3, hidden=(64,)) for _ in range(3)]
+    stacked = StackedCritic(critics)
+    flat_grads = [torch.zeros_like(leaf) for leaf in stacked.leaves()]
+    for k, g in enumerate(flat_grads):
+        for view in stacked.flat.split(g):
+            view.copy_(torch.randn_like(view) * (k + 1))
+    per_tensor = [[v.clone() for v in stacked.flat.split(g)] for g in flat_grads]
+    norms = clip_flat_grad_norms_per_seed(flat_grads, stacked.flat.segments, 0.5)
+    assert torch.equal(norms, clip_grad_norms_per_seed(per_tensor, 0.5))
+    for g, expected in zip(flat_grads, per_tensor):
+        assert all(torch.equal(v, e) for v, e in zip(stacked.flat.split(g), expected))
 
 
 @pytest.mark.parametrize("kind", ["categorical", "gaussian"])

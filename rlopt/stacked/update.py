@@ -22,7 +22,7 @@ from rlopt.distributions import ActionDistribution
 from rlopt.learner import UpdateStats
 from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
 from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distribution, take_rows
-from rlopt.stacked.clipping import clip_grad_norms_per_seed
+from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed
 
 
 NetworkStep = tuple[torch.optim.Optimizer, Any, "float | None"]
@@ -63,7 +63,7 @@ def _gradient_step(loss: Tensor, stepping: Tensor, *networks: NetworkStep) -> tu
     norms = []
     for _, network, max_norm in networks:
         flat_grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in network.leaves()]
-        norms.append(clip_grad_norms_per_seed([network.flat.split(g) for g in flat_grads], max_norm, flat_grads))
+        norms.append(clip_flat_grad_norms_per_seed(flat_grads, network.flat.segments, max_norm))
     finite = stepping & torch.isfinite(torch.stack(norms)).all(0)
     keep = finite.tolist()
     for _, network, _ in networks:
