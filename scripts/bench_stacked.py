@@ -4,7 +4,7 @@ Each measurement is a fresh process, one torch thread, the rl-zoo PPO CartPole s
 ``scripts/bench_vs_sb3.py``'s PPO row, ``--steps`` env steps per seed, no run directory (no logs,
 no checkpoints on either side), then ``--eval-episodes`` deterministic evaluation episodes per seed.
 Per round, in turn: a lone rlopt run (``Trainer``) of seed 0 and one stack for each K (seeds
-0..K-1, ``rlopt.stacked.train_stacked``); rounds alternate the order. Reported per K: the median
+0..K-1, ``agents.stacked.build_stacked``); rounds alternate the order. Reported per K: the median
 over rounds of the process wall time per seed, of its CPU time per seed (what a busy shared machine
 distorts least) and of the training loop's wall time per seed, their ratio to the lone run's, and
 every seed's final evaluation return.
@@ -42,8 +42,9 @@ if k == 0:
     summary = Trainer(agent, run_dir=None, progress=False).train(cfg.total_steps)
     out = {"learn": summary["wall_seconds"], "returns": [summary["eval_return_mean"]]}
 else:
-    from rlopt.stacked import StackedLearner, StackedTraining
-    training = StackedTraining(StackedLearner.from_config(cfg, range(k)))
+    from agents.stacked import build_stacked
+    from rlopt.stacked import StackedTraining
+    training = StackedTraining(build_stacked(cfg, range(k)))
     summaries = training.train()
     out = {"learn": training.wall_seconds, "returns": [s["eval_return_mean"] for s in summaries]}
 import resource

@@ -11,7 +11,8 @@ import torch
 from agents import build_agent
 from rlopt.config import load_config
 from rlopt.errors import ConfigError
-from rlopt.stacked import StackedLearner, StackedTraining, train_stacked
+from agents.stacked import build_stacked, train_stacked
+from rlopt.stacked import StackedTraining
 from rlopt.trainer import Trainer
 
 SMALL = {  # a few hundred env steps per update at most
@@ -35,7 +36,7 @@ def _states_equal(a: torch.nn.Module | None, b: torch.nn.Module | None) -> bool:
 
 @pytest.mark.parametrize("preset", ["ppo_cartpole", "reinforce_pendulum"])
 def test_initial_weights_and_random_stream_are_the_lone_runs(preset):
-    stack = StackedLearner.from_config(_cfg(preset), [3, 7])
+    stack = build_stacked(_cfg(preset), [3, 7])
     for k, seed in enumerate((3, 7)):
         lone = build_agent(_cfg(preset, f"seed={seed}"))
         assert _states_equal(stack.agents[k].actor, lone.actor) and _states_equal(stack.agents[k].critic, lone.critic)
@@ -44,7 +45,7 @@ def test_initial_weights_and_random_stream_are_the_lone_runs(preset):
 
 def _first_update(preset: str, seeds=(0, 1), overrides=()):
     """The stack's and each lone run's first rollout and update."""
-    stack = StackedLearner.from_config(_cfg(preset, *overrides), seeds)
+    stack = build_stacked(_cfg(preset, *overrides), seeds)
     training = StackedTraining(stack)
     training.collector.collect(stack.act, stack.value)
     batch = stack.prepare_batch(training.collector.buffer)
@@ -89,7 +90,7 @@ def test_first_rollout_and_update_match_the_lone_runs(preset):
 def test_no_seed_influences_another(preset):
     runs = []
     for seeds in ((0, 1), (0, 5)):
-        stack = StackedLearner.from_config(_cfg(preset, "total_steps=768"), seeds)
+        stack = build_stacked(_cfg(preset, "total_steps=768"), seeds)
         StackedTraining(stack).train(evaluate=False)
         runs.append(stack)
     (a, b) = runs
@@ -114,7 +115,7 @@ def test_target_kl_stops_a_seed_with_its_tensors_untouched():
 def test_non_finite_update_rolls_back_only_its_seed():
     runs = []
     for poison in (False, True):
-        stack = StackedLearner.from_config(_cfg("ppo_cartpole"), (0, 1))
+        stack = build_stacked(_cfg("ppo_cartpole"), (0, 1))
         training = StackedTraining(stack)
         before = [p.detach().clone() for p in stack.agents[1].actor.parameters()]
         training.collector.collect(stack.act, stack.value)
@@ -132,7 +133,7 @@ def test_non_finite_update_rolls_back_only_its_seed():
 
 
 def test_seed_state_dicts_load_into_lone_agents():
-    stack = StackedLearner.from_config(_cfg("a2c_cartpole", "total_steps=256"), (2, 4))
+    stack = build_stacked(_cfg("a2c_cartpole", "total_steps=256"), (2, 4))
     StackedTraining(stack).train(evaluate=False)
     for k, state in enumerate(stack.seed_state_dicts()):
         lone = build_agent(_cfg("a2c_cartpole", "seed=9"))
@@ -160,9 +161,9 @@ def test_train_stacked_returns_one_evaluated_summary_per_seed():
 )
 def test_unsupported_configs_are_refused_with_one_line(preset, overrides, message):
     with pytest.raises(ConfigError, match=message):
-        StackedLearner.from_config(load_config(preset, overrides), [0, 1])
+        build_stacked(load_config(preset, overrides), [0, 1])
 
 
 def test_seed_lists_are_checked():
     with pytest.raises(ConfigError, match="distinct"):
-        StackedLearner.from_config(_cfg("ppo_cartpole"), [1, 1])
+        build_stacked(_cfg("ppo_cartpole"), [1, 1])

@@ -1,8 +1,8 @@
 """Many seeds in one process (issue 17): K seeds of one config trained together on stacked tensors.
 
-Entry point: :func:`train_stacked` (``train_stacked(cfg, seeds=range(10))`` → one summary per
-seed), or :class:`StackedLearner` + :class:`StackedTraining`. Exported lazily: the learner imports
-the agents (the top floor), which the library modules of this package must not.
+Entry point (top floor, it builds the agents): ``agents.stacked.train_stacked(cfg, seeds=range(10))``
+→ one summary per seed, or ``agents.stacked.build_stacked`` + :class:`StackedTraining`. Exported
+lazily, so that importing :mod:`rlopt.stacked.rollout` does not import the update code.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ _EXPORTS = {
     "StackedLearner": "rlopt.stacked.learner",
     "check_stackable": "rlopt.stacked.learner",
     "StackedTraining": "rlopt.stacked.training",
-    "train_stacked": "rlopt.stacked.training",
 }
 
 __all__ = list(_EXPORTS)

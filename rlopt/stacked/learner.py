@@ -1,7 +1,7 @@
 """K seeds of one config learning together (issue 17): REINFORCE, A2C and PPO on stacked networks.
 
-Built from K lone agents (``agents.build_agent`` per seed: seed ``k``'s initial weights and random
-stream are exactly its lone run's), it runs their update on ``[K, ...]`` tensors with the pure
+Built from K lone agents (``agents.stacked.build_stacked`` builds each with ``agents.build_agent``:
+seed ``k``'s initial weights and random stream are exactly its lone run's), it runs their update on ``[K, ...]`` tensors with the pure
 pieces the agents use -- the agent's own ``compute_targets`` hook, :mod:`rlopt.losses` (per-seed
 ``[K]`` losses; one backward of their sum gives each seed its own gradient), per-seed clipping
 (:mod:`rlopt.stacked.clipping`) and one torch.optim optimizer and LR schedule per network over all
@@ -13,21 +13,19 @@ a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacke
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import Tensor
 
-from agents import build_agent
-from agents.base import Agent
 from rlopt.config import Config
 from rlopt.errors import ConfigError
 from rlopt.optim import build_optimizer
 from rlopt.schedules import build_lr_scheduler, build_schedule
 from rlopt.stacked.batch import StackedBatch, compute_targets_stacked, stack_rollouts
 from rlopt.stacked.networks import StackedActor, StackedCritic
-from rlopt.stacked.random import generator_from_global_state, sample_per_seed
+from rlopt.stacked.random import sample_per_seed
 from rlopt.stacked.snapshot import SeedSnapshots
 
 SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo")
@@ -58,7 +56,9 @@ class StackedLearner:
     """K lone agents (same config but the seed) updated together; ``agents[k]`` stays a usable lone
     agent (``predict``, evaluation, ``state_dict`` after :meth:`sync_agents`)."""
 
-    def __init__(self, agents: Sequence[Agent], generators: Sequence[torch.Generator]) -> None:
+    def __init__(self, agents: Sequence[Any], generators: Sequence[torch.Generator]) -> None:
+        """``agents[k]``: seed ``k``'s lone agent (an ``agents.base.Agent``; the library layer does not
+        import the agents), ``generators[k]``: its random stream, where its lone run draws next."""
         if len(agents) != len(generators):
             raise ValueError(f"{len(agents)} agents for {len(generators)} generators")
         self.agents = list(agents)
@@ -88,21 +88,6 @@ class StackedLearner:
         self._rollout_stack: tuple[Any, Any] | None = None
         self.frozen = [False] * len(agents)
         """Seeds that stopped learning (too many faults in a row): they collect but never step."""
-
-    @classmethod
-    def from_config(cls, cfg: Config, seeds: Iterable[int]) -> "StackedLearner":
-        """Seed ``k``'s agent built as its lone run builds it (``agents.build_agent`` with
-        ``seed=k``), and its generator in the global RNG state right after, where the lone run
-        draws its first action."""
-        seeds = [int(s) for s in seeds]
-        check_stackable(cfg, seeds)
-        agents, generators = [], []
-        for seed in seeds:
-            seed_cfg = copy.deepcopy(cfg)
-            seed_cfg.seed = seed
-            agents.append(build_agent(seed_cfg))
-            generators.append(generator_from_global_state())
-        return cls(agents, generators)
 
     @property
     def num_seeds(self) -> int:

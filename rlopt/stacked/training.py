@@ -1,4 +1,5 @@
-"""``train_stacked(cfg, seeds)``: K seeds of one config trained in one process, one summary each.
+"""K seeds of one config trained in one process (:class:`StackedTraining`), one summary each;
+``agents.stacked.train_stacked(cfg, seeds)`` builds and runs it.
 
 The loop of :class:`rlopt.trainer.Trainer` without a run directory (not yet: logs, checkpoints,
 resume, evaluations during training -- ``eval.every_steps`` and ``checkpoint.*`` are ignored):
@@ -11,41 +12,16 @@ the others go on.
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections import deque
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 
-from rlopt.config import Config
-from rlopt.errors import ConfigError
 from rlopt.evaluation import evaluate_episodes
 from rlopt.stacked.learner import StackedLearner
 from rlopt.stacked.rollout import build_collectors
-
-
-def train_stacked(
-    cfg: Config, seeds: Iterable[int], total_steps: int | None = None, evaluate: bool = True
-) -> list[dict[str, Any]]:
-    """Train ``seeds`` of ``cfg`` together for ``total_steps`` env steps per seed (default
-    ``cfg.total_steps``); returns one summary per seed, in the order of ``seeds``, with the keys of
-    a lone run's summary that apply (``eval_return_mean`` ... ``skipped_updates``)."""
-    seeds = [int(s) for s in seeds]
-    if total_steps is not None:
-        if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
-            raise ConfigError(f"total_steps: must be an int >= 1, got {total_steps!r}")
-        cfg = _with_total_steps(cfg, total_steps)
-    learner = StackedLearner.from_config(cfg, seeds)
-    return StackedTraining(learner).train(evaluate=evaluate)
-
-
-def _with_total_steps(cfg: Config, total_steps: int) -> Config:
-    cfg = copy.deepcopy(cfg)
-    cfg.total_steps = total_steps
-    return cfg
 
 
 class StackedTraining:
