@@ -113,8 +113,10 @@ def test_stacked_collect_equals_lone_collects(env_id: str, num_envs: int, n_step
     cfg, seeds, rollouts = config(env_id, num_envs, n_steps), [0, 1, 2], 3
     stack, stacked_stats, stacked_buffers = run_stacked(cfg, seeds, rollouts)
     assert stack.buffer.obs.shape == (3, n_steps, num_envs, stack.collectors[0].obs_dim)
-    # CartPole's K vector envs step as one numpy array, Pendulum's seed by seed.
+    # CartPole's K vector envs step as one numpy array, Pendulum's seed by seed; the normalisers
+    # are updated as [K, ...] statistics.
     assert type(stack.env_side()) is (StackedCartPole if env_id == "CartPole-v1" else SeedEnvs)
+    assert all(stats is not None for stats in stack._stacked_statistics())
     ended = 0
     for k, seed in enumerate(seeds):
         lone, lone_stats, lone_buffers = run_lone(cfg, seed, rollouts)
@@ -146,7 +148,8 @@ def test_seed_is_independent_of_its_stack_mates() -> None:
 
 class NanAfterEnv(gym.Env):
     """obs = [step, seed]; from step 3 on, the env reset with seed 10 observes NaN in its first
-    entry (a broken simulator), the others stay finite. Episodes last 5 steps."""
+    entry (a broken simulator) and gets reward inf at step 4; the others stay finite. Episodes
+    last 5 steps."""
 
     def __init__(self) -> None:
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
@@ -161,8 +164,10 @@ class NanAfterEnv(gym.Env):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._step += 1
-        first = math.nan if (self._seed == 10 and self._step >= 3) else float(self._step + action)
-        return np.array([first, self._seed], dtype=np.float32), 1.0, self._step >= 5, False, {}
+        broken = self._seed == 10 and self._step >= 3
+        first = math.nan if broken else float(self._step + action)
+        reward = math.inf if broken and self._step == 4 else 1.0
+        return np.array([first, self._seed], dtype=np.float32), reward, self._step >= 5, False, {}
 
 
 NAN_ID = "RloptTest/NanAfter-v0"
@@ -181,6 +186,7 @@ def test_non_finite_rows_get_the_lone_treatment_and_spare_other_seeds() -> None:
                 assert bits(stacked_buffers[r][k][name]) == bits(lone_buffers[r][name]), (seed, name)
     assert torch.isnan(stacked_buffers[0][1]["values"]).any()  # seed 10's env 0 went NaN
     assert torch.isfinite(stacked_buffers[0][0]["values"]).all()  # seed 4's envs never did
+    assert math.inf in stacked_stats[0][1].episode_returns  # seed 10's inf reward went per seed
 
 
 def test_state_round_trip_resumes_every_seed() -> None:

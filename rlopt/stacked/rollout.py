@@ -33,6 +33,7 @@ from rlopt.normalization import RewardScaler, RunningMeanStd
 from rlopt.rollout import RolloutBuffer, RolloutCollector, RolloutStats, act_on_finite_rows
 from rlopt.stacked.cartpole import StackedCartPole
 from rlopt.stacked.cartpole import fits as cartpole_fits
+from rlopt.stacked.normalization import StackedRewardScaler, StackedRunningMeanStd
 
 StackedActFn = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 """``act(obs [K, N, obs_dim]) -> (actions [K, N] or [K, N, act_dim], log_probs [K, N], values [K, N])``."""
@@ -121,55 +122,94 @@ class StackedCollector:
         envs = [c.envs for c in self.collectors]
         return StackedCartPole(envs) if cartpole_fits(envs) else SeedEnvs(self.collectors)
 
-    def _observe(self, t: int) -> bool:
-        """The policy's view of every seed's observation into ``buffer.obs[:, t]``; all finite?"""
-        if self._normalized:
-            return all([c.observe(t)[1] for c in self.collectors])
-        self.buffer.obs[:, t].copy_(self._host["raw_obs"])
+    def _stacked_statistics(self) -> tuple[StackedRunningMeanStd | None, StackedRewardScaler | None]:
+        """The seeds' normalisers as ``[K, ...]`` statistics, where they fit (else per seed)."""
+        normalizers = [c.obs_normalizer for c in self.collectors]
+        same_clip = len({c.obs_clip for c in self.collectors}) == 1
+        obs_stats = StackedRunningMeanStd(normalizers) if same_clip and StackedRunningMeanStd.fits(normalizers) else None
+        scalers = [c.reward_scaler for c in self.collectors]
+        return obs_stats, StackedRewardScaler(scalers) if StackedRewardScaler.fits(scalers) else None
+
+    def _observe(self, t: int, obs_stats: StackedRunningMeanStd | None) -> bool:
+        """``RolloutCollector.observe`` of every seed into ``buffer.obs[:, t]``; all finite?"""
+        raw_obs, obs_t = self._host["raw_obs"], self.buffer.obs[:, t]
+        if not self._normalized:
+            obs_t.copy_(raw_obs)
+        elif obs_stats is not None and bool(torch.isfinite(raw_obs).all()):
+            obs_stats.update(raw_obs)
+            obs_t.copy_(obs_stats.normalize(raw_obs, clip=self.collectors[0].obs_clip))
+        else:  # per seed, on the seeds' own normalisers (which drop non-finite rows)
+            if obs_stats is not None:
+                obs_stats.end()
+            for collector in self.collectors:
+                collector.observe(t)
+            if obs_stats is not None:
+                obs_stats.begin()
         return all(c.raw_obs_finite for c in self.collectors)
+
+    def _scale_rewards(self, t: int, rewards: np.ndarray, done: np.ndarray, stats: StackedRewardScaler | None) -> None:
+        """``host rewards[:, t]``: the raw rewards, or each seed's scaled by its reward scaler."""
+        scaled = None if stats is None else stats.scale(rewards, done)
+        if scaled is not None:
+            self._host["rewards"][:, t] = scaled
+        elif not self._scaled:
+            self._host["rewards"][:, t] = rewards
+        else:  # per seed (a non-finite running return, or scalers that do not stack)
+            if stats is not None:
+                stats.end()
+            for k, scaler in enumerate(c.reward_scaler for c in self.collectors):
+                self._host["rewards"][k, t] = rewards[k] if scaler is None else scaler.scale(rewards[k], done[k])
+            if stats is not None:
+                stats.begin()
+
+    def _step(self, t: int, actions: Tensor, env_side: StackedCartPole | SeedEnvs,
+              reward_stats: StackedRewardScaler | None) -> None:  # fmt: skip
+        """``RolloutCollector.step`` of every seed on ``[K, N]`` arrays: valid mask, env step,
+        rewards, flags, next observation and episode bookkeeping."""
+        host, collectors = self._host, self.collectors
+        valid = np.logical_not(host["prev_done"], out=host["valid"][:, t])
+        env_actions = actions.detach().cpu().numpy()
+        if self._bounds is not None:  # Box: the env gets the clipped action, the buffer the sample
+            env_actions = np.clip(env_actions, *self._bounds)
+        next_obs, rewards, terminated, truncated = env_side.step(env_actions)
+        self._scale_rewards(t, rewards, terminated | truncated, reward_stats)
+        host["terminated"][:, t] = terminated
+        host["truncated"][:, t] = truncated
+        host["raw_obs"].copy_(torch.from_numpy(next_obs))
+        finite = np.isfinite(next_obs).reshape(len(collectors), -1).all(axis=1)
+        for collector, seed_finite in zip(collectors, finite.tolist()):
+            collector.raw_obs_finite = seed_finite
+        host["episode_returns"] += rewards
+        host["episode_lengths"] += valid
+        done = np.logical_or(terminated, truncated, out=host["prev_done"])
+        if done.any():
+            for k in np.flatnonzero(done.any(axis=1)).tolist():
+                collectors[k].close_episodes(done[k])
 
     def collect(self, act: StackedActFn, value: StackedValueFn) -> list[RolloutStats]:
         """One rollout of every seed; returns each seed's ``RolloutStats`` (see
-        ``RolloutCollector.collect``, whose steps this runs on ``[K, N]`` arrays). A seed with a
+        ``RolloutCollector.collect``, whose phases this runs on ``[K, N]`` arrays). A seed with a
         non-finite observation row gets exactly the lone treatment
         (:func:`rlopt.rollout.act_on_finite_rows` is the identity on finite rows)."""
-        collectors, host, buffer = self.collectors, self._host, self.buffer
+        collectors, buffer = self.collectors, self.buffer
         for collector in collectors:
             collector.begin_rollout()
         env_side = self.env_side()
-        env_side.begin()
+        obs_stats, reward_stats = self._stacked_statistics()
         records: tuple[list[Tensor], list[Tensor], list[Tensor]] = ([], [], [])
-        for t in range(self.n_steps):
-            obs_t = buffer.obs[:, t]
-            outputs = act(obs_t) if self._observe(t) else act_on_finite_rows(act, obs_t)
-            for record, output in zip(records, outputs):
-                record.append(output)
-            # RolloutCollector.step on [K, N]: valid, env step, rewards, flags, episode bookkeeping.
-            valid = np.logical_not(host["prev_done"], out=host["valid"][:, t])
-            env_actions = outputs[0].detach().cpu().numpy()
-            if self._bounds is not None:
-                env_actions = np.clip(env_actions, *self._bounds)
-            next_obs, rewards, terminated, truncated = env_side.step(env_actions)
-            if self._scaled:
-                for k, scaler in enumerate(c.reward_scaler for c in collectors):
-                    host["rewards"][k, t] = rewards[k] if scaler is None else scaler.scale(
-                        rewards[k], terminated[k] | truncated[k]
-                    )
-            else:
-                host["rewards"][:, t] = rewards
-            host["terminated"][:, t] = terminated
-            host["truncated"][:, t] = truncated
-            host["raw_obs"].copy_(torch.from_numpy(next_obs))
-            finite = np.isfinite(next_obs).reshape(len(collectors), -1).all(axis=1)
-            for collector, seed_finite in zip(collectors, finite.tolist()):
-                collector.raw_obs_finite = seed_finite
-            host["episode_returns"] += rewards
-            host["episode_lengths"] += valid
-            done = np.logical_or(terminated, truncated, out=host["prev_done"])
-            if done.any():
-                for k in np.flatnonzero(done.any(axis=1)).tolist():
-                    collectors[k].close_episodes(done[k])
-        env_side.end()
+        env_side.begin()
+        try:
+            for t in range(self.n_steps):
+                obs_t = buffer.obs[:, t]
+                outputs = act(obs_t) if self._observe(t, obs_stats) else act_on_finite_rows(act, obs_t)
+                for record, output in zip(records, outputs):
+                    record.append(output)
+                self._step(t, outputs[0], env_side, reward_stats)
+        finally:  # the per-seed envs and normalisers hold the state between rollouts
+            env_side.end()
+            for stats in (obs_stats, reward_stats):
+                if stats is not None:
+                    stats.end()
         for record, name in zip(records, ("actions", "log_probs", "values")):
             torch.stack(record, dim=1, out=getattr(buffer, name))
         for name, tensor in self._host_tensors.items():
