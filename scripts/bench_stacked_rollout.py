@@ -1,4 +1,4 @@
-"""Host cost of the stacked collector per vector step: K seeds x N CartPole envs, trivial policy.
+"""Host cost of the stacked collector per vector step: K seeds x N envs, a constant policy.
 
 One thread; CPU seconds (``time.process_time``) of ``collect`` alone, lone ``RolloutCollector``
 (K = 1 reference) vs ``StackedCollector`` over K collectors built by ``build_collectors``.
@@ -11,6 +11,7 @@ import argparse
 import time
 
 import torch
+from gymnasium import spaces
 
 from rlopt.config import load_config
 from rlopt.stacked.rollout import build_collector, build_collectors
@@ -38,14 +39,20 @@ def main() -> None:
             best = min(best, time.process_time() - start)
         return best / (args.rollouts * n_steps) * 1e6
 
+    def constant_outputs(*lead: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Action 0 (Discrete) or the zero vector (Box), log-prob 0, value 0."""
+        space = lone.action_space
+        actions = torch.zeros(*lead, *space.shape) if isinstance(space, spaces.Box) else torch.zeros(*lead, dtype=torch.int64)
+        return actions, torch.zeros(*lead), torch.zeros(*lead)
+
     with torch.no_grad():
         lone = build_collector(cfg, 0, None)
-        zeros = torch.zeros(num_envs, dtype=torch.int64), torch.zeros(num_envs), torch.zeros(num_envs)
+        zeros = constant_outputs(num_envs)
         lone_us = timed(lambda: lone.collect(lambda obs: zeros, lambda obs: zeros[1]))
         print(f"{cfg.env.id} N={num_envs} T={n_steps}: lone collector {lone_us:.1f} µs per vector step")
         for k in (int(v) for v in args.ks.split(",")):
             stack = build_collectors(cfg, range(k))
-            out = torch.zeros(k, num_envs, dtype=torch.int64), torch.zeros(k, num_envs), torch.zeros(k, num_envs)
+            out = constant_outputs(k, num_envs)
             us = timed(lambda: stack.collect(lambda obs: out, lambda obs: out[1]))
             print(f"K={k:3d}: {us:8.1f} µs per vector step, {us / k:6.1f} µs per seed "
                   f"({us / k / num_envs:5.2f} µs per env step)", flush=True)  # fmt: skip
