@@ -38,7 +38,8 @@ from rlopt.errors import ConfigError
 from rlopt.normalization import RewardScaler, RunningMeanStd
 from rlopt.rollout_buffer import RolloutBatch, RolloutBuffer
 
-__all__ = ["ActFn", "RolloutBatch", "RolloutBuffer", "RolloutCollector", "RolloutStats", "ValueFn", "act_on_finite_rows"]
+__all__ = ["ActFn", "RolloutBatch", "RolloutBuffer", "RolloutCollector", "RolloutStats", "ValueFn",
+           "act_on_finite_rows"]  # fmt: skip
 
 ActFn = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 """``act(obs [E, obs_dim]) -> (action, log_prob [E], value [E])``; called under the caller's no_grad."""

@@ -42,7 +42,10 @@ def main() -> None:
     def constant_outputs(*lead: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Action 0 (Discrete) or the zero vector (Box), log-prob 0, value 0."""
         space = lone.action_space
-        actions = torch.zeros(*lead, *space.shape) if isinstance(space, spaces.Box) else torch.zeros(*lead, dtype=torch.int64)
+        if isinstance(space, spaces.Box):
+            actions = torch.zeros(*lead, *space.shape)
+        else:
+            actions = torch.zeros(*lead, dtype=torch.int64)
         return actions, torch.zeros(*lead), torch.zeros(*lead)
 
     with torch.no_grad():

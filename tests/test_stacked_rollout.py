@@ -97,7 +97,9 @@ def run_lone(cfg: Any, seed: int, rollouts: int) -> tuple[RolloutCollector, list
     return collector, stats, buffers
 
 
-def run_stacked(cfg: Any, seeds: Sequence[int], rollouts: int) -> tuple[StackedCollector, list[list[RolloutStats]], list[list[dict]]]:
+def run_stacked(
+    cfg: Any, seeds: Sequence[int], rollouts: int
+) -> tuple[StackedCollector, list[list[RolloutStats]], list[list[dict]]]:
     stack = build_collectors(cfg, seeds)
     act = stacked_act([seed_act(seed, stack.collectors[0].action_space) for seed in seeds])
     stats, buffers = [], []
@@ -271,7 +273,9 @@ def test_stacked_cartpole_reproduces_gymnasium_step_for_step() -> None:
             for k, envs in enumerate(lone):
                 want = envs.step(actions[k])[:4]
                 for part_got, part_want in zip(got, want):
-                    assert bits(torch.from_numpy(np.ascontiguousarray(part_got[k]))) == bits(torch.from_numpy(part_want))
+                    assert bits(torch.from_numpy(np.ascontiguousarray(part_got[k]))) == bits(
+                        torch.from_numpy(part_want)
+                    )
             counts += [got[2].sum(), got[3].sum()]
         stacked.end()
         if block == 1:  # lone steps of the written-back envs continue exactly too
@@ -295,8 +299,11 @@ def test_bind_host_state_copies_the_state_in_and_checks_the_arrays() -> None:
     collector.reset(0)
     before = {name: (value.clone() if isinstance(value, Tensor) else value.copy())
               for name, value in collector.host_arrays().items()}  # fmt: skip
-    rows = {name: (torch.full((3, *v.shape), 9, dtype=v.dtype) if isinstance(v, Tensor) else np.full((3, *v.shape), 9, v.dtype))
-            for name, v in before.items()}  # fmt: skip
+    rows = {
+        name: torch.full((3, *v.shape), 9, dtype=v.dtype) if isinstance(v, Tensor)
+        else np.full((3, *v.shape), 9, v.dtype)
+        for name, v in before.items()
+    }
     collector.bind_host_state({name: array[1] for name, array in rows.items()})
     assert torch.equal(rows["raw_obs"][1], before["raw_obs"]) and (rows["raw_obs"][0] == 9).all()
     collector.collect(seed_act(0, collector.action_space), lone_value)

@@ -72,7 +72,8 @@ class StackedRunningMeanStd:
         batch_var, batch_mean = torch.var_mean(batch, dim=1, correction=0)
         total = self.count + batch_count
         delta = batch_mean - self.mean
-        self.mean += delta * self._per_seed(torch.full_like(total, batch_count) / total)  # not int / Tensor: that is reciprocal-then-multiply
+        # A tensor division, not ``int / Tensor`` (torch computes that as reciprocal-then-multiply).
+        self.mean += delta * self._per_seed(torch.full_like(total, batch_count) / total)
         sum_sq = (self.var * self._per_seed(self.count) + batch_var * batch_count
                   + delta.square() * self._per_seed(self.count * batch_count / total))  # fmt: skip
         self.var.copy_(sum_sq / self._per_seed(total))
@@ -95,8 +96,11 @@ class StackedRewardScaler:
         if not scalers or any(s is None for s in scalers) or not _distinct(scalers):
             return False
         first = scalers[0]
-        return all((s.gamma, s.clip, s.discounted_return.shape) == (first.gamma, first.clip, first.discounted_return.shape)
-                   for s in scalers) and StackedRunningMeanStd.fits([s.return_stats for s in scalers])  # fmt: skip
+        def key(scaler: RewardScaler) -> tuple:
+            return scaler.gamma, scaler.clip, scaler.discounted_return.shape
+
+        same = all(key(s) == key(first) for s in scalers)
+        return same and StackedRunningMeanStd.fits([s.return_stats for s in scalers])
 
     def __init__(self, scalers: Sequence[RewardScaler]) -> None:
         if not self.fits(scalers):

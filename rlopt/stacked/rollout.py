@@ -75,7 +75,9 @@ class SeedEnvs:
     def step(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``actions [K, N, ...]`` -> stacked ``(obs, rewards, terminated, truncated)``."""
         results = [c.envs.step(seed_actions)[:4] for c, seed_actions in zip(self.collectors, actions)]
-        return tuple(np.stack([np.asarray(part) for part in parts]) for parts in zip(*results))  # type: ignore[return-value]
+        stacked = (np.stack([np.asarray(part) for part in parts]) for parts in zip(*results))
+        obs, rewards, terminated, truncated = stacked
+        return obs, rewards, terminated, truncated
 
 
 class StackedCollector:
@@ -107,7 +109,8 @@ class StackedCollector:
             collector.buffer = self.buffer.seeds[k]
             collector.bind_host_state({name: array[k] for name, array in host.items()})
         self._host = host
-        self._host_tensors = {name: torch.from_numpy(host[name]) for name in ("valid", "rewards", "terminated", "truncated")}
+        staged = ("valid", "rewards", "terminated", "truncated")
+        self._host_tensors = {name: torch.from_numpy(host[name]) for name in staged}
         self._normalized = any(c.obs_normalizer is not None for c in self.collectors)
         self._scaled = any(c.reward_scaler is not None for c in self.collectors)
         space = first.action_space
@@ -126,7 +129,8 @@ class StackedCollector:
         """The seeds' normalisers as ``[K, ...]`` statistics, where they fit (else per seed)."""
         normalizers = [c.obs_normalizer for c in self.collectors]
         same_clip = len({c.obs_clip for c in self.collectors}) == 1
-        obs_stats = StackedRunningMeanStd(normalizers) if same_clip and StackedRunningMeanStd.fits(normalizers) else None
+        stacks = same_clip and StackedRunningMeanStd.fits(normalizers)
+        obs_stats = StackedRunningMeanStd(normalizers) if stacks else None
         scalers = [c.reward_scaler for c in self.collectors]
         return obs_stats, StackedRewardScaler(scalers) if StackedRewardScaler.fits(scalers) else None
 
