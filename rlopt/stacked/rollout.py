@@ -115,6 +115,8 @@ class StackedCollector:
         self._scaled = any(c.reward_scaler is not None for c in self.collectors)
         space = first.action_space
         self._bounds = (space.low, space.high) if isinstance(space, spaces.Box) else None
+        if isinstance(space, spaces.Box):  # clipped into the space's dtype, as the lone collector does
+            self._env_actions = np.empty((len(collectors), self.num_envs, *space.shape), dtype=space.dtype)
 
     @property
     def num_seeds(self) -> int:
@@ -174,7 +176,7 @@ class StackedCollector:
         valid = np.logical_not(host["prev_done"], out=host["valid"][:, t])
         env_actions = actions.detach().cpu().numpy()
         if self._bounds is not None:  # Box: the env gets the clipped action, the buffer the sample
-            env_actions = np.clip(env_actions, *self._bounds)
+            env_actions = np.clip(env_actions, *self._bounds, out=self._env_actions)
         next_obs, rewards, terminated, truncated = env_side.step(env_actions)
         self._scale_rewards(t, rewards, terminated | truncated, reward_stats)
         host["terminated"][:, t] = terminated
