@@ -201,8 +201,10 @@ class RolloutCollector:
         a NaN value, so the update that would learn from it is skipped (:func:`act_on_finite_rows`).
 
         The phases (``begin_rollout``, ``observe``, ``step``, ``end_rollout``, ``finish_rollout``)
-        are public so that ``rlopt.stacked.rollout.StackedCollector`` can drive K collectors with
-        one policy call per step; this method is their lone use.
+        are public for ``rlopt.stacked.rollout.StackedCollector``, which drives K collectors with
+        one policy call per step: it runs ``step``'s bookkeeping once on K collectors' host state
+        (bound to rows of ``[K, ...]`` arrays by :meth:`bind_host_state`) and the other phases
+        per seed where they are per seed.
         """
         self.begin_rollout()
         for t in range(self.n_steps):
