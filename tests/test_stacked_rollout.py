@@ -2,7 +2,8 @@
 seed's buffer exactly as that seed's lone ``RolloutCollector.collect`` does with the same actions --
 CartPole (vector entry point, Discrete) and Pendulum (SyncVectorEnv, Box), obs normalisation and
 reward scaling on, several rollouts with episode ends; seeds are independent of their stack mates;
-non-finite rows, state round trip, the builder against the trainer's, storage-backed buffers."""
+non-finite rows, state round trip, the builder against the trainer's, storage-backed buffers, host
+state bound to stacked rows; the stacked CartPole against gymnasium's step for step."""
 
 from __future__ import annotations
 
