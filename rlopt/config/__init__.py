@@ -17,15 +17,16 @@ _MODULE_OF = {
     "read_yaml": "yaml_io",
     **dict.fromkeys(
         (
-            "DEFAULT_ACTOR_OPTIM", "DEFAULT_CRITIC_OPTIM", "DEFAULT_TRUST_REGION", "ActorConfig",
+            "DEFAULT_ACTOR_OPTIM", "DEFAULT_CRITIC_OPTIM", "ActorConfig",
             "CheckpointConfig", "Config", "CriticConfig", "EnvConfig", "EvalConfig", "HealthConfig",
             "PolicyGradientConfig", "PPOConfig", "ReinforceConfig", "RolloutConfig",
         ),
         "schema",
     ),
+    "DEFAULT_TRUST_REGION": "rlopt.optimizers.trust_region",
     **dict.fromkeys(("check_fits_in_memory", "check_optimizer_spec", "physical_memory_bytes", "validate"), "validation"),
 }  # fmt: skip
-"""Each public name and the submodule that defines it."""
+"""Each public name and the submodule that defines it (a full module path: defined outside rlopt.config)."""
 
 __all__ = [
     "ActorConfig",
@@ -57,7 +58,7 @@ def __getattr__(name: str) -> Any:
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'rlopt.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"rlopt.config.{module}"), name)
+    value = getattr(importlib.import_module(module if "." in module else f"rlopt.config.{module}"), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from rlopt.config.schema import (
         DEFAULT_ACTOR_OPTIM,
         DEFAULT_CRITIC_OPTIM,
-        DEFAULT_TRUST_REGION,
         ActorConfig,
         CheckpointConfig,
         Config,
@@ -82,3 +82,4 @@ if TYPE_CHECKING:
     )
     from rlopt.config.validation import check_fits_in_memory, check_optimizer_spec, physical_memory_bytes, validate
     from rlopt.config.yaml_io import read_yaml
+    from rlopt.optimizers.trust_region import DEFAULT_TRUST_REGION
