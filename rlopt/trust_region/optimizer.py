@@ -97,7 +97,7 @@ class StepProposal(NamedTuple):
 
 
 def scale_step(gradient: Tensor, solved: Direction, lr: float, max_kl: float) -> StepProposal:
-    """Scale d so that ½ dᵀM̃d = δ: Δθ = lr · √(2δ / dᵀM̃d) · d (seed 003), i.e.
+    """Scale d so that ½ dᵀM̃d = δ: Δθ = lr · √(2δ / dᵀM̃d) · d (Schulman et al. 2015, App. C), i.e.
     δθ* = −√(2δ / gᵀM̃⁻¹g) · M̃⁻¹g when d is exact. Valid only if g, d, dᵀM̃d are finite and dᵀM̃d > 0."""
     direction, quadratic = solved.direction, solved.quadratic
     finite = torch.isfinite(gradient).all() & torch.isfinite(direction).all() & torch.isfinite(quadratic)

@@ -1,5 +1,5 @@
-"""The ``cg`` solver: conjugate gradient on v ↦ (M + λI)v, Hessian-free (TRPO; seed 003, "Practical
-computation"). Works with every metric: it only needs the metric's matrix-vector product."""
+"""The ``cg`` solver: conjugate gradient on v ↦ (M + λI)v, Hessian-free (TRPO, Schulman et al. 2015,
+App. C). Works with every metric: it only needs the metric's matrix-vector product."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def cg_direction(
     """
 
     def damped_mvp(vector: Tensor) -> Tensor:
-        # (M + λI) v, seed 003 "Damping".
+        # (M + λI) v: the damping λ keeps M̃ positive definite (Martens 2010).
         return torch.add(metric_mvp(vector), vector, alpha=damping)
 
     cg = conjugate_gradient(damped_mvp, -gradient, cg_iters, cg_tol)

@@ -2,7 +2,7 @@
 build M(θ) from statistics instead of products (``kfac``, ``diagonal``).
 
 Each metric a statistics solver accepts is a sum over "row functions" r_j of
-M = E_i[Σ_j ∇_θ r_j(y_i) ∇_θ r_j(y_i)ᵀ] (seed 003's table); each :class:`~..metrics.base.Metric`
+M = E_i[Σ_j ∇_θ r_j(y_i) ∇_θ r_j(y_i)ᵀ]; each :class:`~..metrics.base.Metric`
 declares its own in :meth:`~..metrics.base.Metric.rows` (``fisher``: sampled log-probabilities;
 ``empirical_fisher``: the batch's log-probabilities; ``gradient_covariance``: the per-sample loss;
 ``gauss_newton``: one row per output unit). This module only looks them up by name.
