@@ -104,5 +104,5 @@ def check(spec: Mapping[str, Any], key: str, horizon: int = 1) -> None:
     family.check(_at_start(family, spec, key, horizon), key)
 
 
-__all__ = ["FAMILIES", "OptimizerFamily", "build", "check", "family_of", "lookup", "options", "register",
-           "scheduled_options", "valid_names"]  # fmt: skip
+__all__ = ["FAMILIES", "KFAC_FAMILY", "TORCH_OPTIM", "TRUST_REGION_FAMILY", "OptimizerFamily", "build", "check",
+           "family_of", "lookup", "options", "register", "scheduled_options", "valid_names"]  # fmt: skip

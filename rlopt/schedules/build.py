@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from rlopt.errors import ConfigError
+from rlopt.options import reject_unknown_options
 from rlopt.schedules.closed_forms import (
     SCHEDULE_CLASSES,
     SCHEDULE_NAMES,
@@ -63,12 +64,7 @@ def build_schedule(
         )
     cls = SCHEDULE_CLASSES[name]
     options = _spec_options(cls)
-    for field in spec:
-        if field != "name" and field not in options and field not in _WARMUP_OPTIONS:
-            accepted = ", ".join(["name", *options, *_WARMUP_OPTIONS])
-            raise ConfigError(
-                f"{key}.{field}: unknown option for schedule {name!r}; accepted: {accepted}"
-            )
+    reject_unknown_options(spec, [*options, *_WARMUP_OPTIONS], f"schedule {name!r}", key)
     for field, required in options.items():
         if required and field not in spec:
             raise ConfigError(f"{key}.{field}: required for schedule {name!r}")

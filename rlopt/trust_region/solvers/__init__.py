@@ -12,7 +12,7 @@ solver      M̃⁻¹g by                                          metrics it acc
 
 ``kfac`` and ``diagonal`` build M from per-sample statistics (:meth:`Metric.rows`), so they need a
 metric that is a sum of gradient outer products and says so (``Metric.statistics_solvers``):
-:data:`SOLVER_METRICS` is derived from those declarations, never kept by hand. Their quadratic is
+:func:`solver_metrics` derives the table from those declarations, never kept by hand. Their quadratic is
 the approximation's own, dᵀM̃d = −gᵀd, and the optimizer scales and line-searches d exactly as it
 does CG's.
 """
@@ -31,11 +31,19 @@ from rlopt.trust_region.solvers.kfac import KFACSolver
 SOLVER_CLASSES: dict[str, type[Solver]] = {cls.name: cls for cls in (CGSolver, KFACSolver, DiagonalSolver)}
 """Every solver by name."""
 SOLVERS: tuple[str, ...] = tuple(SOLVER_CLASSES)
-SOLVER_METRICS: dict[str, tuple[str, ...] | None] = {
-    name: tuple(metric for metric, cls in METRICS.items() if name in cls.statistics_solvers) if solver.statistics else None
-    for name, solver in SOLVER_CLASSES.items()
-}
-"""Every solver and the metrics it accepts (None: all), derived from the metrics' declarations."""
+
+
+def solver_metrics() -> dict[str, tuple[str, ...] | None]:
+    """Every solver and the metrics it accepts (None: all), derived from the declarations of the
+    metrics registered now (``Metric.statistics_solvers``)."""
+    return {
+        name: tuple(metric for metric, cls in METRICS.items() if name in cls.statistics_solvers) if solver.statistics else None
+        for name, solver in SOLVER_CLASSES.items()
+    }
+
+
+SOLVER_METRICS: dict[str, tuple[str, ...] | None] = solver_metrics()
+"""The solver × metric table of the built-in metrics (:func:`solver_metrics`)."""
 
 
 def check_solver(solver: Any, metric: str | None = None) -> None:
@@ -43,7 +51,7 @@ def check_solver(solver: Any, metric: str | None = None) -> None:
     that makes no sense."""
     if not isinstance(solver, str) or solver not in SOLVER_CLASSES:
         raise ConfigError(f"solver must be one of {', '.join(SOLVERS)}, got {solver!r}")
-    accepted = SOLVER_METRICS[solver]
+    accepted = solver_metrics()[solver]
     if accepted is not None and metric is not None and metric not in accepted:
         raise ConfigError(
             f"solver {solver!r} does not work with metric {metric!r}: {solver} needs a metric of "
@@ -57,4 +65,5 @@ def build_solver(name: str) -> Solver:
     return SOLVER_CLASSES[name]()
 
 
-__all__ = ["SOLVERS", "SOLVER_CLASSES", "SOLVER_METRICS", "Direction", "Solver", "StepProblem", "build_solver", "check_solver"]
+__all__ = ["SOLVERS", "SOLVER_CLASSES", "SOLVER_METRICS", "Direction", "Solver", "StepProblem", "build_solver", "check_solver",
+           "solver_metrics"]  # fmt: skip
