@@ -200,7 +200,7 @@ def _train(args: argparse.Namespace) -> int:
 
 def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_dir: Path, steps: int, flag: bool) -> str:
     """After a resume: refuse a ``total_steps`` below the ``steps`` done, re-fit every schedule to
-    it (:func:`rlopt.coefficients.refit_schedules`) and return the line that says what changed
+    it (:func:`rlopt.coefficients.refit_run_length`) and return the line that says what changed
     ("" when the run keeps its length). Reads and writes no file."""
     from rlopt.coefficients import refit_run_length
 
