@@ -23,10 +23,10 @@ _MODULE_OF = {
         ),
         "schema",
     ),
-    "DEFAULT_TRUST_REGION": "rlopt.optimizers.trust_region",
+    "DEFAULT_TRUST_REGION": "defaults",
     **dict.fromkeys(("check_fits_in_memory", "check_optimizer_spec", "physical_memory_bytes", "validate"), "validation"),
 }  # fmt: skip
-"""Each public name and the submodule that defines it (a full module path: defined outside rlopt.config)."""
+"""Each public name and the submodule that defines it."""
 
 __all__ = [
     "ActorConfig",
@@ -58,7 +58,7 @@ def __getattr__(name: str) -> Any:
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'rlopt.config' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module if "." in module else f"rlopt.config.{module}"), name)
+    value = getattr(importlib.import_module(f"rlopt.config.{module}"), name)
     globals()[name] = value  # later lookups skip __getattr__
     return value
 
@@ -82,4 +82,4 @@ if TYPE_CHECKING:
     )
     from rlopt.config.validation import check_fits_in_memory, check_optimizer_spec, physical_memory_bytes, validate
     from rlopt.config.yaml_io import read_yaml
-    from rlopt.optimizers.trust_region import DEFAULT_TRUST_REGION
+    from rlopt.config.defaults import DEFAULT_TRUST_REGION

@@ -2,8 +2,8 @@
 
 Layer 0 of rlopt: plain data, no torch, no agent code. Every field has a one-line docstring under it.
 The optimizer defaults live here too (``DEFAULT_ACTOR_OPTIM``, ``DEFAULT_CRITIC_OPTIM``; the
-trust-region step's, ``rlopt.config.DEFAULT_TRUST_REGION``, is derived from its hyper-parameter
-table in :mod:`rlopt.optimizers.trust_region`); an empty ``actor.optim``/``critic.optim`` means "the agent's default",
+trust-region step's, ``DEFAULT_TRUST_REGION``, is derived from its hyper-parameter table:
+:mod:`rlopt.config.defaults`); an empty ``actor.optim``/``critic.optim`` means "the agent's default",
 which the agent class fills in before a run starts, so ``RUN_DIR/config.yaml`` always shows the
 spec actually used. Reading YAML is :mod:`rlopt.config.loading`, checks are
 :mod:`rlopt.config.validation`.
