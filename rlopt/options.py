@@ -42,8 +42,8 @@ def finite(name: str, value: Any) -> None:
 
 
 def real(low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = True) -> Check:
-    """A finite number ``>= low`` (``> low`` with ``low_open``), and ``< high`` (``<= high`` unless
-    ``high_open``) when ``high`` is given; the message names the interval as ``in [0, 1)``."""
+    """A finite number ``>= low`` (``> low`` with ``low_open``) and, when ``high`` is given, ``< high``
+    (``<= high`` with ``high_open=False``); the message names the interval, e.g. ``in [0, 1)``."""
     if high is None:
         bound = f"{'>' if low_open else '>='} {low:g}"
     else:

@@ -61,8 +61,8 @@ class OptimizerFamily(ABC):
 
 
 def stand_in_layer(out_features: int = 2) -> nn.Linear:
-    """A Linear(2, out) with weight 0.5 and bias 0: a network to check a spec on (no RNG is drawn
-    into the run: the default initialisation is overwritten, but it draws, so callers fork the RNG)."""
+    """A Linear(2, out) with weight 0.5 and bias 0: a network to check a spec on. Its default
+    initialisation draws from a forked RNG, so checking a spec leaves torch's global RNG as it was."""
     with torch.random.fork_rng(devices=[]):
         layer = nn.Linear(2, out_features)
     with torch.no_grad():
