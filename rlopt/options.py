@@ -80,6 +80,17 @@ def defaults(table: Mapping[str, Option]) -> dict[str, Any]:
     return {name: option.default for name, option in table.items()}
 
 
+def resolve(table: Mapping[str, Option], given: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """A constructor's keyword arguments ``given`` over the table's defaults, all checked; an option
+    the table does not declare is a TypeError, as for any python signature."""
+    unknown = [name for name in given if name not in table]
+    if unknown:
+        raise TypeError(f"{owner} got an unexpected keyword argument {unknown[0]!r}")
+    values = {**defaults(table), **given}
+    check_all(values, table)
+    return values
+
+
 def check_all(values: Mapping[str, Any], table: Mapping[str, Option]) -> None:
     """Check every option of ``table`` present in ``values``, in the table's order."""
     for name, option in table.items():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from agents import A2C
+from agents import A2C, check_config
 from rlopt import optimizers
 from rlopt.config import load_config
 from rlopt.errors import ConfigError
@@ -91,3 +91,15 @@ def test_a_name_cannot_be_registered_twice() -> None:
 
     with pytest.raises(ValueError, match="'adam' is already registered"):
         optimizers.register(Twin())
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["critic.optim={name: trust_region}"], r"^critic\.optim\.name: trust_region is the actor step of the trust-region agents"),
+        (["agent=a2c", "actor.optim={name: kfac}"], r"^actor\.optim\.name: kfac is the critic's K-FAC optimizer"),
+    ],
+)
+def test_a_family_refuses_a_network_it_does_not_serve(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        check_config(load_config(None, overrides))

@@ -29,7 +29,9 @@ from torch import Tensor, nn
 
 from rlopt.errors import ConfigError
 from rlopt.optimizers.family import OptimizerFamily, stand_in_layer
-from rlopt.options import Option, any_error_as_config_error, check_all, defaults, errors_under, real, reject_unknown_options, signature
+from rlopt.options import (
+    Option, any_error_as_config_error, check_all, errors_under, real, reject_unknown_options, resolve, signature,
+)  # fmt: skip
 from rlopt.trust_region.metrics import GaussNewtonMetric
 from rlopt.trust_region.solvers.kfac import STAT_DECAY, UPDATE_EVERY, layer_statistics, linear_layers, precondition_layers
 
@@ -61,12 +63,7 @@ class KFAC(torch.optim.Optimizer):
     """
 
     def __init__(self, module: nn.Module, **hyperparameters: Any) -> None:
-        unknown = sorted(set(hyperparameters) - set(KFAC_HYPERPARAMETERS))
-        if unknown:
-            raise TypeError(f"KFAC got an unexpected keyword argument {unknown[0]!r}")
-        values = {**defaults(KFAC_HYPERPARAMETERS), **hyperparameters}
-        check_all(values, KFAC_HYPERPARAMETERS)
-        super().__init__(module.parameters(), values)
+        super().__init__(module.parameters(), resolve(KFAC_HYPERPARAMETERS, hyperparameters, "KFAC"))
         if len(self.param_groups) != 1:
             raise ConfigError("KFAC optimizes one module as one parameter group")
         self.module = module

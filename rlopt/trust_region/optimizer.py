@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from rlopt.errors import ConfigError
-from rlopt.options import check_all, defaults, signature
+from rlopt.options import check_all, resolve, signature
 from rlopt.trust_region.cg import CGResult
 from rlopt.trust_region.flat import flat_grad, flat_params, set_flat_params_
 from rlopt.trust_region.hyperparameters import TRUST_REGION_HYPERPARAMETERS
@@ -260,15 +260,11 @@ class TrustRegion(torch.optim.Optimizer):
     """
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], **hyperparameters: Any) -> None:
-        unknown = sorted(set(hyperparameters) - set(TRUST_REGION_HYPERPARAMETERS))
-        if unknown:
-            raise TypeError(f"TrustRegion got an unexpected keyword argument {unknown[0]!r}")
-        values = {**defaults(TRUST_REGION_HYPERPARAMETERS), **hyperparameters}
+        values = resolve(TRUST_REGION_HYPERPARAMETERS, hyperparameters, "TrustRegion")
         self._metric = build_metric(values["metric"], key="metric")
         if not isinstance(getattr(self._metric, "name", None), str):
             raise ConfigError(f"metric {self._metric!r} must define a string attribute 'name'")
         values["metric"] = self._metric.name
-        check_all(values, TRUST_REGION_HYPERPARAMETERS)
         check_solver(values["solver"], self._metric.name)
         super().__init__(params, values)
         self.last_stats: TrustRegionStats | None = None
