@@ -15,6 +15,10 @@ d = −(Ã ⊗ G̃)⁻¹ vec(V) = −vec(G̃⁻¹ V Ã⁻¹) for the layer's gra
 Parameters outside an ``nn.Linear`` layer (a Gaussian policy's log-std) get the ``diagonal`` solver's
 treatment: d = −g / (diag(M) + λ). Layers are found by walking ``MetricInputs.module`` and matched
 to the optimizer's parameters by identity, never by name.
+
+K-FAC lives here once: the critic's K-FAC optimizer (:mod:`rlopt.optimizers.kfac`) takes the same
+per-layer step (:func:`precondition_layers`) and declares its decay and refresh options with the
+same checks (:data:`STAT_DECAY`, :data:`UPDATE_EVERY`).
 """
 
 from __future__ import annotations
