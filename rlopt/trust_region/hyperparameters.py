@@ -36,7 +36,7 @@ TRUST_REGION_HYPERPARAMETERS: dict[str, Option] = {
     "max_backtracks": Option(10, LINE_SEARCH_CHECKS["max_backtracks"], "number of trial points of the line search"),
     "accept_ratio": Option(0.0, LINE_SEARCH_CHECKS["accept_ratio"], "Armijo fraction of the expected improvement required (0 disables)"),
     "solver": Option("cg", _solver, "how M̃⁻¹g is applied: cg, kfac or diagonal (rlopt.trust_region.solvers)"),
-    "kfac_stat_decay": Option(0.95, STAT_DECAY.check, f"kfac: {STAT_DECAY.doc}"),
+    "kfac_stat_decay": Option(STAT_DECAY.default, STAT_DECAY.check, f"kfac: {STAT_DECAY.doc}"),
     "kfac_update_every": Option(UPDATE_EVERY.default, UPDATE_EVERY.check, f"kfac: {UPDATE_EVERY.doc}"),
 }  # fmt: skip
 """Every hyper-parameter of the trust-region step, in signature order."""

@@ -35,7 +35,7 @@ from rlopt.trust_region.solvers.base import Direction, Solver, StepProblem, stat
 from rlopt.trust_region.solvers.diagonal import diagonal_direction, metric_diagonal
 
 STAT_DECAY = Option(0.95, real(0.0, 1.0), "running-average decay of the Kronecker factors A and G")
-"""The factors' decay, declared once for both K-FAC steps (each family sets its own default)."""
+"""The factors' decay, declared once for both K-FAC steps (the actor solver's default; the critic sets its own)."""
 UPDATE_EVERY = Option(1, integer(1), "the damped factor inverses are recomputed every this many steps")
 """How often the inverses are refreshed, declared once for both K-FAC steps."""
 
