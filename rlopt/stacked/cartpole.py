@@ -31,10 +31,13 @@ def fits(envs: Sequence[VectorEnv]) -> bool:
     if not envs or any(type(env) is not CartPoleVectorEnv for env in envs):
         return False
     first = envs[0]
-    return all(
-        env.num_envs == first.num_envs and all(getattr(env, name) == getattr(first, name) for name in _CONSTANTS)
-        for env in envs
-    )
+    try:
+        return all(
+            env.num_envs == first.num_envs and all(getattr(env, name) == getattr(first, name) for name in _CONSTANTS)
+            for env in envs
+        )
+    except AttributeError:  # another gymnasium's CartPoleVectorEnv: step seed by seed instead
+        return False
 
 
 class StackedCartPole:
