@@ -2,7 +2,8 @@
 seed's buffer exactly as that seed's lone ``RolloutCollector.collect`` does with the same actions --
 CartPole (vector entry point, Discrete) and Pendulum (SyncVectorEnv, Box), obs normalisation and
 reward scaling on, several rollouts with episode ends; seeds are independent of their stack mates;
-non-finite rows, state round trip, the builder against the trainer's, storage-backed buffers."""
+non-finite rows, state round trip, the builder against the trainer's, storage-backed buffers, host
+state bound to stacked rows; the stacked CartPole against gymnasium's step for step."""
 
 from __future__ import annotations
 
@@ -16,13 +17,15 @@ import numpy as np
 import pytest
 import torch
 from gymnasium import spaces
+from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
 from torch import Tensor
 
 from agents import build_agent
 from rlopt.config import load_config
 from rlopt.envs import make_vec_env
 from rlopt.rollout import ActFn, RolloutBuffer, RolloutCollector, RolloutStats
-from rlopt.stacked.rollout import StackedCollector, build_collector, build_collectors
+from rlopt.stacked.cartpole import StackedCartPole, fits
+from rlopt.stacked.rollout import SeedEnvs, StackedCollector, build_collector, build_collectors
 from rlopt.trainer import Trainer
 
 FIELDS = tuple(RolloutBuffer.layout(1, 1, 1, spaces.Discrete(2)))
@@ -95,7 +98,9 @@ def run_lone(cfg: Any, seed: int, rollouts: int) -> tuple[RolloutCollector, list
     return collector, stats, buffers
 
 
-def run_stacked(cfg: Any, seeds: Sequence[int], rollouts: int) -> tuple[StackedCollector, list[list[RolloutStats]], list[list[dict]]]:
+def run_stacked(
+    cfg: Any, seeds: Sequence[int], rollouts: int
+) -> tuple[StackedCollector, list[list[RolloutStats]], list[list[dict]]]:
     stack = build_collectors(cfg, seeds)
     act = stacked_act([seed_act(seed, stack.collectors[0].action_space) for seed in seeds])
     stats, buffers = [], []
@@ -111,6 +116,10 @@ def test_stacked_collect_equals_lone_collects(env_id: str, num_envs: int, n_step
     cfg, seeds, rollouts = config(env_id, num_envs, n_steps), [0, 1, 2], 3
     stack, stacked_stats, stacked_buffers = run_stacked(cfg, seeds, rollouts)
     assert stack.buffer.obs.shape == (3, n_steps, num_envs, stack.collectors[0].obs_dim)
+    # CartPole's K vector envs step as one numpy array, Pendulum's seed by seed; the normalisers
+    # are updated as [K, ...] statistics.
+    assert type(stack.env_side()) is (StackedCartPole if env_id == "CartPole-v1" else SeedEnvs)
+    assert all(stats is not None for stats in stack._stacked_statistics())
     ended = 0
     for k, seed in enumerate(seeds):
         lone, lone_stats, lone_buffers = run_lone(cfg, seed, rollouts)
@@ -142,7 +151,8 @@ def test_seed_is_independent_of_its_stack_mates() -> None:
 
 class NanAfterEnv(gym.Env):
     """obs = [step, seed]; from step 3 on, the env reset with seed 10 observes NaN in its first
-    entry (a broken simulator), the others stay finite. Episodes last 5 steps."""
+    entry (a broken simulator) and gets reward inf at step 4; the others stay finite. Episodes
+    last 5 steps."""
 
     def __init__(self) -> None:
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
@@ -157,8 +167,10 @@ class NanAfterEnv(gym.Env):
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
         self._step += 1
-        first = math.nan if (self._seed == 10 and self._step >= 3) else float(self._step + action)
-        return np.array([first, self._seed], dtype=np.float32), 1.0, self._step >= 5, False, {}
+        broken = self._seed == 10 and self._step >= 3
+        first = math.nan if broken else float(self._step + action)
+        reward = math.inf if broken and self._step == 4 else 1.0
+        return np.array([first, self._seed], dtype=np.float32), reward, self._step >= 5, False, {}
 
 
 NAN_ID = "RloptTest/NanAfter-v0"
@@ -177,6 +189,7 @@ def test_non_finite_rows_get_the_lone_treatment_and_spare_other_seeds() -> None:
                 assert bits(stacked_buffers[r][k][name]) == bits(lone_buffers[r][name]), (seed, name)
     assert torch.isnan(stacked_buffers[0][1]["values"]).any()  # seed 10's env 0 went NaN
     assert torch.isfinite(stacked_buffers[0][0]["values"]).all()  # seed 4's envs never did
+    assert math.inf in stacked_stats[0][1].episode_returns  # seed 10's inf reward went per seed
 
 
 def test_state_round_trip_resumes_every_seed() -> None:
@@ -237,3 +250,64 @@ def test_buffer_on_preallocated_storage_uses_it_and_checks_it() -> None:
     wrong = {name: t[1] for name, t in storage.items()} | {"values": torch.zeros(5, 3)}
     with pytest.raises(ValueError, match=r"storage\['values'\] is \(5, 3\)"):
         RolloutBuffer(5, 2, 3, spaces.Box(-1, 1, (2,)), storage=wrong)
+
+
+# ------------------------------------------------------------------------------------------------
+# The stacked CartPole against gymnasium's CartPoleVectorEnv, step for step
+# ------------------------------------------------------------------------------------------------
+
+
+def test_stacked_cartpole_reproduces_gymnasium_step_for_step() -> None:
+    seeds, num_envs = [3, 4, 11], 5
+    lone = [CartPoleVectorEnv(num_envs, max_episode_steps=17) for _ in seeds]  # truncations too
+    mine = [CartPoleVectorEnv(num_envs, max_episode_steps=17) for _ in seeds]
+    for envs, seed in [*zip(lone, seeds), *zip(mine, seeds)]:
+        envs.reset(seed=seed)
+    stacked = StackedCartPole(mine)
+    gen = np.random.default_rng(0)
+    counts = np.zeros(2, dtype=int)
+    for block in range(3):  # begin/end between blocks: the envs hold the state in between
+        stacked.begin()
+        for _ in range(40):
+            actions = gen.integers(0, 2, size=(len(seeds), num_envs))
+            got = stacked.step(actions)
+            for k, envs in enumerate(lone):
+                want = envs.step(actions[k])[:4]
+                for part_got, part_want in zip(got, want):
+                    assert bits(torch.from_numpy(np.ascontiguousarray(part_got[k]))) == bits(
+                        torch.from_numpy(part_want)
+                    )
+            counts += [got[2].sum(), got[3].sum()]
+        stacked.end()
+        if block == 1:  # lone steps of the written-back envs continue exactly too
+            for k, envs in enumerate(lone):
+                a = gen.integers(0, 2, size=num_envs)
+                assert np.array_equal(envs.step(a)[0], mine[k].step(a)[0])
+    assert counts.min() > 5  # both terminations and truncations happened
+    for theirs, ours in zip(lone, mine):
+        assert np.array_equal(theirs.state, ours.state) and np.array_equal(theirs.steps, ours.steps)
+        assert theirs.np_random.bit_generator.state == ours.np_random.bit_generator.state
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        stacked.step(np.full((len(seeds), num_envs), 2))
+    assert not fits([*mine, CartPoleVectorEnv(num_envs + 1)])
+    assert not fits([*mine, CartPoleVectorEnv(num_envs, max_episode_steps=500)])
+    assert not fits([gym.wrappers.vector.RecordEpisodeStatistics(mine[0])])
+    assert not fits([make_vec_env("Pendulum-v1", 2)])
+
+
+def test_bind_host_state_copies_the_state_in_and_checks_the_arrays() -> None:
+    collector = RolloutCollector(make_vec_env("CartPole-v1", 2), 4, seed=0)
+    collector.reset(0)
+    before = {name: (value.clone() if isinstance(value, Tensor) else value.copy())
+              for name, value in collector.host_arrays().items()}  # fmt: skip
+    rows = {
+        name: torch.full((3, *v.shape), 9, dtype=v.dtype) if isinstance(v, Tensor)
+        else np.full((3, *v.shape), 9, v.dtype)
+        for name, v in before.items()
+    }
+    collector.bind_host_state({name: array[1] for name, array in rows.items()})
+    assert torch.equal(rows["raw_obs"][1], before["raw_obs"]) and (rows["raw_obs"][0] == 9).all()
+    collector.collect(seed_act(0, collector.action_space), lone_value)
+    assert np.array_equal(rows["valid"][1], collector.buffer.valid.numpy())  # the loop wrote into the rows
+    with pytest.raises(ValueError, match="host array 'prev_done' is \\(3,\\) bool"):
+        collector.bind_host_state({"prev_done": np.zeros(3, dtype=bool)})
