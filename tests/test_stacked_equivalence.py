@@ -63,9 +63,11 @@ def _first_update(preset: str, seeds=(0, 1), overrides=()):
     return stack, training, batch, stacked_stats, lone_runs
 
 
-@pytest.mark.parametrize("preset", list(SMALL))
-def test_first_rollout_and_update_match_the_lone_runs(preset):
-    stack, training, batch, stacked_stats, lone_runs = _first_update(preset)
+@pytest.mark.parametrize(
+    "preset,overrides", [(p, ()) for p in SMALL] + [("ppo_pendulum", ("env.normalize_obs=true",))], ids=str
+)
+def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
+    stack, training, batch, stacked_stats, lone_runs = _first_update(preset, overrides=overrides)
     discrete = stack.actor.is_discrete
     for k, (lone, lone_buffer, lone_batch, lone_stats) in enumerate(lone_runs):
         buffer = training.collector.buffer.seeds[k]
