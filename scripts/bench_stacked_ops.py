@@ -2,8 +2,9 @@
 
 (a) ``[K, ...]`` leaves, ``torch.baddbmm``; (b) ``torch.func.stack_module_state`` + ``vmap``;
 (c) per-seed leaves stacked by ``torch.stack`` inside the forward, one Adam over all leaves
-(foreach); the same leaves with torch's default single-tensor Adam loop, and with fused Adam.
-One thread, batch 256, obs 4 → 64 → 64 → 2, tanh. Prints the median µs per iteration and per seed.
+(foreach); the same leaves with torch's default single-tensor Adam loop, and with fused Adam;
+(d) one flat leaf per seed (what ``rlopt.stacked.networks`` uses), stacked once per forward.
+One thread, batch 256, obs 4 → 64 → 64 → 2, tanh. Prints the median CPU µs per iteration and per seed.
 
     python scripts/bench_stacked_ops.py [--ks 1 4 10 20] [--iters 300]
 """
@@ -32,15 +33,16 @@ def forward_a(weights: list[torch.Tensor], biases: list[torch.Tensor], x: torch.
 
 
 def timed(step, iters: int) -> float:
-    """Median over 10 blocks of ``iters // 10`` calls (the machine is shared: the median resists bursts)."""
+    """Median CPU time over 10 blocks of ``iters // 10`` calls (on a shared machine, CPU time and the
+    median resist the other processes best)."""
     for _ in range(20):
         step()
     blocks = []
     for _ in range(10):
-        start = time.perf_counter()
+        start = time.process_time()
         for _ in range(max(iters // 10, 1)):
             step()
-        blocks.append((time.perf_counter() - start) / max(iters // 10, 1))
+        blocks.append((time.process_time() - start) / max(iters // 10, 1))
     return statistics.median(blocks) * 1e6
 
 
@@ -99,6 +101,23 @@ def bench(k: int, iters: int) -> dict[str, float]:
     out["c_stack_foreach"] = timed(make_step_c(torch.optim.Adam(all_leaves, lr=1e-3, foreach=True)), iters)
     out["c_stack_loop"] = timed(make_step_c(torch.optim.Adam(all_leaves, lr=1e-3)), iters)
     out["c_stack_fused"] = timed(make_step_c(torch.optim.Adam(all_leaves, lr=1e-3, fused=True)), iters)
+
+    # (d) one flat leaf per seed (rlopt.stacked.networks): one stack per forward, K tensors in Adam
+    flats = [nn.Parameter(torch.cat([p.detach().reshape(-1) for p in n.parameters()])) for n in nets]
+    offsets = [0]
+    for n_ in nets[0].parameters():
+        offsets.append(offsets[-1] + n_.numel())
+    shapes = [p.shape for p in nets[0].parameters()]
+    opt_d = torch.optim.Adam(flats, lr=1e-3, foreach=True)
+
+    def step_d() -> None:
+        opt_d.zero_grad(set_to_none=True)
+        stacked = torch.stack(flats)
+        views = [stacked[:, a:b].view(k, *shape) for a, b, shape in zip(offsets[:-1], offsets[1:], shapes)]
+        ((forward_a(views[0::2], views[1::2], x) - target).pow(2).mean((1, 2)).sum()).backward()
+        opt_d.step()
+
+    out["d_flat_per_seed"] = timed(step_d, iters)
 
     # lone reference: K separate forward/backward/step
     opts = [torch.optim.Adam(n.parameters(), lr=1e-3) for n in nets]
