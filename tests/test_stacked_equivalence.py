@@ -64,7 +64,10 @@ def _first_update(preset: str, seeds=(0, 1), overrides=()):
 
 
 @pytest.mark.parametrize(
-    "preset,overrides", [(p, ()) for p in SMALL] + [("ppo_pendulum", ("env.normalize_obs=true",))], ids=str
+    "preset,overrides",
+    [(p, ()) for p in SMALL]
+    + [("ppo_pendulum", ("env.normalize_obs=true",)), ("ppo_cartpole", ("ppo.minibatch_size=50",))],  # ragged
+    ids=str,
 )
 def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
     stack, training, batch, stacked_stats, lone_runs = _first_update(preset, overrides=overrides)
@@ -88,11 +91,15 @@ def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
             torch.testing.assert_close(ours_p, lone_p, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("preset", ["ppo_cartpole", "ppo_pendulum"])
-def test_no_seed_influences_another(preset):
+@pytest.mark.parametrize(
+    "preset,overrides", [("ppo_cartpole", ()), ("ppo_cartpole", ("ppo.minibatch_size=50",)), ("ppo_pendulum", ())], ids=str
+)
+def test_no_seed_influences_another(preset, overrides):
+    """Seeds whose batches differ in length (CartPole's reset steps) and so in their number of
+    minibatches (``ppo.minibatch_size=50``) included."""
     runs = []
     for seeds in ((0, 1), (0, 5)):
-        stack = build_stacked(_cfg(preset, "total_steps=768"), seeds)
+        stack = build_stacked(_cfg(preset, "total_steps=768", *overrides), seeds)
         StackedTraining(stack).train(evaluate=False)
         runs.append(stack)
     (a, b) = runs
