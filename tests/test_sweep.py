@@ -205,7 +205,7 @@ def test_bad_sweep_exits_2_with_one_line_and_writes_nothing(
     ("text", "argv", "expected"),
     [
         ("name: x\nbase: [unclosed\n", [], "malformed YAML"),
-        ("name: x\nbase: a2c_cartpole\n", ["--workers", "0"], "--workers must be >= 1"),
+        ("name: x\nbase: a2c_cartpole\n", ["--workers", "0"], "--workers must be in [1, 1024]"),
         ("name: x\nbase: a2c_cartpole\n", ["--address", "auto"], "--address is for --backend ray"),
     ],
 )

@@ -15,17 +15,32 @@ from typing import Any
 
 DEFAULT_REPS = 2000
 """Bootstrap resamples per interval."""
+MAX_REPS = 100_000
+"""``--reps``: time grows linearly (~20 s at the bound for a small sweep); Agarwal et al. (2021) use 2,000-50,000."""
+MAX_SEED = 2**63 - 1
+"""``--seed``: the range of ``rlopt train``'s seed (numpy's generator takes any integer >= 0)."""
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``rlopt report OUT [--baseline ARM] [--reps N] [--seed S]`` on the CLI's subparsers."""
-    parser = subparsers.add_parser("report", help="compare a sweep's arms: IQM, bootstrap CIs, plots")
+    parser = subparsers.add_parser("report", help="compare a sweep's arms: IQM, bootstrap CIs, plots", allow_abbrev=False)
     parser.add_argument("out", metavar="OUT", help="a sweep directory written by rlopt sweep")
     parser.add_argument("--baseline", metavar="ARM", help="arm to compare against (default: the sweep's baseline)")
-    parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help=f"bootstrap resamples (default {DEFAULT_REPS})")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help=f"bootstrap resamples, 1 to {MAX_REPS:,} (default {DEFAULT_REPS})")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed, 0 to 2**63 - 1 (default 0)")
     parser.set_defaults(handler=report_command)
     return parser
+
+
+def check_arguments(reps: int, seed: int) -> None:
+    """Refuse ``--reps`` outside [1, MAX_REPS] and ``--seed`` outside [0, MAX_SEED] (ConfigError)."""
+    from rlopt.errors import ConfigError
+    from rlopt.sweep.command import shown
+
+    if not 1 <= int(reps) <= MAX_REPS:
+        raise ConfigError(f"--reps must be in [1, {MAX_REPS}], got {shown(reps)}")
+    if not 0 <= int(seed) <= MAX_SEED:
+        raise ConfigError(f"--seed must be in [0, 2**63 - 1], got {shown(seed)}")
 
 
 def report_command(args: argparse.Namespace) -> int:

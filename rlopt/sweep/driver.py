@@ -6,6 +6,7 @@ run's HParams. :mod:`rlopt.sweep.command` parses the arguments and calls :func:`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from rlopt.sweep.manifest import (
     Manifest,
     PlannedRun,
     SweepLock,
+    check_same_sweep,
     plan_runs,
     read_manifest,
     write_sweep_file,
@@ -48,16 +50,8 @@ def default_workers(threads_per_run: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // threads_per_run)
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    if args.address and args.backend != "ray":
-        raise ConfigError("--address is for --backend ray")
-
-
 def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
     """Plan, validate and run the sweep of ``args``; returns 0, 1 (a run failed or is unfinished) or 130."""
-    _check_arguments(args)
     sweep = load_sweep(args.sweep_file, validate)  # every run's config, before anything is written
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / sweep.name
     if out.exists() and not out.is_dir():
@@ -66,23 +60,26 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
         planned = plan_runs(sweep, out, read_manifest(out), args.retry_failed)
         print_plan(sweep, planned, out)
         return 0
-    if args.backend == "ray":
-        from rlopt.sweep.ray_backend import import_ray
+    check_same_sweep(read_manifest(out), sweep, out)  # again under the lock; here, before Ray is contacted
+    session: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if args.backend == "ray":  # contacted before OUT is written: a wrong address leaves nothing behind
+        from rlopt.sweep.ray_backend import ray_session
 
-        import_ray()
-    out = out.absolute()
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--out: cannot create {out} ({err.strerror or err})") from None
-    try:
-        with SweepLock(out):
-            return _run(sweep, out, args)
-    except ConfigError:
-        if created and not any(p.name != ".lock" for p in out.iterdir()):
-            shutil.rmtree(out, ignore_errors=True)  # refused before writing anything but the lock
-        raise
+        session = ray_session(args.address, (args.workers or default_workers(sweep.threads_per_run)) * sweep.threads_per_run)
+    with session as ray:
+        out = out.absolute()
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--out: cannot create {out} ({err.strerror or err})") from None
+        try:
+            with SweepLock(out):
+                return _run(sweep, out, args, ray)
+        except ConfigError:
+            if created and not any(p.name != ".lock" for p in out.iterdir()):
+                shutil.rmtree(out, ignore_errors=True)  # refused before writing anything but the lock
+            raise
 
 
 def print_plan(sweep: Sweep, planned: list[PlannedRun], out: Path) -> None:
@@ -133,9 +130,14 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
+def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> int:
+    """Plan, write the manifest and configs, run what is left (on ``ray`` when connected)."""
     previous = read_manifest(out)
     planned = plan_runs(sweep, out, previous, args.retry_failed)
+    if ray is not None:
+        from rlopt.sweep.ray_backend import check_shared_storage
+
+        check_shared_storage(ray, out)  # a ConfigError here leaves OUT as it was
     manifest = Manifest(sweep, out, planned, previous)
     manifest.write()  # first: a directory with a manifest is a sweep directory, whatever else is missing
     write_sweep_file(sweep, out)
@@ -183,8 +185,8 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
         if args.backend == "ray":
             from rlopt.sweep.ray_backend import run_ray
 
-            interrupted = run_ray(jobs, sweep.threads_per_run, args.workers if cluster else workers,
-                                  args.address, out, on_start, on_done)  # fmt: skip
+            interrupted = run_ray(ray, jobs, sweep.threads_per_run, args.workers if cluster else workers,
+                                  on_start, on_done)  # fmt: skip
         else:
             interrupted = run_local(jobs, workers, on_start, on_done)
     finally:

@@ -23,6 +23,7 @@ from rlopt.checkpoint import list_checkpoints
 from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
 from rlopt.errors import ConfigError
+from rlopt.sweep.command import shown
 from rlopt.sweep.spec import RunSpec, Sweep, config_hash, format_value
 from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
 
@@ -126,8 +127,19 @@ def first_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "config differs"
 
 
+def check_same_sweep(manifest: dict[str, Any] | None, sweep: Sweep, out: Path) -> None:
+    """Refuse OUT when its manifest is another sweep's (its runs would be orphaned, its manifest replaced)."""
+    previous = manifest.get("name") if manifest is not None else sweep.name
+    if previous != sweep.name:
+        raise ConfigError(
+            f"--out {out} holds sweep {shown(format_value(previous))}, not sweep {sweep.name}: use another --out "
+            f"(only a sweep named {shown(format_value(previous))} resumes or extends it)"
+        )
+
+
 def plan_runs(sweep: Sweep, out: Path, manifest: dict[str, Any] | None, retry_failed: bool) -> list[PlannedRun]:
-    """What each run needs; a run whose existing config differs from the sweep's is refused."""
+    """What each run needs; another sweep's OUT, or a run whose existing config differs from the sweep's, is refused."""
+    check_same_sweep(manifest, sweep, out)
     entries = manifest_entries(manifest)
     planned = []
     for spec in sweep.runs:
