@@ -23,7 +23,17 @@ import yaml
 from rlopt.config import config_to_dict, config_to_yaml, load_config
 from rlopt.report import MAX_REPS
 from rlopt.sweep.command import MAX_WORKERS
-from rlopt.sweep.spec import MAX_ARM_NAME, MAX_ARMS, MAX_RUNS, MAX_SEEDS, config_hash, load_sweep, set_dotted
+from rlopt.sweep.spec import (
+    MAX_ARM_NAME,
+    MAX_ARMS,
+    MAX_RUNS,
+    MAX_SEEDS,
+    config_hash,
+    config_texts,
+    config_trees,
+    load_sweep,
+    set_dotted,
+)
 from tests.test_bad_input import BadInput, _run_bad, _tree
 from tests.test_sweep import ROOT, keep, sweep, write_sweep
 
@@ -67,7 +77,8 @@ CASES = [
              {"s.yaml": _yaml(seeds={"start": 2**63 - 1, "count": 2})}),
     BadInput("seed of 400 digits in a list", _sweep("s"), "is not an integer in [0, 2**63 - 1]",
              {"s.yaml": _yaml(seeds=[0, int(BIG)])}),
-    BadInput("grid of 10**4 arms", _sweep("g"), f"make 10,000 arms; at most {MAX_ARMS:,} arms", {"g.yaml": _yaml(grid=_grid(4, 10))}),
+    BadInput("grid of 10**4 arms", _sweep("g"), f"make 10,000 arms; at most {MAX_ARMS:,} arms",
+             {"g.yaml": _yaml(grid=_grid(4, 10))}),
     BadInput("grid of 10**6 arms dry run", _sweep("g", "--dry-run"), "make 1,000,000 arms",
              {"g.yaml": _yaml(grid=_grid(6, 10))}),
     BadInput("variants x grid", _sweep("g"), "make 1,010 arms",
@@ -142,7 +153,8 @@ def _closed_port() -> int:
 RAY_ADDRESSES = [
     ("closed port", lambda: f"127.0.0.1:{_closed_port()}", "cannot reach the Ray cluster at 127.0.0.1:"),
     ("closed port, ray:// client", lambda: f"ray://127.0.0.1:{_closed_port()}", "cannot reach the Ray cluster at ray://"),
-    ("unroutable", lambda: "203.0.113.1:6379", "reach the Ray cluster at 203.0.113.1:6379"),  # TEST-NET-3: no route, or a proxy that is not Ray
+    # TEST-NET-3: no route (the TCP probe times out), or a proxy that accepts it but is no Ray (ray.init gives up)
+    ("unroutable", lambda: "203.0.113.1:6379", "reach the Ray cluster at 203.0.113.1:6379"),
     ("no port", lambda: "headnode", "--address headnode: give HOST:PORT, ray://HOST:PORT or auto"),
 ]
 
@@ -184,6 +196,14 @@ def test_a_real_process_refuses_at_once_in_one_line_without_warnings(case: BadIn
 # ------------------------------------------------------------------------------------- documented successes
 
 
+def test_the_readme_states_each_bound_with_its_message() -> None:
+    section = (ROOT / "README.md").read_text().split("### Sweep and report limits")[1].split("\n#")[0]
+    for message in (f"seeds.count must be <= {MAX_SEEDS} (seeds per sweep)", f"at most {MAX_ARMS:,} arms per sweep",
+                    f"at most {MAX_RUNS:,} runs per sweep", f"--workers must be in [1, {MAX_WORKERS}]",
+                    f"--reps must be in [1, {MAX_REPS}]", "--seed must be in [0, 2**63 - 1]"):  # fmt: skip
+        assert message in section, message
+
+
 def test_each_arm_is_validated_once_whatever_its_seeds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The runs of an arm differ only in ``seed``: one validation per arm, and the dry run lists every run."""
     validated: list[int] = []
@@ -212,6 +232,7 @@ def test_validating_once_per_arm_builds_the_configs_of_validating_every_run(tmp_
             set_dotted(tree, key, value)
         alone = load_config(None, values={**tree, "threads": 1})
         assert run.config == alone and run.config_hash == config_hash(alone)
-        assert config_to_yaml(run.config) == config_to_yaml(alone)
+    assert config_texts(loaded.runs) == [config_to_yaml(run.config) for run in loaded.runs]  # rendered once per arm
+    assert config_trees(loaded.runs) == [config_to_dict(run.config) for run in loaded.runs]
     assert [run.config.env.num_envs for run in loaded.runs if run.arm.startswith("follows_seed")] == [1, 2, 5] * 2
     assert config_to_dict(loaded.runs[0].config)["seed"] == 1

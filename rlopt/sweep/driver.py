@@ -18,7 +18,6 @@ from typing import Any
 from tqdm import tqdm
 
 from rlopt.files import atomic_write_bytes
-from rlopt.config import config_to_yaml
 from rlopt.errors import ConfigError
 from rlopt.sweep.hparams import hparam_table, write_hparams
 from rlopt.sweep.manifest import (
@@ -35,7 +34,7 @@ from rlopt.sweep.manifest import (
     write_sweep_file,
 )
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
-from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
+from rlopt.sweep.spec import RunSpec, Sweep, Validator, config_texts, format_value, load_sweep
 from rlopt.run_files import SUMMARY_FILE
 
 EXIT_RUNS_FAILED = 1
@@ -87,22 +86,19 @@ def print_plan(sweep: Sweep, planned: list[PlannedRun], out: Path) -> None:
     print(f"sweep {sweep.name}: {len(planned)} runs -> {out}; base {sweep.base}")
     if sweep.set:
         print("set: " + ", ".join(f"{k}={format_value(v)}" for k, v in sweep.set.items()))
-    rows = [(p.spec.arm, str(p.spec.seed), _ACTION_LABELS[p.action], _arm_overrides(sweep, p.spec)) for p in planned]
+    overrides = {arm.name: ", ".join(f"{k}={format_value(v)}" for k, v in arm.overrides.items()) or "-"
+                 for arm in sweep.arms}  # fmt: skip
+    rows = [(p.spec.arm, str(p.spec.seed), _ACTION_LABELS[p.action], overrides[p.spec.arm]) for p in planned]
     header = ("arm", "seed", "status", "overrides")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
 
 
-def _arm_overrides(sweep: Sweep, spec: RunSpec) -> str:
-    arm = next(a for a in sweep.arms if a.name == spec.arm)
-    return ", ".join(f"{k}={format_value(v)}" for k, v in arm.overrides.items()) or "-"
-
-
 def _write_configs(out: Path, planned: list[PlannedRun]) -> None:
     """``OUT/configs/<arm>/seed_<k>.yaml``: the resolved config each run is started from."""
-    for run in planned:
-        atomic_write_bytes(out / run.spec.config_file, config_to_yaml(run.spec.config).encode("utf-8"))
+    for run, text in zip(planned, config_texts([run.spec for run in planned])):
+        atomic_write_bytes(out / run.spec.config_file, text.encode("utf-8"))
 
 
 def _job(out: Path, run: PlannedRun, threads: int) -> RunJob:
