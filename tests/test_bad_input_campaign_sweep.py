@@ -23,17 +23,8 @@ import yaml
 from rlopt.config import config_to_dict, config_to_yaml, load_config
 from rlopt.report import MAX_REPS
 from rlopt.sweep.command import MAX_WORKERS
-from rlopt.sweep.spec import (
-    MAX_ARM_NAME,
-    MAX_ARMS,
-    MAX_RUNS,
-    MAX_SEEDS,
-    config_hash,
-    config_texts,
-    config_trees,
-    load_sweep,
-    set_dotted,
-)
+from rlopt.sweep.rendering import config_hash, config_texts, config_trees
+from rlopt.sweep.spec import MAX_ARM_NAME, MAX_ARMS, MAX_RUNS, MAX_SEEDS, load_sweep, set_dotted
 from tests.test_bad_input import BadInput, _run_bad, _tree
 from tests.test_sweep import ROOT, keep, sweep, write_sweep
 

@@ -34,7 +34,8 @@ from rlopt.sweep.manifest import (
     write_sweep_file,
 )
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
-from rlopt.sweep.spec import RunSpec, Sweep, Validator, config_texts, format_value, load_sweep
+from rlopt.sweep.rendering import config_texts
+from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
 from rlopt.run_files import SUMMARY_FILE
 
 EXIT_RUNS_FAILED = 1

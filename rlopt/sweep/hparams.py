@@ -14,7 +14,8 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-from rlopt.sweep.spec import Sweep, config_trees, get_dotted
+from rlopt.sweep.rendering import config_trees
+from rlopt.sweep.spec import Sweep, get_dotted
 
 HPARAMS_SUFFIX = ".hparams"
 """Suffix of the event file holding a run's HParams (its presence means: written)."""

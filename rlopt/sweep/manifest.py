@@ -24,7 +24,8 @@ from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
 from rlopt.errors import ConfigError
 from rlopt.sweep.command import shown
-from rlopt.sweep.spec import RunSpec, Sweep, config_hash, config_texts, format_value
+from rlopt.sweep.rendering import config_hash, config_texts
+from rlopt.sweep.spec import RunSpec, Sweep, format_value
 from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
 
 MANIFEST_FILE = "manifest.json"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import itertools
 import json
 import math
@@ -20,18 +19,20 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping
 
 from tqdm import tqdm
 
-from rlopt.config import Config, config_to_dict, config_to_yaml, load_config, read_yaml
+from rlopt.config import Config, config_to_dict, load_config, read_yaml
 from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError
 from rlopt.presets import resolve_config
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
 from rlopt.sweep.command import shown
+from rlopt.sweep.rendering import config_hash, tree_hash
 
-T = TypeVar("T")
+__all__ = ["Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep", "set_dotted"]
+
 Validator = Callable[[Config], Config]
 """Agent-level check of a run's config, injected by the CLI (returns the config or raises ConfigError)."""
 
@@ -57,8 +58,6 @@ RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
 """Config keys the sweep sets itself -> the sweep key that sets them."""
 SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run")
 
-_SEED_LINE = re.compile(r"^seed: \d+$", re.MULTILINE)
-"""The top-level ``seed`` line of :func:`~rlopt.config.config_to_yaml`'s text."""
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
 _DOTTED_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
@@ -120,16 +119,6 @@ class Sweep:
     runs: list[RunSpec]
     raw: dict[str, Any]
     """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
-
-
-def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical JSON of the resolved config."""
-    return _tree_hash(config_to_dict(cfg))
-
-
-def _tree_hash(tree: Mapping[str, Any]) -> str:
-    canonical = json.dumps(tree, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def no_check(cfg: Config) -> Config:
@@ -350,33 +339,8 @@ def build_runs(
                 else:
                     cfg = dataclasses.replace(copy.deepcopy(first[0]), seed=seed)
                     tree = {**first[1], "seed": seed}
-                runs.append(RunSpec(arm.name, seed, {**values, "seed": seed}, cfg, _tree_hash(tree)))
+                runs.append(RunSpec(arm.name, seed, {**values, "seed": seed}, cfg, tree_hash(tree)))
     return runs
-
-
-def per_arm(runs: list[RunSpec], render: Callable[[Config], T], reseed: Callable[[T, int], T]) -> list[T]:
-    """``render(run.config)`` of each run, computed once per arm (OmegaConf takes ~0.1 s a config): a
-    run whose config is its arm's first but for the seed gets ``reseed(first rendering, seed)``."""
-    out: list[T] = []
-    first: dict[str, tuple[Config, T]] = {}
-    for run in runs:
-        seen = first.get(run.arm)
-        if seen is not None and dataclasses.replace(seen[0], seed=run.seed) == run.config:
-            out.append(reseed(seen[1], run.seed))
-        else:
-            out.append(render(run.config))
-            first.setdefault(run.arm, (run.config, out[-1]))
-    return out
-
-
-def config_texts(runs: list[RunSpec]) -> list[str]:
-    """Each run's config as :func:`~rlopt.config.config_to_yaml` writes it (``RUN_DIR/config.yaml``)."""
-    return per_arm(runs, config_to_yaml, lambda text, seed: _SEED_LINE.sub(f"seed: {seed}", text, count=1))
-
-
-def config_trees(runs: list[RunSpec]) -> list[dict[str, Any]]:
-    """Each run's config as :func:`~rlopt.config.config_to_dict` gives it."""
-    return per_arm(runs, config_to_dict, lambda tree, seed: {**tree, "seed": seed})
 
 
 def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
