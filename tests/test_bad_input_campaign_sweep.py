@@ -76,6 +76,8 @@ CASES = [
              {"g.yaml": _yaml(variants={"a": {"critic.optim.lr": 0.01}, "b": {}}, grid=_grid(1, 505))}),
     BadInput("arms x seeds above the runs bound", _sweep("r", "--dry-run"), f"make 10,200 runs; at most {MAX_RUNS:,} runs",
              {"r.yaml": _yaml(grid=_grid(1, 200), seeds={"start": 0, "count": 51})}),
+    BadInput("baseline of 100,000 characters among 20 arms", _sweep("b"), "(100002 characters) is not an arm; arms: "
+             "gamma=0.5, gamma=0.500001, gamma=0.500002, gamma=0.500003, ", {"b.yaml": _yaml(grid=_grid(1, 20), baseline="b" * 10**5)}),
     # metric: a number a run's summary.json holds
     BadInput("metric no summary holds", _sweep("m"), "metric: eval_return is not a number of a run's summary.json",
              {"m.yaml": _yaml(metric="eval_return")}),
@@ -89,6 +91,10 @@ CASES = [
     BadInput("--address without ray", _sweep("one", "--address", "auto"), "--address is for --backend ray", ONE_SEED),
     BadInput("empty --address", _sweep("one", "--backend", "ray", "--address", ""), '--address: "" is no address', ONE_SEED),
     BadInput("abbreviated flag", _sweep("one", "--work", "2"), "unrecognized arguments: --work", ONE_SEED),
+    BadInput("--out of 300 characters", ("sweep", "{tmp}/one.yaml", "--out", "{tmp}/" + "x" * 300),
+             "xxxxxxxxxxxxxxxxxxxxxxxx (3", ONE_SEED),
+    BadInput("--out of 300 characters dry run", ("sweep", "{tmp}/one.yaml", "--dry-run", "--out", "x" * 300),
+             "--out: xxxxxxxxxxxxxxxxxxxxxxxx…xxxxxxxxxxxxxxxxxxxxxxxx (300 characters) cannot be used", ONE_SEED),
     # another sweep's directory: refused, naming both (the same sweep resumes: tests/test_sweep.py)
     BadInput("another sweep's OUT", _sweep("one"), "--out {tmp}/out holds sweep other, not sweep one",
              {**ONE_SEED, "out/manifest.json": _manifest("other")}),
@@ -105,6 +111,9 @@ CASES = [
              {"out/manifest.json": _manifest("one")}),
     BadInput("report dir is a file", ("report", "{tmp}/out"), "report: {tmp}/out/report is a file",
              {"out/manifest.json": _manifest("one"), "out/report": b"precious"}),
+    BadInput("report OUT of 300 characters", ("report", "x" * 300), "report: OUT: xxxxxxxxxxxxxxxxxxxxxxxx…xxxxxxxxxxxxxxxxxxxxxxxx (300 characters)"),
+    BadInput("report --baseline of 100,000 characters", ("report", "{tmp}/out", "--baseline", "b" * 10**5),
+             "(100002 characters); arms: base", {"out/manifest.json": _manifest("one")}),
     BadInput("report abbreviated flag", ("report", "{tmp}/out", "--rep", "3"), "unrecognized arguments: --rep",
              {"out/manifest.json": _manifest("one")}),
 ]  # fmt: skip

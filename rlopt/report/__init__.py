@@ -33,11 +33,13 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
-def check_arguments(reps: int, seed: int) -> None:
-    """Refuse ``--reps`` outside [1, MAX_REPS] and ``--seed`` outside [0, MAX_SEED] (ConfigError)."""
+def check_arguments(reps: int, seed: int, out: str | Path = ".") -> None:
+    """Refuse ``--reps`` outside [1, MAX_REPS], ``--seed`` outside [0, MAX_SEED] and an OUT the OS cannot
+    look up (ConfigError)."""
     from rlopt.errors import ConfigError
-    from rlopt.sweep.command import shown
+    from rlopt.sweep.command import check_path, shown
 
+    check_path(str(out), "report: OUT")
     if not 1 <= int(reps) <= MAX_REPS:
         raise ConfigError(f"--reps must be in [1, {MAX_REPS}], got {shown(reps)}")
     if not 0 <= int(seed) <= MAX_SEED:

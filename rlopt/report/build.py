@@ -28,6 +28,7 @@ import numpy as np
 from rlopt.curves import Curve, common_grid, read_scalar
 from rlopt.errors import ConfigError
 from rlopt.report import DEFAULT_REPS, check_arguments
+from rlopt.sweep.command import listed, shown
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.render import render_markdown, render_plots
 from rlopt.stats import (
@@ -94,7 +95,7 @@ def resolve_baseline(manifest: dict[str, Any], baseline: str | None) -> str:
     if chosen is None:
         return arms[0]
     if chosen not in manifest["arms"]:
-        raise ConfigError(f"{source}: unknown arm {chosen!r}; arms: {', '.join(arms)}")
+        raise ConfigError(f"{source}: unknown arm {shown(repr(chosen))}; arms: {listed(arms)}")
     return str(chosen)
 
 
@@ -151,7 +152,7 @@ def _curve_summary(
 def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = DEFAULT_REPS, seed: int = 0) -> dict[str, Any]:
     """Compute the report of sweep ``out_dir`` and write ``OUT/report/`` (JSON, Markdown, PNGs); return the dict."""
     out = Path(out_dir)
-    check_arguments(reps, seed)
+    check_arguments(reps, seed, out)
     manifest = load_manifest(out)
     if (out / REPORT_DIR).exists() and not (out / REPORT_DIR).is_dir():
         raise ConfigError(f"report: {out / REPORT_DIR} is a file; the report is written into that directory")

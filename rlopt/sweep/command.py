@@ -9,6 +9,8 @@ agents).
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +24,22 @@ EXIT_BAD_INPUT = 2
 BACKENDS = ("local", "ray")
 MAX_WORKERS = 1024
 """``--workers``: runs at a time (each a process of ~0.3 GB on the local pool)."""
-SHOWN_DIGITS = 20
-"""A number typed with more digits is cut in messages (a 400-digit count stays one short line)."""
+SHOWN_ENDS = 24
+"""A value typed longer than twice this is shown by its two ends in messages (a 400-digit count or a
+300-character path stays one short line)."""
+
+
+SHOWN_NAMES = 10
+"""Arms a message lists before it says how many more there are."""
 
 
 def shown(value: Any) -> str:
-    """``value`` for a one-line message: a long number or string is cut (``123456…(400 digits)``)."""
+    """``value`` for a one-line message: a long number or string is cut (``999…999 (400 digits)``)."""
     text = value if isinstance(value, str) else repr(value)
-    if len(text) <= SHOWN_DIGITS * 2:
+    if len(text) <= SHOWN_ENDS * 2:
         return text
     what = "digits" if text.lstrip("-").isdigit() else "characters"
-    return f"{text[:SHOWN_DIGITS]}…({len(text)} {what})"
+    return f"{text[:SHOWN_ENDS]}…{text[-SHOWN_ENDS:]} ({len(text)} {what})"
 
 
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -50,10 +57,29 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def listed(names: list[str], limit: int = SHOWN_NAMES) -> str:
+    """The first ``limit`` of ``names``, comma-separated, then how many more there are."""
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(shown(name) for name in names[:limit]) + more
+
+
+def check_path(path: str, what: str) -> None:
+    """A path typed by the user that the OS cannot even look up (a name over 255 bytes, a symlink
+    loop): a one-line ConfigError naming ``what``. A missing path passes (it is checked where used)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise ConfigError(f"{what}: {shown(path)} cannot be used ({err.strerror or type(err).__name__})") from None
+
+
 def check_arguments(args: argparse.Namespace) -> None:
     """The checks that need no sweep file: ``--out``, ``--workers``, ``--address`` (ConfigError)."""
     if args.out is not None and not args.out.strip():
         raise ConfigError('--out: "" is no directory; give a path or leave --out out (default sweeps/<name>)')
+    for path, what in ((args.sweep_file, "SWEEP.yaml"), (args.out, "--out")):
+        if path is not None:
+            check_path(path, what)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {shown(args.workers)}")
     if args.address is not None and args.backend != "ray":

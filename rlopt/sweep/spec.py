@@ -28,7 +28,7 @@ from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError
 from rlopt.presets import resolve_config
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
-from rlopt.sweep.command import shown
+from rlopt.sweep.command import listed, shown
 from rlopt.sweep.rendering import config_hash, tree_hash
 
 __all__ = ["Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep", "set_dotted"]
@@ -377,7 +377,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     arms = expand_arms(variants, grid_raw, fail)
     baseline = _optional_string(raw, "baseline", None, fail)
     if baseline is not None and baseline not in {arm.name for arm in arms}:
-        raise fail(f"baseline: {baseline!r} is not an arm; arms: {', '.join(arm.name for arm in arms)}")
+        raise fail(f"baseline: {shown(repr(baseline))} is not an arm; arms: {listed([arm.name for arm in arms])}")
     curve = _optional_string(raw, "curve", DEFAULT_CURVE, fail)
     threads = raw.get("threads_per_run", 1)
     if not _is_int(threads) or threads < 1:
