@@ -13,12 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REPS = 2000
-"""Bootstrap resamples per interval."""
-MAX_REPS = 100_000
-"""``--reps``: time grows linearly (~20 s at the bound for a small sweep); Agarwal et al. (2021) use 2,000-50,000."""
-MAX_SEED = 2**63 - 1
-"""``--seed``: the range of ``rlopt train``'s seed (numpy's generator takes any integer >= 0)."""
+from rlopt.report.defaults import DEFAULT_REPS, MAX_REPS
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -31,19 +26,6 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed, 0 to 2**63 - 1 (default 0)")
     parser.set_defaults(handler=report_command)
     return parser
-
-
-def check_arguments(reps: int, seed: int, out: str | Path = ".") -> None:
-    """Refuse ``--reps`` outside [1, MAX_REPS], ``--seed`` outside [0, MAX_SEED] and an OUT the OS cannot
-    look up (ConfigError)."""
-    from rlopt.errors import ConfigError
-    from rlopt.sweep.command import check_path, shown
-
-    check_path(str(out), "report: OUT")
-    if not 1 <= int(reps) <= MAX_REPS:
-        raise ConfigError(f"--reps must be in [1, {MAX_REPS}], got {shown(reps)}")
-    if not 0 <= int(seed) <= MAX_SEED:
-        raise ConfigError(f"--seed must be in [0, 2**63 - 1], got {shown(seed)}")
 
 
 def report_command(args: argparse.Namespace) -> int:

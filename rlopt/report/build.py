@@ -27,8 +27,8 @@ import numpy as np
 
 from rlopt.curves import Curve, common_grid, read_scalar
 from rlopt.errors import ConfigError
-from rlopt.report import DEFAULT_REPS, check_arguments
-from rlopt.sweep.command import listed, shown
+from rlopt.report.defaults import DEFAULT_REPS, check_arguments
+from rlopt.sweep.messages import listed, shown
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.render import render_markdown, render_plots
 from rlopt.stats import (

@@ -9,12 +9,11 @@ agents).
 from __future__ import annotations
 
 import argparse
-import errno
-import os
 import sys
 from typing import TYPE_CHECKING, Any
 
 from rlopt.errors import ConfigError
+from rlopt.sweep.messages import check_path, shown
 from rlopt.sweep.runner import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
@@ -24,24 +23,6 @@ EXIT_BAD_INPUT = 2
 BACKENDS = ("local", "ray")
 MAX_WORKERS = 1024
 """``--workers``: runs at a time (each a process of ~0.3 GB on the local pool)."""
-SHOWN_ENDS = 24
-"""A value typed longer than twice this is shown by its two ends in messages (a 400-digit count or a
-300-character path stays one short line)."""
-
-
-SHOWN_NAMES = 10
-"""Arms a message lists before it says how many more there are."""
-
-
-def shown(value: Any) -> str:
-    """``value`` for a one-line message: a long number or string is cut (``999…999 (400 digits)``)."""
-    text = value if isinstance(value, str) else repr(value)
-    if len(text) <= SHOWN_ENDS * 2:
-        return text
-    what = "digits" if text.lstrip("-").isdigit() else "characters"
-    return f"{text[:SHOWN_ENDS]}…{text[-SHOWN_ENDS:]} ({len(text)} {what})"
-
-
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` sub-command to ``subparsers`` (the result of ``add_subparsers``)."""
     parser = subparsers.add_parser("sweep", help="run an ablation: arms x seeds of rlopt train, resumable",
@@ -55,22 +36,6 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--retry-failed", action="store_true", help="restart runs that failed before")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their status; write nothing")
     return parser
-
-
-def listed(names: list[str], limit: int = SHOWN_NAMES) -> str:
-    """The first ``limit`` of ``names``, comma-separated, then how many more there are."""
-    more = f" and {len(names) - limit} more" if len(names) > limit else ""
-    return ", ".join(shown(name) for name in names[:limit]) + more
-
-
-def check_path(path: str, what: str) -> None:
-    """A path typed by the user that the OS cannot even look up (a name over 255 bytes, a symlink
-    loop): a one-line ConfigError naming ``what``. A missing path passes (it is checked where used)."""
-    try:
-        os.stat(path)
-    except OSError as err:
-        if err.errno not in (errno.ENOENT, errno.ENOTDIR):
-            raise ConfigError(f"{what}: {shown(path)} cannot be used ({err.strerror or type(err).__name__})") from None
 
 
 def check_arguments(args: argparse.Namespace) -> None:

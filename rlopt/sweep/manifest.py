@@ -23,7 +23,7 @@ from rlopt.checkpoint import list_checkpoints
 from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
 from rlopt.errors import ConfigError
-from rlopt.sweep.command import shown
+from rlopt.sweep.messages import shown
 from rlopt.sweep.rendering import config_hash, config_texts
 from rlopt.sweep.spec import RunSpec, Sweep, format_value
 from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE

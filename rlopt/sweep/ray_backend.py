@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from rlopt.errors import ConfigError
-from rlopt.sweep.command import shown
+from rlopt.sweep.messages import shown
 from rlopt.sweep.runner import EXIT_INTERRUPTED, STOP_GRACE_SECONDS, OnDone, OnStart, RunJob, run_job
 
 PROBE_TIMEOUT_SECONDS = 120.0

@@ -11,14 +11,21 @@ import dataclasses
 import hashlib
 import json
 import re
-from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
+from typing import Any, Callable, Mapping, Protocol, Sequence, TypeVar
 
 from rlopt.config import Config, config_to_dict, config_to_yaml
 
-if TYPE_CHECKING:
-    from rlopt.sweep.spec import RunSpec
-
 T = TypeVar("T")
+
+
+class Run(Protocol):
+    """What rendering reads of a run (:class:`rlopt.sweep.spec.RunSpec`)."""
+
+    arm: str
+    seed: int
+    config: Config
+
+
 SEED_LINE = re.compile(r"^seed: \d+$", re.MULTILINE)
 """The top-level ``seed`` line of :func:`~rlopt.config.config_to_yaml`'s text."""
 
@@ -34,7 +41,7 @@ def config_hash(cfg: Config) -> str:
     return tree_hash(config_to_dict(cfg))
 
 
-def per_arm(runs: list[RunSpec], render: Callable[[Config], T], reseed: Callable[[T, int], T]) -> list[T]:
+def per_arm(runs: Sequence[Run], render: Callable[[Config], T], reseed: Callable[[T, int], T]) -> list[T]:
     """``render(run.config)`` of each run, computed once per arm (OmegaConf takes ~0.1 s a config): a
     run whose config is its arm's first but for the seed gets ``reseed(first rendering, seed)``."""
     out: list[T] = []
@@ -49,11 +56,11 @@ def per_arm(runs: list[RunSpec], render: Callable[[Config], T], reseed: Callable
     return out
 
 
-def config_texts(runs: list[RunSpec]) -> list[str]:
+def config_texts(runs: Sequence[Run]) -> list[str]:
     """Each run's config as :func:`~rlopt.config.config_to_yaml` writes it (``RUN_DIR/config.yaml``)."""
     return per_arm(runs, config_to_yaml, lambda text, seed: SEED_LINE.sub(f"seed: {seed}", text, count=1))
 
 
-def config_trees(runs: list[RunSpec]) -> list[dict[str, Any]]:
+def config_trees(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Each run's config as :func:`~rlopt.config.config_to_dict` gives it."""
     return per_arm(runs, config_to_dict, lambda tree, seed: {**tree, "seed": seed})

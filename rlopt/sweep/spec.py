@@ -28,7 +28,7 @@ from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError
 from rlopt.presets import resolve_config
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
-from rlopt.sweep.command import listed, shown
+from rlopt.sweep.messages import listed, shown
 from rlopt.sweep.rendering import config_hash, tree_hash
 
 __all__ = ["Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep", "set_dotted"]
