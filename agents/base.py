@@ -206,8 +206,15 @@ class Agent:
         ``state`` and ``episode_start`` exist for SB3 call sites; the policies are feed-forward,
         so both are ignored and the returned state is always None.
         """
-        single = np.asarray(obs).ndim == len(self.observation_space.shape)
-        tensor = self.preprocess(np.asarray(obs)[None] if single else obs)
+        obs = np.asarray(obs)
+        expected = tuple(self.observation_space.shape)
+        single = obs.shape == expected
+        if not single and (obs.ndim != len(expected) + 1 or tuple(obs.shape[1:]) != expected):
+            raise ConfigError(
+                f"predict: observations of shape {obs.shape}; the policy of {self.cfg.env.id} takes one observation "
+                f"of shape {expected} or a batch of shape (n, {', '.join(map(str, expected))})"
+            )
+        tensor = self.preprocess(obs[None] if single else obs)
         dist = self.actor(tensor)
         actions = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import pickle
 import random
-import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -30,12 +30,15 @@ import torch
 from gymnasium.vector import SyncVectorEnv
 
 from rlopt.files import TEMP_SUFFIX, atomic_write_bytes
+from rlopt.run_files import CHECKPOINT_DIR, list_checkpoints
 
-CHECKPOINT_DIR = "checkpoints"
+__all__ = ["BEST_CHECKPOINT", "CHECKPOINT_DIR", "atomic_torch_save", "best_checkpoint_path", "checkpoint_path",
+           "list_checkpoints", "load_checkpoint", "load_envs", "pickle_envs", "prune_checkpoints", "rng_state",
+           "save_best_checkpoint", "save_checkpoint", "set_rng_state"]  # fmt: skip
+
 BEST_CHECKPOINT = "best.pt"
 """The best checkpoint of the evaluations during training; its name never matches ``step_*.pt``, so
 :func:`list_checkpoints`, pruning and ``--resume`` ignore it."""
-_NAME = re.compile(r"^step_(\d{12})\.pt$")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -134,17 +137,12 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
-
-
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with ``weights_only=True``: no pickled code is executed."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load with ``weights_only=True``: no pickled code is executed. Torch's warnings about a file
+    that is no checkpoint (``Detected pickle protocol …``) are silenced: the caller reports it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_envs(path: Path) -> Any | None:

@@ -163,14 +163,19 @@ class Trainer:
         candidates = [Path(checkpoint)] if checkpoint is not None else list_checkpoints(self.run_dir)[::-1]
         if not candidates:
             raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
+        skipped: list[str] = []  # warned about once a checkpoint is restored; none is: one error line
         for index, path in enumerate(candidates):
             try:
-                return self._restore(path, require_same_config)
+                steps = self._restore(path, require_same_config)
             except _Unreadable as err:
                 if index + 1 == len(candidates):
-                    raise ConfigError(f"--resume: {err}; no readable checkpoint left to resume from") from None
-                warnings.warn(f"{err}; resuming from the previous checkpoint {candidates[index + 1].name}",
-                              RuntimeWarning, stacklevel=2)  # fmt: skip
+                    also = f" (and {len(skipped)} newer ones)" if skipped else ""
+                    raise ConfigError(f"--resume: {err}{also}; no readable checkpoint left to resume from") from None
+                skipped.append(str(err))
+                continue
+            for message in skipped:
+                warnings.warn(f"{message}; resuming from the previous checkpoint {path.name}", RuntimeWarning, stacklevel=2)
+            return steps
         raise AssertionError("unreachable")
 
     def _restore(self, checkpoint: Path, require_same_config: bool) -> int:
@@ -224,6 +229,11 @@ class Trainer:
         self._purge_step = self.env_steps + 1
         return self.env_steps
 
+    def start_over(self) -> None:
+        """Train a run directory from step 0 that a process killed before its first checkpoint
+        left behind: the writer ``train`` opens purges the points that process logged."""
+        self._purge_step = 1
+
     # ----------------------------------------------------------------- the loop
     def train(self, total_steps: int | None = None, keep_envs: bool = False) -> dict[str, Any]:
         """Train until ``total_steps`` env steps, evaluate, write ``summary.json``; return it.
@@ -261,7 +271,7 @@ class Trainer:
                 self._count_faults(stats)
                 self._log(stats, rollout, rollout.env_steps / max(elapsed, 1e-9))
                 self._stop_if_unhealthy()
-                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", ret=f"{self._recent_return():.1f}",
+                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", train_ret=f"{self._recent_return():.1f}",
                                 refresh=False)  # drawn by bar.update at most every mininterval
                 bar.update(min(rollout.env_steps, total - bar.n))
                 # Before the interval checkpoint, so that it records the best return so far.
@@ -286,6 +296,12 @@ class Trainer:
             bar.close()
         summary = self._summarise()
         self.close(envs=not keep_envs)
+        if self.skipped_updates:  # the run ended, but not as healthy as an exit code 0 suggests
+            warnings.warn(
+                f"{self.skipped_updates} of {self.env_steps // self.cfg.batch_size} updates were skipped (non-finite observations, rewards, losses or gradients; "
+                "the weights never took them): see skipped_updates in summary.json and health/skipped_updates",
+                RuntimeWarning, stacklevel=2,
+            )  # fmt: skip
         return summary
 
     def _save_if_new(self) -> None:
