@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Sequence
 
-from rlopt.errors import ConfigError, Interrupted, NumericalFault
+from rlopt.errors import ConfigError, Interrupted, NumericalFault, short_repr
 from rlopt.files import RunDirLocked, check_new_run_dir, check_run_dir_unlocked, lock_run_dir
 from rlopt.report import add_report_parser, report_command
 from rlopt.sweep import add_sweep_parser, sweep_command
@@ -88,7 +88,14 @@ def default_run_dir(agent: str, env_id: str) -> Path:
 
 def _check_run_dir(run_dir: Path) -> None:
     """A run directory is never overwritten, and it must be creatable where it is asked for."""
-    check_new_run_dir(run_dir, "--run-dir", f"; to continue it: rlopt train --resume {run_dir}")
+    from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
+
+    try:
+        unfinished = (run_dir / CONFIG_FILE).is_file() and not (run_dir / SUMMARY_FILE).exists()
+    except OSError:  # a name too long: check_new_run_dir says so
+        unfinished = False
+    hint = f"; it is an unfinished run: rlopt train --resume {run_dir}" if unfinished else "; give a new directory"
+    check_new_run_dir(run_dir, "--run-dir", hint)
 
 
 def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
@@ -275,12 +282,11 @@ def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_d
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from rlopt.config.validation import EVAL_EPISODES_MAX
     from rlopt.run_files import CONFIG_FILE, list_checkpoints
 
     run_dir = Path(args.run_dir)
-    if args.episodes is not None and not 1 <= args.episodes <= EVAL_EPISODES_MAX:
-        raise ConfigError(f"--episodes must be >= 1 and <= {EVAL_EPISODES_MAX}, got {args.episodes}")
+    if args.episodes is not None and args.episodes < 1:  # the upper bound comes with the config's checks
+        raise ConfigError(f"--episodes must be >= 1, got {short_repr(args.episodes)}")
     try:  # the file-system checks first: a refusal costs no torch import
         if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
@@ -301,10 +307,13 @@ def _eval_checked(args: argparse.Namespace, run_dir: Path, candidates: list[Path
     """``rlopt eval`` once the file-system checks passed: load, refuse another agent's weights, evaluate."""
     from agents import build_agent
     from rlopt.config import load_config
+    from rlopt.config.validation import EVAL_EPISODES_MAX
     from rlopt.evaluation import evaluate, record_video
     from rlopt.run_files import CONFIG_FILE
     from rlopt.saved_agent import UnreadableFile, read_agent_state
 
+    if args.episodes is not None and args.episodes > EVAL_EPISODES_MAX:
+        raise ConfigError(f"--episodes must be >= 1 and <= {EVAL_EPISODES_MAX}, got {short_repr(args.episodes)}")
     cfg = load_config(run_dir / CONFIG_FILE, [] if args.device is None else [f"device={args.device}"])
     episodes = cfg.eval.episodes if args.episodes is None else args.episodes
     if episodes < 1:

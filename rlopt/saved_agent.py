@@ -79,7 +79,7 @@ def read_agent_state(path: Path, agent: str, config_file: str, what: str) -> Map
     refuses it (PPO and A2C weights have the same shapes). Raises :class:`UnreadableFile` for a
     file that cannot be read, ConfigError (``what: ...``) for one of another agent."""
     try:
-        saved = _load_file(path, "")
+        saved = _load_file(path, "", "checkpoint")
     except ConfigError as err:
         raise UnreadableFile(str(err)) from None
     if not isinstance(saved.get("agent"), Mapping):
@@ -99,15 +99,15 @@ def _trained_as(saved: Mapping[str, Any]) -> str | None:
         return None
 
 
-def _load_file(path: Path, what: str = "load") -> Mapping[str, Any]:
+def _load_file(path: Path, what: str = "load", noun: str = "file") -> Mapping[str, Any]:
     """``torch.load(weights_only=True)`` of ``path``; anything unreadable is a one-line ConfigError
     (starting ``what: `` unless ``what`` is empty)."""
     prefix = f"{what}: " if what else ""
     try:
         saved = load_checkpoint(path)
     except Exception as err:  # not a torch file, a torn write, pickled code refused by weights_only
-        raise ConfigError(f"{prefix}{path} is not a readable rlopt file ({type(err).__name__})") from None
+        raise ConfigError(f"{prefix}{path} is not a readable rlopt {noun} ({type(err).__name__})") from None
     if not isinstance(saved, dict):
-        raise ConfigError(f"{prefix}{path} is not a readable rlopt file (holds a {type(saved).__name__})")
+        raise ConfigError(f"{prefix}{path} is not a readable rlopt {noun} (holds a {type(saved).__name__})")
     return saved
 
