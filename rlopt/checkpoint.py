@@ -23,17 +23,18 @@ import pickle
 import random
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
 from gymnasium.vector import SyncVectorEnv
 
+from rlopt.errors import ConfigError
 from rlopt.files import TEMP_SUFFIX, atomic_write_bytes
 from rlopt.run_files import CHECKPOINT_DIR, list_checkpoints
 
 __all__ = ["BEST_CHECKPOINT", "CHECKPOINT_DIR", "atomic_torch_save", "best_checkpoint_path", "checkpoint_path",
-           "list_checkpoints", "load_checkpoint", "load_envs", "pickle_envs", "prune_checkpoints", "rng_state",
+           "first_readable", "list_checkpoints", "load_checkpoint", "load_envs", "pickle_envs", "prune_checkpoints", "rng_state",
            "save_best_checkpoint", "save_checkpoint", "set_rng_state"]  # fmt: skip
 
 BEST_CHECKPOINT = "best.pt"
@@ -143,6 +144,25 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+T = TypeVar("T")
+
+
+def first_readable(
+    paths: Sequence[Path], read: Callable[[Path], T], unreadable: type[Exception], what: str, hint: str = ""
+) -> tuple[Path, T, list[str]]:
+    """``read`` of the first of ``paths`` (newest first) that does not raise ``unreadable``, with
+    the messages of those skipped before it (a torn newest checkpoint falls back to the previous
+    one). None readable: one ConfigError line ``what: <the oldest's message> ...{hint}``."""
+    skipped: list[str] = []
+    for path in paths:
+        try:
+            return path, read(path), skipped
+        except unreadable as err:
+            skipped.append(str(err))
+    also = f" (and {len(skipped) - 1} newer ones)" if len(skipped) > 1 else ""
+    raise ConfigError(f"{what}: {skipped[-1]}{also}; no readable checkpoint left{hint}")
 
 
 def load_envs(path: Path) -> Any | None:

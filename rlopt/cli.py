@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import json
 import math
-import os
 import re
 import sys
 import time
@@ -22,7 +20,7 @@ import warnings
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Sequence
 
-from rlopt.errors import ConfigError, Interrupted, NumericalFault, short_repr
+from rlopt.errors import ConfigError, Interrupted, NumericalFault, WriteFailed, is_storage_error, short_repr
 from rlopt.files import RunDirLocked, check_new_run_dir, check_run_dir_unlocked, lock_run_dir
 from rlopt.report import add_report_parser, report_command
 from rlopt.sweep import add_sweep_parser, sweep_command
@@ -36,7 +34,6 @@ EXIT_BAD_INPUT = 2
 EXIT_FAULT = 3
 EXIT_WRITE_FAILED = 4
 """The run directory could not be written (a full disk): the checkpoints are intact, resume later."""
-_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO}
 EXIT_INTERRUPTED = 130
 
 
@@ -109,32 +106,6 @@ def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
         raise ConfigError(f"--run-dir: cannot lock {run_dir} ({err.strerror or err})") from None
 
 
-def _probe_env(env_id: str, seed: int) -> None:
-    """Reset and step one fresh instance of ``env_id`` and check the observations it returns
-    against its observation space, before anything is written (a misbehaving env would otherwise
-    fail at the first rollout and leave an unusable run directory behind). Gymnasium's env-checker
-    warnings are silenced: the ConfigError says what is wrong in one line."""
-    from rlopt.envs import make_vec_env
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        probe = make_vec_env(env_id, 1)
-        try:
-            expected = (1, *probe.single_observation_space.shape)
-            for call in ("reset", "step"):
-                try:
-                    out = probe.reset(seed=seed) if call == "reset" else probe.step(probe.action_space.sample())
-                    shape = getattr(out[0], "shape", None)
-                except Exception as err:  # an env whose reset/step raises, or returns the wrong shape
-                    raise ConfigError(f"env.id: {env_id!r} {call}() failed ({type(err).__name__}: "
-                                      f"{' '.join(str(err).split())[:200]})") from None  # fmt: skip
-                if shape != expected:
-                    raise ConfigError(f"env.id: {env_id!r} {call}() returned observations of shape {shape}; "
-                                      f"its observation space says {expected}")  # fmt: skip
-        finally:
-            probe.close()
-
-
 def _check_resumable(run_dir: Path) -> list[Path]:
     """The file-system checks of ``--resume RUN_DIR``, before torch is imported (a refusal is
     instant): a directory with a ``config.yaml``, not in use by another process. Returns its
@@ -178,6 +149,7 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
     """``rlopt train`` once the file-system checks passed: build, check the rest, lock, train."""
     from agents import build_agent
     from rlopt.config import load_config
+    from rlopt.envs import probe_env
     from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE, list_checkpoints
     from rlopt.trainer import Trainer
 
@@ -195,7 +167,7 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
     # Everything that can reject the input happens before the mkdir below, so bad input never
     # leaves a run directory behind.
     agent = build_agent(cfg)
-    _probe_env(cfg.env.id, cfg.seed)
+    probe_env(cfg.env.id, cfg.seed)
     for notice in notices:
         print(f"rlopt: note: {notice}", file=sys.stderr)
     trainer = Trainer(agent, run_dir=run_dir, progress=not args.no_progress)
@@ -205,7 +177,7 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
             steps = trainer.resume(require_same_config=True)
             extension = _refit_to_run_length(agent, trainer, file_cfg, run_dir, steps, args.total_steps is not None)
         elif restart:
-            trainer.start_over()
+            trainer.resume()  # no checkpoint: from step 0, the killed process's TensorBoard points purged
         try:  # the first write, once nothing is left to reject (Trainer.train() accepts an existing dir)
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -240,24 +212,15 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
     return 0
 
 
-class _WriteFailed(Exception):
-    """The run directory could not be written (disk full): one line, exit :data:`EXIT_WRITE_FAILED`."""
-
-
 def _train_to_end(trainer: Trainer, run_dir: Path) -> dict:
-    """``trainer.train()``; a full disk (or a read-only or failing one) is a :class:`_WriteFailed`
-    naming the file, since every checkpoint is written atomically and the run can be resumed."""
+    """``trainer.train()``; a full disk is a one-line :class:`WriteFailed` (the run can be resumed)."""
     try:
         return trainer.train()
     except OSError as err:
-        if err.errno not in _STORAGE_ERRNOS:
+        if not is_storage_error(err):
             raise
         trainer.close()
-        where = err.filename or run_dir
-        raise _WriteFailed(
-            f"cannot write {where} ({err.strerror or err}); the checkpoints written so far are intact: "
-            f"free space, then rlopt train --resume {run_dir}"
-        ) from None
+        raise WriteFailed(err, run_dir) from None
 
 
 def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_dir: Path, steps: int, flag: bool) -> str:
@@ -310,7 +273,7 @@ def _eval_checked(args: argparse.Namespace, run_dir: Path, candidates: list[Path
     from rlopt.config.validation import EVAL_EPISODES_MAX
     from rlopt.evaluation import evaluate, record_video
     from rlopt.run_files import CONFIG_FILE
-    from rlopt.saved_agent import UnreadableFile, read_agent_state
+    from rlopt.saved_agent import read_newest_agent_state
 
     if args.episodes is not None and args.episodes > EVAL_EPISODES_MAX:
         raise ConfigError(f"--episodes must be >= 1 and <= {EVAL_EPISODES_MAX}, got {short_repr(args.episodes)}")
@@ -319,17 +282,8 @@ def _eval_checked(args: argparse.Namespace, run_dir: Path, candidates: list[Path
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1 (the run's eval.episodes is {episodes})")
     what = "--checkpoint" if args.checkpoint else "eval"
-    skipped: list[str] = []  # as --resume: a torn newest checkpoint falls back to the one before
-    for checkpoint in candidates:
-        try:
-            state = read_agent_state(checkpoint, cfg.agent, f"{run_dir / CONFIG_FILE}", what)
-            break
-        except UnreadableFile as err:
-            skipped.append(str(err))
-    else:
-        also = f" (and {len(skipped) - 1} newer ones); no readable checkpoint left" if len(skipped) > 1 else ""
-        raise ConfigError(f"{what}: {skipped[-1]}{also} (pass another with --checkpoint)")
-    for message in skipped:
+    checkpoint, state, skipped = read_newest_agent_state(candidates, cfg.agent, str(run_dir / CONFIG_FILE), what)
+    for message in skipped:  # as --resume: a torn newest checkpoint falls back to the one before
         print(f"rlopt: warning: {message}; evaluating the previous checkpoint {checkpoint.name}", file=sys.stderr)
     agent = build_agent(cfg)
     try:
@@ -428,7 +382,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as err:
         print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
         return EXIT_BAD_INPUT
-    except _WriteFailed as err:
+    except WriteFailed as err:
         print(f"rlopt: error: {err}", file=sys.stderr)
         return EXIT_WRITE_FAILED
     except NumericalFault as err:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 from typing import Any
 
@@ -45,6 +46,25 @@ class ConfigError(ValueError):
 
 class NumericalFault(RuntimeError):
     """Too many consecutive non-finite losses, gradients or observations."""
+
+
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO})
+"""What a full, read-only or failing file system reports (not a bad path: those are ConfigErrors)."""
+
+
+def is_storage_error(err: OSError) -> bool:
+    """Whether ``err`` says the file system cannot take the write (full disk, quota, read-only)."""
+    return err.errno in _STORAGE_ERRNOS
+
+
+class WriteFailed(Exception):
+    """A run directory could not be written (e.g. a full disk) during training; every checkpoint
+    is written atomically, so the ones written stay intact and the run can be resumed."""
+
+    def __init__(self, err: OSError, run_dir: object) -> None:
+        self.run_dir = run_dir
+        super().__init__(shorten(f"cannot write {err.filename or run_dir} ({err.strerror or err}); the checkpoints "
+                                 f"written so far are intact: free space, then rlopt train --resume {run_dir}"))  # fmt: skip
 
 
 class Interrupted(Exception):

@@ -7,11 +7,12 @@ picks the class and builds it.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from rlopt.checkpoint import list_checkpoints, load_checkpoint
+from rlopt.checkpoint import first_readable, list_checkpoints, load_checkpoint
 from rlopt.config import Config, config_to_dict, load_config
 from rlopt.errors import ConfigError
 from rlopt.run_files import CONFIG_FILE
@@ -89,6 +90,15 @@ def read_agent_state(path: Path, agent: str, config_file: str, what: str) -> Map
         raise ConfigError(f"{what}: {path} was trained as {trained_as} but {config_file} says agent: {agent}; "
                           f"evaluate it with the run it was trained in")  # fmt: skip
     return saved["agent"]
+
+
+def read_newest_agent_state(
+    candidates: Sequence[Path], agent: str, config_file: str, what: str
+) -> tuple[Path, Mapping[str, Any], list[str]]:
+    """:func:`read_agent_state` of the first readable file of ``candidates`` (newest first): the
+    file, its state and what was wrong with each unreadable one before it (see :func:`first_readable`)."""
+    read = functools.partial(read_agent_state, agent=agent, config_file=config_file, what=what)
+    return first_readable(candidates, read, UnreadableFile, what, " (pass another with --checkpoint)")
 
 
 def _trained_as(saved: Mapping[str, Any]) -> str | None:

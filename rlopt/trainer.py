@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from rlopt.checkpoint import (
     checkpoint_path,
+    first_readable,
     list_checkpoints,
     load_checkpoint,
     load_envs,
@@ -152,7 +153,8 @@ class Trainer:
         """Restore the newest readable complete checkpoint (or ``checkpoint``); returns its env steps.
 
         An unreadable checkpoint (a torn ``.pt``, or a torn ``.env`` beside it) is skipped with a
-        RuntimeWarning naming the file, for the one before it; if none is readable, ConfigError.
+        RuntimeWarning naming the file, for the one before it; if none is readable, ConfigError. With no
+        checkpoint at all (a run killed before its first), 0: train() starts over, purging what it logged.
         With ``require_same_config`` (``rlopt train --resume``), a checkpoint trained with another
         config (keys other than ``RESUME_MUTABLE_KEYS`` and ``total_steps``) is a ConfigError too.
         The schedules stay as the checkpoint has them: after a change of ``total_steps``, re-fit
@@ -161,22 +163,14 @@ class Trainer:
         if self.run_dir is None:
             raise ValueError("resume needs a Trainer with a run_dir")
         candidates = [Path(checkpoint)] if checkpoint is not None else list_checkpoints(self.run_dir)[::-1]
-        if not candidates:
-            raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
-        skipped: list[str] = []  # warned about once a checkpoint is restored; none is: one error line
-        for index, path in enumerate(candidates):
-            try:
-                steps = self._restore(path, require_same_config)
-            except _Unreadable as err:
-                if index + 1 == len(candidates):
-                    also = f" (and {len(skipped)} newer ones)" if skipped else ""
-                    raise ConfigError(f"--resume: {err}{also}; no readable checkpoint left to resume from") from None
-                skipped.append(str(err))
-                continue
-            for message in skipped:
-                warnings.warn(f"{message}; resuming from the previous checkpoint {path.name}", RuntimeWarning, stacklevel=2)
-            return steps
-        raise AssertionError("unreachable")
+        if not candidates:  # a run killed before its first checkpoint starts over: purge the points it logged
+            self._purge_step = 1
+            return 0
+        path, steps, skipped = first_readable(candidates, lambda p: self._restore(p, require_same_config),
+                                              _Unreadable, "--resume", " to resume from")  # fmt: skip
+        for message in skipped:  # warned about once a checkpoint is restored (none is: one error line)
+            warnings.warn(f"{message}; resuming from the previous checkpoint {path.name}", RuntimeWarning, stacklevel=2)
+        return steps
 
     def _restore(self, checkpoint: Path, require_same_config: bool) -> int:
         """Load one checkpoint into the trainer; raises :class:`_Unreadable` naming the bad file."""
@@ -228,11 +222,6 @@ class Trainer:
         # writer train() opens: resume itself writes nothing (rlopt train locks the run dir after it).
         self._purge_step = self.env_steps + 1
         return self.env_steps
-
-    def start_over(self) -> None:
-        """Train a run directory from step 0 that a process killed before its first checkpoint
-        left behind: the writer ``train`` opens purges the points that process logged."""
-        self._purge_step = 1
 
     # ----------------------------------------------------------------- the loop
     def train(self, total_steps: int | None = None, keep_envs: bool = False) -> dict[str, Any]:
@@ -297,11 +286,9 @@ class Trainer:
         summary = self._summarise()
         self.close(envs=not keep_envs)
         if self.skipped_updates:  # the run ended, but not as healthy as an exit code 0 suggests
-            warnings.warn(
-                f"{self.skipped_updates} of {self.env_steps // self.cfg.batch_size} updates were skipped (non-finite observations, rewards, losses or gradients; "
-                "the weights never took them): see skipped_updates in summary.json and health/skipped_updates",
-                RuntimeWarning, stacklevel=2,
-            )  # fmt: skip
+            warnings.warn(f"{self.skipped_updates} of {self.env_steps // self.cfg.batch_size} updates were skipped "
+                          "(non-finite observations, rewards, losses or gradients; the weights never took them): "
+                          "see skipped_updates in summary.json", RuntimeWarning, stacklevel=2)  # fmt: skip
         return summary
 
     def _save_if_new(self) -> None:
