@@ -36,6 +36,11 @@ def learn(
     episodes. ``reset_num_timesteps=True`` restarts the count at 0: fresh episodes, schedules
     from update 0 over ``total_steps``, logs only in the ``run_dir`` given (a new run); the
     weights and optimizer moments are kept.
+
+    A ``run_dir`` is new or empty, or the one this agent's previous call logged into (continued):
+    another run's directory is refused with a one-line ConfigError, as ``rlopt train --run-dir``
+    refuses it (resume a run with ``rlopt train --resume``). The run's total is at most
+    ``TOTAL_STEPS_MAX`` (10**11) env steps.
     """
     steps = agent.cfg.total_steps if total_steps is None else total_steps
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:

@@ -10,13 +10,14 @@ a real process, where warnings and exit codes are the real ones.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import shutil
 import subprocess
 import sys
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,6 +31,7 @@ from rlopt.cli import EXIT_BAD_INPUT, EXIT_WRITE_FAILED, main
 from rlopt.errors import ConfigError
 from rlopt.files import LOCK_FILE, atomic_write_text
 from tests.test_bad_input import CASES as EARLIER_CASES
+from tests.test_bad_input import BadInput
 from tests.test_bad_input import _tree
 from tests.test_run_faults import SMALL
 
@@ -53,17 +55,14 @@ def _one_line(err: str, prefix: str = "rlopt: error: ") -> str:
     return lines[0]
 
 
+def _python(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in ``cwd`` with this checkout first on the path; a hang fails the test."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=TIMEOUT)
+
+
 def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """``python -m rlopt ARGV`` in ``cwd`` (the checkout on the path); a hang fails the test."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-m", "rlopt", *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT)  # fmt: skip
-
-
-def _python(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=TIMEOUT)  # fmt: skip
+    return _python("-m", "rlopt", *argv, cwd=cwd)
 
 
 def _main(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str, list[str]]:
@@ -128,6 +127,10 @@ LONG_NAME = "x" * 100_000
 REFUSALS = [
     Refusal("run dir name of 300 characters", ("train", *SMALL, "--run-dir", "{tmp}/" + "d" * 300),
             ("--run-dir", "File name too long", "characters)")),
+    Refusal("env.num_envs of 400 digits", ("train", *SMALL, "env.num_envs=" + "9" * 400, "--run-dir", "{tmp}/run"),
+            ("env.num_envs must be in [1, 4096]", "400 characters")),
+    Refusal("ppo.epochs of 400 digits", ("train", *SMALL, "ppo.epochs=" + "9" * 400, "--run-dir", "{tmp}/run"),
+            ("ppo.epochs must be in [1, 10000]",)),
     Refusal("abbreviated option --episode", ("eval", "{runs}/ppo", "--episode", "2"), ("--episode",)),
     Refusal("abbreviated option --total-step", ("train", "--resume", "{runs}/ppo", "--total-step", "9"),
             ("--total-step",)),
@@ -178,24 +181,14 @@ def test_refusal_is_one_line_without_warnings_and_writes_nothing(
 # ------------------------------------------------------------------------------------ refusals, real processes
 
 
-@dataclass(frozen=True)
-class ProcessCase:
-    name: str
-    argv: tuple[str, ...]
-    expect: str
-    files: dict[str, bytes] = field(default_factory=dict)
-
-
-def _earlier(name: str) -> ProcessCase:
+def _earlier(name: str) -> BadInput:
     case = next(case for case in EARLIER_CASES if case.name == name)
-    return ProcessCase(f"earlier: {name}", case.argv, case.expect, case.files)
+    return dataclasses.replace(case, name=f"earlier: {name}")
 
 
 PROCESS_CASES = [
-    ProcessCase("env.num_envs 1000000 (hung)", ("train", *SMALL, "env.num_envs=1000000", "--run-dir", "{tmp}/run"),
-                "env.num_envs must be in [1, 4096]"),
-    ProcessCase("env.num_envs of 400 digits", ("train", *SMALL, "env.num_envs=" + "9" * 400, "--run-dir", "{tmp}/run"),
-                "env.num_envs"),
+    BadInput("env.num_envs 1000000 (hung)", ("train", *SMALL, "env.num_envs=1000000", "--run-dir", "{tmp}/run"),
+             "env.num_envs must be in [1, 4096]"),
     # one case of each class of the earlier table: keys and ranges, optimizer specs, files, command line, envs
     _earlier("unknown nested key"),
     _earlier("trust region max_kl -1"),
@@ -206,7 +199,7 @@ PROCESS_CASES = [
 
 
 @pytest.mark.parametrize("case", PROCESS_CASES, ids=lambda case: case.name)
-def test_refusal_in_a_real_process(case: ProcessCase, tmp_path: Path) -> None:
+def test_refusal_in_a_real_process(case: BadInput, tmp_path: Path) -> None:
     for name, content in case.files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(content)
@@ -227,7 +220,7 @@ def test_file_system_refusals_come_before_torch_is_imported(runs: Path, tmp_path
             f"held = lock_run_dir({str(busy)!r})\n"
             f"print([main(argv) for argv in {argvs!r}], 'torch' in sys.modules)")  # fmt: skip
     before = _tree(tmp_path)
-    proc = _python(code, cwd=tmp_path)
+    proc = _python("-c", code, cwd=tmp_path)
     assert proc.stdout.split("]")[-1].strip() == "False", proc.stdout + proc.stderr  # torch never imported
     assert proc.stdout.startswith("[2, 2, 2, 2]"), proc.stdout + proc.stderr
     lines = proc.stderr.splitlines()
@@ -239,7 +232,7 @@ def test_file_system_refusals_come_before_torch_is_imported(runs: Path, tmp_path
 def test_learn_of_10_to_the_400_steps_is_refused_at_once(tmp_path: Path) -> None:
     code = ("from agents import PPO\nfrom rlopt.errors import ConfigError\n"
             "try:\n    PPO.from_config('ppo_cartpole').learn(10**400)\nexcept ConfigError as err:\n    print(err)")  # fmt: skip
-    proc = _python(code, cwd=tmp_path)
+    proc = _python("-c", code, cwd=tmp_path)
     assert proc.returncode == 0 and "learn: total_steps" in proc.stdout and "1e+11" in proc.stdout, proc.stderr
 
 
