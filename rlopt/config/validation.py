@@ -186,8 +186,8 @@ def _check_ranges(cfg: Config) -> None:
         f"eval.episodes must be in [0, {EVAL_EPISODES_MAX}], got {_short(cfg.eval.episodes)}",
     )
     _require(
-        cfg.eval.max_episode_steps is None or cfg.eval.max_episode_steps >= 1,
-        f"eval.max_episode_steps must be >= 1 or null, got {cfg.eval.max_episode_steps}",
+        cfg.eval.max_episode_steps is None or 1 <= cfg.eval.max_episode_steps <= TOTAL_STEPS_MAX,
+        f"eval.max_episode_steps must be in [1, {TOTAL_STEPS_MAX:.0e}] or null, got {_short(cfg.eval.max_episode_steps)}",
     )
     _require(cfg.eval.every_steps >= 0, f"eval.every_steps must be >= 0, got {_short(cfg.eval.every_steps)}")
     _require(
@@ -290,6 +290,11 @@ def physical_memory_bytes() -> int | None:
         return None
 
 
+def _gib(size: int) -> str:
+    """``size`` bytes in GiB, 3 digits; a size beyond the float range (``hidden: [10**400]``) as >1e+300."""
+    return f"{size / 2**30:.3g}" if size < 10**300 else ">1e+300"
+
+
 def check_fits_in_memory(cfg: Config, obs_dim: int = 1, head_dim: int = 1) -> None:
     """Reject networks and rollout buffers larger than this machine's memory, before allocating.
 
@@ -302,21 +307,20 @@ def check_fits_in_memory(cfg: Config, obs_dim: int = 1, head_dim: int = 1) -> No
     memory = physical_memory_bytes()
     if memory is None:
         return
-    gib = 2**30
     for name, net, out_dim in (("actor", cfg.actor, head_dim), ("critic", cfg.critic, 1)):
         widths = [obs_dim, *net.hidden, out_dim]
         parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:]))
         needed = 2 * parameters * _FLOAT32_BYTES
         _require(
             needed <= memory,
-            f"{name}.hidden: {net.hidden} needs at least {needed / gib:.3g} GiB (weights and gradients), "
-            f"more than this machine's {memory / gib:.3g} GiB",
+            f"{name}.hidden: {net.hidden} needs at least {_gib(needed)} GiB (weights and gradients), "
+            f"more than this machine's {_gib(memory)} GiB",
         )
     needed = cfg.batch_size * (obs_dim + 1 + _SCALARS_PER_TRANSITION) * _FLOAT32_BYTES
     _require(
         needed <= memory,
-        f"rollout.n_steps * env.num_envs = {cfg.batch_size} transitions need at least {needed / gib:.3g} GiB, "
-        f"more than this machine's {memory / gib:.3g} GiB",
+        f"rollout.n_steps * env.num_envs = {cfg.batch_size} transitions need at least {_gib(needed)} GiB, "
+        f"more than this machine's {_gib(memory)} GiB",
     )
 
 
