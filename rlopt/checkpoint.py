@@ -34,8 +34,8 @@ from rlopt.files import TEMP_SUFFIX, atomic_write_bytes
 from rlopt.run_files import CHECKPOINT_DIR, list_checkpoints
 
 __all__ = ["BEST_CHECKPOINT", "CHECKPOINT_DIR", "atomic_torch_save", "best_checkpoint_path", "checkpoint_path",
-           "first_readable", "list_checkpoints", "load_checkpoint", "load_envs", "pickle_envs", "prune_checkpoints", "rng_state",
-           "save_best_checkpoint", "save_checkpoint", "set_rng_state"]  # fmt: skip
+           "first_readable", "list_checkpoints", "load_checkpoint", "load_envs", "pickle_envs", "prune_checkpoints",
+           "rng_state", "save_best_checkpoint", "save_checkpoint", "set_rng_state"]  # fmt: skip
 
 BEST_CHECKPOINT = "best.pt"
 """The best checkpoint of the evaluations during training; its name never matches ``step_*.pt``, so

@@ -107,9 +107,8 @@ def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
 
 
 def _check_resumable(run_dir: Path) -> list[Path]:
-    """The file-system checks of ``--resume RUN_DIR``, before torch is imported (a refusal is
-    instant): a directory with a ``config.yaml``, not in use by another process. Returns its
-    complete checkpoints (none: a run killed before its first one, started over from step 0)."""
+    """``--resume RUN_DIR``'s checks, before torch is imported: a directory with a ``config.yaml``, not in
+    use by another process. Returns its checkpoints (none: killed before its first, started over)."""
     from rlopt.run_files import CONFIG_FILE, list_checkpoints
 
     try:
@@ -173,7 +172,7 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
     trainer = Trainer(agent, run_dir=run_dir, progress=not args.no_progress)
     extension = ""
     try:
-        if resume_dir is not None and not restart:  # reads only: a ConfigError names an unreadable .pt/.env or a changed config
+        if resume_dir is not None and not restart:  # reads only: ConfigError for an unreadable .pt/.env, a changed config
             steps = trainer.resume(require_same_config=True)
             extension = _refit_to_run_length(agent, trainer, file_cfg, run_dir, steps, args.total_steps is not None)
         elif restart:
@@ -213,14 +212,19 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
 
 
 def _train_to_end(trainer: Trainer, run_dir: Path) -> dict:
-    """``trainer.train()``; a full disk is a one-line :class:`WriteFailed` (the run can be resumed)."""
+    """``trainer.train()``; a full disk is a one-line :class:`WriteFailed` (the run can be resumed),
+    skipped updates (NaN rewards) a warning line at the end."""
     try:
-        return trainer.train()
+        summary = trainer.train()
     except OSError as err:
         if not is_storage_error(err):
             raise
-        trainer.close()
-        raise WriteFailed(err, run_dir) from None
+        raise WriteFailed(err, run_dir) from None  # train() closed the writer and envs
+    if summary["skipped_updates"]:  # exit code 0, but not as healthy as that suggests
+        print(f"rlopt: warning: {summary['skipped_updates']} of {trainer.env_steps // trainer.cfg.batch_size} updates "
+              "were skipped (non-finite observations, rewards, losses or gradients; the weights never took them): "
+              "see skipped_updates in summary.json", file=sys.stderr)  # fmt: skip
+    return summary
 
 
 def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_dir: Path, steps: int, flag: bool) -> str:
@@ -253,14 +257,11 @@ def _eval(args: argparse.Namespace) -> int:
     try:  # the file-system checks first: a refusal costs no torch import
         if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
-        if args.checkpoint:
-            candidates = [Path(args.checkpoint)]
-            if not candidates[0].is_file():
-                raise ConfigError(f"--checkpoint: no such file {candidates[0]}")
-        else:
-            candidates = list_checkpoints(run_dir)[::-1]  # newest first; an unreadable one falls back
-            if not candidates:
-                raise ConfigError(f"eval: {run_dir} has no checkpoint")
+        candidates = [Path(args.checkpoint)] if args.checkpoint else list_checkpoints(run_dir)[::-1]  # newest first
+        if args.checkpoint and not candidates[0].is_file():
+            raise ConfigError(f"--checkpoint: no such file {candidates[0]}")
+        if not candidates:
+            raise ConfigError(f"eval: {run_dir} has no checkpoint")
     except OSError as err:
         raise ConfigError(f"eval: cannot read {run_dir} ({err.strerror or err})") from None
     return _eval_checked(args, run_dir, candidates)
@@ -361,9 +362,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     printed as one line each while it runs (recorded ones, e.g. by ``pytest.warns``, stay recorded)."""
     with warnings.catch_warnings():
         warnings.formatwarning = _warning_line  # type: ignore[assignment]
-        # A skipped first update (non-finite reward) steps the schedules but not the optimizers, on
-        # purpose: the schedule counts updates. The run's own warning line says it was skipped.
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before", category=UserWarning)
+        # A skipped first update steps the schedules, not the optimizers, on purpose (and says it was skipped).
+        warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
         return _main(argv)
 
 

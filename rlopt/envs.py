@@ -92,8 +92,8 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **make_kwa
 def probe_env(env_id: str, seed: int) -> None:
     """Reset and step one fresh instance of ``env_id`` and check the observations it returns
     against its observation space, before anything is written (a misbehaving env would otherwise
-    fail at the first rollout and leave an unusable run directory behind; ``rlopt train`` calls it). Gymnasium's env-checker
-    warnings are silenced: the ConfigError says what is wrong in one line."""
+    fail at the first rollout and leave an unusable run directory behind; ``rlopt train`` calls it).
+    Gymnasium's env-checker warnings are silenced: the ConfigError says what is wrong in one line."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         probe = make_vec_env(env_id, 1)

@@ -63,8 +63,9 @@ class WriteFailed(Exception):
 
     def __init__(self, err: OSError, run_dir: object) -> None:
         self.run_dir = run_dir
-        super().__init__(shorten(f"cannot write {err.filename or run_dir} ({err.strerror or err}); the checkpoints "
-                                 f"written so far are intact: free space, then rlopt train --resume {run_dir}"))  # fmt: skip
+        where = err.filename or run_dir
+        super().__init__(shorten(f"cannot write {where} ({err.strerror or err}); the checkpoints written so far "
+                                 f"are intact: free space, then rlopt train --resume {run_dir}"))  # fmt: skip
 
 
 class Interrupted(Exception):

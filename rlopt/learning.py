@@ -47,14 +47,17 @@ def learn(
         raise ConfigError(f"learn: total_steps must be an int >= 1, got {short_repr(steps)}")
     trainer: Trainer | None = getattr(agent, "_trainer", None)  # the last call's, its envs still open
     continuing = trainer is not None and not reset_num_timesteps
-    done = 0 if reset_num_timesteps else trainer.env_steps if trainer is not None else agent.updates_done * agent.cfg.batch_size
+    if reset_num_timesteps:
+        done = 0
+    else:  # env steps the run has: the previous call's, or a loaded agent's
+        done = trainer.env_steps if trainer is not None else agent.updates_done * agent.cfg.batch_size
     if done + int(steps) > TOTAL_STEPS_MAX:
         raise ConfigError(f"learn: total_steps {short_repr(int(steps))} would take the run past {TOTAL_STEPS_MAX:.0e} "
                           f"env steps (it has done {done:,}); give at most {TOTAL_STEPS_MAX - done:,}")  # fmt: skip
     own = continuing and trainer.run_dir is not None and run_dir is not None and _same_dir(trainer.run_dir, run_dir)
-    if run_dir is not None and not own:  # a new run directory: never another run's (rlopt train --run-dir refuses it too)
-        check_new_run_dir(Path(run_dir), "learn: run_dir",
-                          "; give a new directory (a later learn call without run_dir continues in this call's)")  # fmt: skip
+    if run_dir is not None and not own:  # a new run directory, never another run's (as rlopt train --run-dir)
+        hint = "; give a new directory (a later learn call without run_dir continues in this call's)"
+        check_new_run_dir(Path(run_dir), "learn: run_dir", hint)
     agent._trainer = None  # kept only after a call that ends normally (an interrupted one closed its envs)
     if trainer is None or reset_num_timesteps:
         if trainer is not None:

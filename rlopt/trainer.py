@@ -260,8 +260,8 @@ class Trainer:
                 self._count_faults(stats)
                 self._log(stats, rollout, rollout.env_steps / max(elapsed, 1e-9))
                 self._stop_if_unhealthy()
-                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}", train_ret=f"{self._recent_return():.1f}",
-                                refresh=False)  # drawn by bar.update at most every mininterval
+                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}",  # train_ret: stochastic episodes
+                                train_ret=f"{self._recent_return():.1f}", refresh=False)  # drawn by bar.update
                 bar.update(min(rollout.env_steps, total - bar.n))
                 # Before the interval checkpoint, so that it records the best return so far.
                 if next_eval is not None and self.env_steps >= next_eval:
@@ -285,10 +285,6 @@ class Trainer:
             bar.close()
         summary = self._summarise()
         self.close(envs=not keep_envs)
-        if self.skipped_updates:  # the run ended, but not as healthy as an exit code 0 suggests
-            warnings.warn(f"{self.skipped_updates} of {self.env_steps // self.cfg.batch_size} updates were skipped "
-                          "(non-finite observations, rewards, losses or gradients; the weights never took them): "
-                          "see skipped_updates in summary.json", RuntimeWarning, stacklevel=2)  # fmt: skip
         return summary
 
     def _save_if_new(self) -> None:
@@ -391,9 +387,10 @@ class Trainer:
         return summary
 
     def close(self, envs: bool = True) -> None:
-        """Flush and close the TensorBoard writer and (with ``envs``) the envs; idempotent."""
+        """Flush and close the TensorBoard writer and (with ``envs``) the envs; idempotent, also after
+        the writer's flush failed (a full disk: it is not retried)."""
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()
         if envs:
             self.envs.close()

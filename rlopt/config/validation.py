@@ -187,7 +187,8 @@ def _check_ranges(cfg: Config) -> None:
     )
     _require(
         cfg.eval.max_episode_steps is None or 1 <= cfg.eval.max_episode_steps <= TOTAL_STEPS_MAX,
-        f"eval.max_episode_steps must be in [1, {TOTAL_STEPS_MAX:.0e}] or null, got {_short(cfg.eval.max_episode_steps)}",
+        f"eval.max_episode_steps must be in [1, {TOTAL_STEPS_MAX:.0e}] or null, "
+        f"got {_short(cfg.eval.max_episode_steps)}",
     )
     _require(cfg.eval.every_steps >= 0, f"eval.every_steps must be >= 0, got {_short(cfg.eval.every_steps)}")
     _require(
