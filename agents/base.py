@@ -39,6 +39,7 @@ from rlopt.config import (
     load_config,
 )
 from rlopt.distributions import ActionDistribution
+from rlopt.envs import is_single_observation
 from rlopt.errors import ConfigError
 from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
 from rlopt.networks import Actor, Critic, clip_action_to_space
@@ -207,14 +208,7 @@ class Agent:
         ``state`` and ``episode_start`` exist for SB3 call sites; the policies are feed-forward,
         so both are ignored and the returned state is always None.
         """
-        obs = np.asarray(obs)
-        expected = tuple(self.observation_space.shape)
-        single = obs.shape == expected
-        if not single and (obs.ndim != len(expected) + 1 or tuple(obs.shape[1:]) != expected):
-            raise ConfigError(
-                f"predict: observations of shape {obs.shape}; the policy of {self.cfg.env.id} takes one observation "
-                f"of shape {expected} or a batch of shape (n, {', '.join(map(str, expected))})"
-            )
+        single = is_single_observation(obs := np.asarray(obs), self.observation_space.shape, self.cfg.env.id)
         tensor = self.preprocess(obs[None] if single else obs)
         dist = self.actor(tensor)
         actions = (dist.mode() if deterministic else dist.sample()).cpu().numpy()

@@ -57,6 +57,19 @@ def validate_vector_env(envs: VectorEnv) -> None:
         raise ConfigError(f"env.id: action space must be Discrete or a 1-D Box, got {action_space}")
 
 
+def is_single_observation(obs: Any, expected: tuple[int, ...], env_id: str) -> bool:
+    """Whether ``obs`` (an array) is one observation of shape ``expected`` rather than a batch
+    ``(n, *expected)``; any other shape is a one-line ConfigError naming the shape the policy takes
+    (``agent.predict(np.zeros(3))`` on CartPole)."""
+    expected = tuple(expected)
+    if tuple(obs.shape) == expected:
+        return True
+    if obs.ndim != len(expected) + 1 or tuple(obs.shape[1:]) != expected:
+        raise ConfigError(f"predict: observations of shape {obs.shape}; the policy of {env_id} takes one observation "
+                          f"of shape {expected} or a batch of shape (n, {', '.join(map(str, expected))})")  # fmt: skip
+    return False
+
+
 def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **make_kwargs: Any) -> VectorEnv:
     """Build ``num_envs`` copies of ``env_id`` as one NEXT_STEP-autoresetting vector env.
 
