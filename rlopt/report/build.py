@@ -26,9 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlopt.curves import Curve, common_grid, read_scalar
-from rlopt.errors import ConfigError
+from rlopt.errors import ConfigError, short_repr
 from rlopt.report.defaults import DEFAULT_REPS, check_arguments
-from rlopt.sweep.messages import listed, shown
+from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.render import render_markdown, render_plots
 from rlopt.stats import (
@@ -95,7 +95,7 @@ def resolve_baseline(manifest: dict[str, Any], baseline: str | None) -> str:
     if chosen is None:
         return arms[0]
     if chosen not in manifest["arms"]:
-        raise ConfigError(f"{source}: unknown arm {shown(repr(chosen))}; arms: {listed(arms)}")
+        raise ConfigError(f"{source}: unknown arm {short_repr(chosen)}; arms: {listed(arms)}")
     return str(chosen)
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from rlopt.errors import ConfigError
-from rlopt.sweep.messages import check_path, shown
+from rlopt.errors import ConfigError, short_repr
+from rlopt.sweep.messages import check_path
 
 DEFAULT_REPS = 2000
 """Bootstrap resamples per interval."""
@@ -22,6 +22,6 @@ def check_arguments(reps: int, seed: int, out: str | Path = ".") -> None:
     look up (ConfigError)."""
     check_path(str(out), "report: OUT")
     if not 1 <= int(reps) <= MAX_REPS:
-        raise ConfigError(f"--reps must be in [1, {MAX_REPS}], got {shown(reps)}")
+        raise ConfigError(f"--reps must be in [1, {MAX_REPS}], got {short_repr(reps)}")
     if not 0 <= int(seed) <= MAX_SEED:
-        raise ConfigError(f"--seed must be in [0, 2**63 - 1], got {shown(seed)}")
+        raise ConfigError(f"--seed must be in [0, 2**63 - 1], got {short_repr(seed)}")

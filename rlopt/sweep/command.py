@@ -12,8 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rlopt.errors import ConfigError
-from rlopt.sweep.messages import check_path, shown
+from rlopt.errors import ConfigError, short_repr
+from rlopt.sweep.messages import check_path
 from rlopt.sweep.runner import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def check_arguments(args: argparse.Namespace) -> None:
         if path is not None:
             check_path(path, what)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
-        raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {shown(args.workers)}")
+        raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {short_repr(args.workers)}")
     if args.address is not None and args.backend != "ray":
         raise ConfigError("--address is for --backend ray")
     if args.address is not None and not args.address.strip():

@@ -22,8 +22,8 @@ import rlopt
 from rlopt.checkpoint import list_checkpoints
 from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
-from rlopt.errors import ConfigError
-from rlopt.sweep.messages import shown
+from rlopt.errors import ConfigError, shorten
+from rlopt.sweep.messages import SHOWN_CHARS
 from rlopt.sweep.rendering import config_hash, config_texts
 from rlopt.sweep.spec import RunSpec, Sweep, format_value
 from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
@@ -140,8 +140,8 @@ def check_same_sweep(manifest: dict[str, Any] | None, sweep: Sweep, out: Path) -
     previous = manifest.get("name") if manifest is not None else sweep.name
     if previous != sweep.name:
         raise ConfigError(
-            f"--out {out} holds sweep {shown(format_value(previous))}, not sweep {sweep.name}: use another --out "
-            f"(only a sweep named {shown(format_value(previous))} resumes or extends it)"
+            f"--out {out} holds sweep {shorten(format_value(previous), SHOWN_CHARS)}, not sweep {sweep.name}: use another --out "
+            f"(only a sweep named {shorten(format_value(previous), SHOWN_CHARS)} resumes or extends it)"
         )
 
 

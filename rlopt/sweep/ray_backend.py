@@ -19,8 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterator
 
-from rlopt.errors import ConfigError
-from rlopt.sweep.messages import shown
+from rlopt.errors import ConfigError, shorten
+from rlopt.sweep.messages import SHOWN_CHARS
 from rlopt.sweep.runner import EXIT_INTERRUPTED, STOP_GRACE_SECONDS, OnDone, OnStart, RunJob, run_job
 
 PROBE_TIMEOUT_SECONDS = 120.0
@@ -96,12 +96,12 @@ def probe_address(address: str, timeout: float = CONNECT_TIMEOUT_SECONDS) -> Non
     host, colon, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")  # [::1]:6379
     if not colon or not host or not port.isdigit() or not 0 < int(port) < 2**16:
-        raise ConfigError(f"--address {shown(address)}: give HOST:PORT, ray://HOST:PORT or auto")
+        raise ConfigError(f"--address {shorten(address, SHOWN_CHARS)}: give HOST:PORT, ray://HOST:PORT or auto")
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as err:  # refused, unreachable, timed out, unknown host
         reason = err.strerror or str(err) or type(err).__name__
-        raise ConfigError(f"--backend ray: cannot reach the Ray cluster at {shown(address)} ({reason}); "
+        raise ConfigError(f"--backend ray: cannot reach the Ray cluster at {shorten(address, SHOWN_CHARS)} ({reason}); "
                           "is `ray start --head` running there?") from None  # fmt: skip
 
 

@@ -25,10 +25,10 @@ from tqdm import tqdm
 
 from rlopt.config import Config, config_to_dict, load_config, read_yaml
 from rlopt.config.validation import SEED_MAX
-from rlopt.errors import ConfigError
+from rlopt.errors import ConfigError, short_repr, shorten
 from rlopt.presets import resolve_config
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
-from rlopt.sweep.messages import listed, shown
+from rlopt.sweep.messages import SHOWN_CHARS, listed
 from rlopt.sweep.rendering import config_hash, tree_hash
 
 __all__ = ["Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep", "set_dotted"]
@@ -191,7 +191,7 @@ def _check_overrides(value: Any, key: str, fail: _SweepErrors, arm: str | None =
 def _check_name(value: Any, key: str, fail: _SweepErrors) -> str:
     if not isinstance(value, str) or not _SAFE_NAME.match(value) or ARM_SEPARATOR in value or len(value) > MAX_ARM_NAME:
         raise fail(
-            f"{key}: {shown(format_value(value))} is not a filesystem-safe name of at most {MAX_ARM_NAME} characters "
+            f"{key}: {shorten(format_value(value), SHOWN_CHARS)} is not a filesystem-safe name of at most {MAX_ARM_NAME} characters "
             f"(letters, digits, _ . = + -, starting with a letter or digit, no '{ARM_SEPARATOR}')"
         )
     return value
@@ -206,11 +206,11 @@ def _parse_seeds(value: Any, fail: _SweepErrors) -> list[int]:
         if not _is_int(start) or start < 0:
             raise fail(f"seeds.start must be an integer >= 0, got {format_value(start)}")
         if not _is_int(count) or count < 1:
-            raise fail(f"seeds.count must be an integer >= 1, got {shown(count)}")
+            raise fail(f"seeds.count must be an integer >= 1, got {short_repr(count)}")
         if count > MAX_SEEDS:
-            raise fail(f"seeds.count must be <= {MAX_SEEDS} (seeds per sweep), got {shown(count)}")
+            raise fail(f"seeds.count must be <= {MAX_SEEDS} (seeds per sweep), got {short_repr(count)}")
         if start + count - 1 > SEED_MAX:
-            raise fail(f"seeds.start + seeds.count - 1 must be <= 2**63 - 1 (the largest seed), got start {shown(start)}")
+            raise fail(f"seeds.start + seeds.count - 1 must be <= 2**63 - 1 (the largest seed), got start {short_repr(start)}")
         return list(range(start, start + count))
     if isinstance(value, list):
         if not value:
@@ -219,7 +219,7 @@ def _parse_seeds(value: Any, fail: _SweepErrors) -> list[int]:
             raise fail(f"seeds: {len(value)} seeds listed; at most {MAX_SEEDS} (seeds per sweep)")
         for seed in value:
             if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
-                raise fail(f"seeds: {shown(seed)} is not an integer in [0, 2**63 - 1]")
+                raise fail(f"seeds: {short_repr(seed)} is not an integer in [0, 2**63 - 1]")
         duplicates = sorted({seed for seed in value if value.count(seed) > 1})
         if duplicates:
             raise fail(f"seeds: seed {duplicates[0]} is listed twice")
@@ -358,7 +358,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     seeds = _parse_seeds(raw.get("seeds", [0]), fail)
     metric = _optional_string(raw, "metric", DEFAULT_METRIC, fail)
     if metric not in METRICS:
-        raise fail(f"metric: {shown(metric)} is not a number of a run's summary.json; one of {', '.join(METRICS)}")
+        raise fail(f"metric: {short_repr(metric)} is not a number of a run's summary.json; one of {', '.join(METRICS)}")
     variants_raw = raw.get("variants") or {}
     if not isinstance(variants_raw, dict):
         raise fail(f"variants must be a mapping of arm names to overrides, got {format_value(variants_raw)}")
@@ -377,7 +377,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     arms = expand_arms(variants, grid_raw, fail)
     baseline = _optional_string(raw, "baseline", None, fail)
     if baseline is not None and baseline not in {arm.name for arm in arms}:
-        raise fail(f"baseline: {shown(repr(baseline))} is not an arm; arms: {listed([arm.name for arm in arms])}")
+        raise fail(f"baseline: {short_repr(baseline)} is not an arm; arms: {listed([arm.name for arm in arms])}")
     curve = _optional_string(raw, "curve", DEFAULT_CURVE, fail)
     threads = raw.get("threads_per_run", 1)
     if not _is_int(threads) or threads < 1:
