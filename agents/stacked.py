@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from agents import build_agent
@@ -36,14 +37,21 @@ def build_stacked(cfg: Config, seeds: Iterable[int]) -> StackedLearner:
 
 
 def train_stacked(
-    cfg: Config, seeds: Iterable[int], total_steps: int | None = None, evaluate: bool = True
+    cfg: Config,
+    seeds: Iterable[int],
+    total_steps: int | None = None,
+    evaluate: bool = True,
+    run_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> list[dict[str, Any]]:
     """Train ``seeds`` of ``cfg`` together for ``total_steps`` env steps per seed (default
     ``cfg.total_steps``); one summary per seed, in the order of ``seeds``, with the final
-    deterministic evaluation (``eval.episodes``) of each (``evaluate=False``: none)."""
+    deterministic evaluation (``eval.episodes``) of each (``evaluate=False``: none). With
+    ``run_dir``, each seed writes its lone run directory ``run_dir/seed_<k>/`` (an existing
+    non-empty ``run_dir`` is the caller's to refuse: ``rlopt train --seeds`` does)."""
     if total_steps is not None:
         if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
             raise ConfigError(f"total_steps: must be an int >= 1, got {total_steps!r}")
         cfg = copy.deepcopy(cfg)
         cfg.total_steps = total_steps
-    return StackedTraining(build_stacked(cfg, seeds)).train(evaluate=evaluate)
+    return StackedTraining(build_stacked(cfg, seeds), run_dir=run_dir, progress=progress).train(evaluate=evaluate)

@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Callable, Sequence
 from rlopt.errors import ConfigError, Interrupted, NumericalFault, WriteFailed, is_storage_error, short_repr
 from rlopt.files import RunDirLocked, check_new_run_dir, check_run_dir_unlocked, lock_run_dir
 from rlopt.report import add_report_parser, report_command
+from rlopt.stacked.runs import is_stacked_run
 from rlopt.sweep import add_sweep_parser, sweep_command
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument("--total-steps", type=int, metavar="N",
                        help="with --resume: continue the run to N env steps (extends a finished run; schedules re-fitted)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.add_argument("--seeds", help="train these seeds together in one process (0-9 or 0,3,7; at most 256): DIR/seed_<k>/")
     ev = sub.add_parser("eval", help="evaluate a trained run deterministically")
     ev.add_argument("run_dir", help="a run directory written by rlopt train")
     ev.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
@@ -123,6 +125,10 @@ def _check_resumable(run_dir: Path) -> list[Path]:
 
 
 def _train(args: argparse.Namespace) -> int:
+    if args.seeds is not None or is_stacked_run(args.resume):  # issue 17: many seeds in one process
+        from agents.stacked_runs import stacked_train
+
+        return stacked_train(args)
     if args.run_dir is not None and not args.run_dir.strip():
         raise ConfigError('--run-dir: "" is no directory; give a path or leave --run-dir out')
     if args.resume is not None and not args.resume.strip():
@@ -326,14 +332,6 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _presets() -> int:
-    """``rlopt presets``: one line per preset (name, agent, env id, total_steps), sorted by name."""
-    from rlopt.presets import describe_presets
-
-    sys.stdout.write("".join(f"{line}\n" for line in describe_presets()))
-    return 0
-
-
 def _sweep_validator() -> Callable[[Config], Config]:
     """Every check ``rlopt train`` makes before writing, for each run of a sweep: the agents'
     config check, and each distinct env id built once (as ``build_agent`` probes it)."""
@@ -375,8 +373,11 @@ def _main(argv: Sequence[str] | None) -> int:
             return report_command(args)
         if args.command == "config":
             return _config(args)
-        if args.command == "presets":
-            return _presets()
+        if args.command == "presets":  # one line per preset (name, agent, env id, total_steps), sorted by name
+            from rlopt.presets import describe_presets
+
+            sys.stdout.write("".join(f"{line}\n" for line in describe_presets()))
+            return 0
         return _train(args) if args.command == "train" else _eval(args)
     except ConfigError as err:
         print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line

@@ -1,9 +1,10 @@
 """K seeds of one config trained in one process (:class:`StackedTraining`), one summary each;
 ``agents.stacked.train_stacked(cfg, seeds)`` builds and runs it.
 
-The loop of :class:`rlopt.trainer.Trainer` without a run directory (not yet: logs, checkpoints,
-resume, evaluations during training -- ``eval.every_steps`` and ``checkpoint.*`` are ignored):
-collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
+The loop of :class:`rlopt.trainer.Trainer`; with a ``run_dir`` each seed writes the lone run
+directory ``run_dir/seed_<k>/`` (:mod:`rlopt.stacked.runs`: config, TensorBoard, interval and final
+checkpoints, ``summary.json``); one tqdm bar for the stack. Not yet: resume, evaluations during
+training (``eval.every_steps`` is ignored). Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
 stacked update, count faults per seed; then each seed's deterministic evaluation
 (:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
 ``health.max_consecutive_faults`` skipped updates in a row stops learning (its summary says so);
@@ -15,20 +16,27 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from rlopt.evaluation import evaluate_episodes
+from rlopt.run_files import strict_json_summary
 from rlopt.stacked.learner import StackedLearner
 from rlopt.stacked.rollout import build_collectors
+from rlopt.stacked.runs import SeedRun, open_stack
 
 
 class StackedTraining:
     """Runs a :class:`StackedLearner` in its seeds' envs (the lone trainer's loop, per seed)."""
 
-    def __init__(self, learner: StackedLearner) -> None:
+    def __init__(self, learner: StackedLearner, run_dir: str | Path | None = None, progress: bool = False) -> None:
         self.learner = learner
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.progress = progress
+        self.runs: list[SeedRun] = []
         self.collector = build_collectors(
             learner.cfg, learner.seeds, [a.obs_normalizer for a in learner.agents], device=learner.device
         )
@@ -37,20 +45,28 @@ class StackedTraining:
         self.skipped_updates = [0] * k
         self.consecutive_faults = [0] * k
         self.recent_returns = [deque(maxlen=100) for _ in range(k)]
-        self.wall_seconds = 0.0
+        self.wall_seconds = 0.0  # rollouts + updates of all seeds
+        self.learn_seconds = 0.0  # the whole loop: also logging and checkpoints
         self.last_stats: list[Any] = []
 
     def train(self, total_steps: int | None = None, evaluate: bool = True) -> list[dict[str, Any]]:
         """Train until ``total_steps`` env steps per seed (default ``cfg.total_steps``); summaries."""
         learner, limit = self.learner, self.learner.cfg.health.max_consecutive_faults
         total = int(total_steps if total_steps is not None else learner.cfg.total_steps)
+        if self.run_dir is not None:
+            self.runs = open_stack(self.run_dir, [a.cfg for a in learner.agents])
+        every = learner.cfg.checkpoint.every_steps
+        next_checkpoint = (self.env_steps // every + 1) * every if every > 0 else None
+        bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,
+                   dynamic_ncols=True, leave=True, desc=f"{learner.num_seeds} seeds")  # fmt: skip
         try:
             while self.env_steps < total:
                 started = time.perf_counter()
                 rollouts = self.collector.collect(learner.act, learner.value)
                 batch = learner.prepare_batch(self.collector.buffer)
                 self.last_stats = learner.update(batch)
-                self.wall_seconds += time.perf_counter() - started
+                elapsed = time.perf_counter() - started
+                self.wall_seconds += elapsed
                 self.env_steps += rollouts[0].env_steps
                 for k, (rollout, stats) in enumerate(zip(rollouts, self.last_stats)):
                     self.recent_returns[k].extend(rollout.episode_returns)
@@ -58,27 +74,60 @@ class StackedTraining:
                     self.consecutive_faults[k] = self.consecutive_faults[k] + 1 if stats.skipped else 0
                     if self.consecutive_faults[k] >= limit:
                         learner.frozen[k] = True
+                    if self.runs:  # each seed's sps: its share of the stack's steps per second
+                        self.runs[k].log(stats, rollout, self.skipped_updates[k], rollout.env_steps / max(elapsed, 1e-9), self.env_steps)
+                bar.update(min(rollouts[0].env_steps, total - bar.n))
+                if next_checkpoint is not None and self.env_steps >= next_checkpoint and self.runs:
+                    self.save_checkpoints()
+                    next_checkpoint = (self.env_steps // every + 1) * every
+                self.learn_seconds += time.perf_counter() - started
+            if self.runs:
+                self.save_checkpoints()
+            return [self._summary(k, evaluate) for k in range(learner.num_seeds)]
         finally:
+            bar.close()
             self.collector.close()
-        return [self._summary(k, evaluate) for k in range(learner.num_seeds)]
+            for run in self.runs:
+                run.close()
+
+    def save_checkpoints(self) -> list[Path]:
+        """Each seed's checkpoint at the current env step, in the lone trainer's format (its
+        ``Trainer.state_dict`` keys; ``agent`` is its lone ``Agent.state_dict``)."""
+        states = self.learner.seed_state_dicts()
+        collectors = self.collector.state_dict()
+        k_seeds = self.learner.num_seeds
+        return [
+            run.save_checkpoint(self.env_steps, {
+                "skipped_updates": self.skipped_updates[k], "consecutive_faults": self.consecutive_faults[k],
+                "wall_seconds": self.wall_seconds / k_seeds, "learn_seconds": self.learn_seconds / k_seeds,
+                "recent_returns": list(self.recent_returns[k]), "best_eval_return": -math.inf, "best_eval_step": None,
+                "agent": states[k], "collector": collectors[k],
+                "stacked": {"seeds": self.learner.seeds, "generator": self.learner.generators[k].get_state()},
+            })
+            for k, run in enumerate(self.runs)
+        ]  # fmt: skip
 
     def _summary(self, k: int, evaluate: bool) -> dict[str, Any]:
         agent = self.learner.agents[k]
         result = evaluate_episodes(agent, agent.cfg.eval.episodes, agent.cfg.seed) if evaluate else {}
+        k_seeds = self.learner.num_seeds
+        wall = self.wall_seconds / k_seeds  # each seed's share of the stack's time
         summary = {
             "agent": agent.cfg.agent,
             "env_id": agent.cfg.env.id,
             "seed": agent.cfg.seed,
             "total_steps": self.env_steps,
-            "stacked_seeds": self.learner.num_seeds,
-            "wall_seconds_per_seed": round(self.wall_seconds / self.learner.num_seeds, 3),
+            "wall_seconds": round(wall, 3),
+            "learn_seconds": round(self.learn_seconds / k_seeds, 3),
+            "steps_per_second": round(self.env_steps / max(wall, 1e-9), 1),
             "eval_return_mean": result.get("return_mean", math.nan),
             "eval_return_std": result.get("return_std", math.nan),
             "eval_episodes": result.get("episodes", 0),
-            "recent_return_mean": float(np.mean(self.recent_returns[k])) if self.recent_returns[k] else math.nan,
             "skipped_updates": self.skipped_updates[k],
+            "eval_truncated_episodes": result.get("truncated_episodes", 0),
+            "eval_max_episode_steps": result.get("max_episode_steps", 0),
         }
         if self.learner.frozen[k]:
             summary["error"] = (f"{self.consecutive_faults[k]} consecutive updates skipped for non-finite values "
                                 f"(health.max_consecutive_faults); this seed stopped learning")  # fmt: skip
-        return summary
+        return self.runs[k].write_summary(summary) if self.runs else strict_json_summary(summary)

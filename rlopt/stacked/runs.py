@@ -1,0 +1,133 @@
+"""The run directories of a stack (issue 17, "runs stay ordinary"): ``DIR/seed_<k>/`` each exactly
+what a lone ``rlopt train`` writes -- ``config.yaml`` with its seed, its own TensorBoard events with
+the lone run's tags, ``checkpoints/step_<n>.pt`` in the lone format (``rlopt eval`` and
+``Agent.load`` read it unchanged) and ``summary.json`` with :data:`rlopt.run_files.SUMMARY_KEYS`.
+
+``DIR/stacked.json`` marks the stack (its seeds); ``rlopt train --resume`` of a stack or of one of
+its seeds is refused for now (:func:`check_not_stacked`): a seed's checkpoint holds no pickled env
+(the seeds' envs are stepped together), so its lone resume would not be exact. Torch-free at
+import: the CLI asks :func:`is_stacked_run` before it imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlopt.config.schema import Config
+from rlopt.errors import ConfigError
+from rlopt.files import atomic_write_text
+from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, CONFIG_FILE, SUMMARY_FILE, stored_config, strict_json_summary
+
+STACKED_FILE = "stacked.json"
+"""``DIR/stacked.json``: ``{"seeds": [...]}``, written first; marks DIR as a stack of seed run dirs."""
+MAX_SEEDS_TEXT = 256
+"""``--seeds`` lists at most this many seeds (``rlopt.stacked.learner.MAX_SEEDS``: one stack)."""
+_RANGE = re.compile(r"^(\d+)-(\d+)$")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``--seeds``: ``0-9`` (inclusive), ``0,3,7`` or a mix (``0-4,9``); distinct ints >= 0, at most
+    :data:`MAX_SEEDS_TEXT`. One-line ConfigError naming the bad part otherwise."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part.isdigit():
+            seeds.append(int(part))
+        elif (match := _RANGE.match(part)) is not None:
+            low, high = int(match.group(1)), int(match.group(2))
+            if high < low:
+                raise ConfigError(f"--seeds: range {part!r} runs backwards; write {high}-{low}")
+            if high - low + 1 > MAX_SEEDS_TEXT:
+                raise ConfigError(f"--seeds: {high - low + 1} seeds in {part!r}, at most {MAX_SEEDS_TEXT} in one stack")
+            seeds.extend(range(low, high + 1))
+        else:
+            raise ConfigError(f"--seeds: {part[:40]!r} is no seed or range; write e.g. 0-9 or 0,3,7")
+        if len(seeds) > MAX_SEEDS_TEXT:
+            raise ConfigError(f"--seeds: more than {MAX_SEEDS_TEXT} seeds, at most {MAX_SEEDS_TEXT} in one stack")
+    duplicates = sorted({s for s in seeds if seeds.count(s) > 1})
+    if duplicates:
+        raise ConfigError(f"--seeds: seed {duplicates[0]} is given twice; each seed once")
+    return seeds
+
+
+def seed_dir(run_dir: Path, seed: int) -> Path:
+    """``DIR/seed_<seed>``."""
+    return Path(run_dir) / f"seed_{seed}"
+
+
+def is_stacked_run(run_dir: str | Path | None) -> bool:
+    """Whether ``run_dir`` is a stack's DIR or one of its ``seed_<k>`` dirs (``DIR/stacked.json``)."""
+    if not run_dir or not str(run_dir).strip():
+        return False
+    try:
+        return any((p / STACKED_FILE).is_file() for p in (Path(run_dir), Path(run_dir).parent))
+    except OSError:
+        return False
+
+
+def check_not_stacked(run_dir: str | Path) -> None:
+    """``--resume`` of a stack's DIR or of one of its ``seed_<k>`` dirs: a one-line refusal."""
+    if is_stacked_run(run_dir):
+        raise ConfigError(f"--resume: {run_dir} is (part of) a stacked run ({STACKED_FILE}); resuming a stacked run "
+                          "is not supported yet; train it again into a new --run-dir")  # fmt: skip
+
+
+class SeedRun:
+    """One seed's run directory inside a stack: the files a lone :class:`rlopt.trainer.Trainer` writes."""
+
+    def __init__(self, run_dir: Path, cfg: Config) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from rlopt.config import config_to_yaml
+
+        self.run_dir, self.cfg = Path(run_dir), cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(cfg))
+        self.writer = SummaryWriter(str(self.run_dir))
+
+    def log(self, stats: Any, rollout: Any, skipped_updates: int, sps: float, env_steps: int) -> None:
+        """The scalars of one update, with the lone trainer's tags (``Trainer._log``)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        scalars = stats.scalars()
+        scalars["health/skipped_updates"] = skipped_updates
+        if rollout.episode_returns:
+            scalars["rollout/episode_return"] = float(np.mean(rollout.episode_returns))
+            scalars["rollout/episode_length"] = float(np.mean(rollout.episode_lengths))
+        scalars["time/sps"] = sps
+        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
+        self.writer.file_writer.add_summary(summary, env_steps)
+
+    def save_checkpoint(self, env_steps: int, state: dict[str, Any]) -> Path:
+        """Flush the scalars, then write ``step_<env_steps>.pt`` (no ``.env``: see the module doc)."""
+        from rlopt.checkpoint import atomic_torch_save, checkpoint_path, prune_checkpoints, rng_state
+
+        self.writer.flush()
+        path = checkpoint_path(self.run_dir, env_steps)
+        path.with_suffix(".env").unlink(missing_ok=True)
+        atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
+                           "env_steps": env_steps, "rng": rng_state(), **state}, path)  # fmt: skip
+        prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep)
+        return path
+
+    def write_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """``summary.json`` (strict JSON, as the lone trainer writes it); returns what was written."""
+        summary = strict_json_summary(summary)
+        atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        return summary
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def open_stack(run_dir: Path, cfgs: list[Config]) -> list[SeedRun]:
+    """Write ``DIR/stacked.json`` and open each seed's :class:`SeedRun`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / STACKED_FILE, json.dumps({"seeds": [c.seed for c in cfgs]}) + "\n")
+    return [SeedRun(seed_dir(run_dir, c.seed), c) for c in cfgs]
