@@ -1,0 +1,142 @@
+"""``rlopt train CONFIG --seeds ...`` (issue 17, "runs stay ordinary"): each seed of a stack writes
+the run directory its lone run writes, readable by ``rlopt eval`` and ``Agent.load`` unchanged; bad
+input is one line, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from agents import PPO, A2C, Agent
+from rlopt.cli import main
+from rlopt.errors import ConfigError
+from rlopt.run_files import SUMMARY_KEYS, list_checkpoints
+from rlopt.stacked.runs import MAX_SEEDS_TEXT, STACKED_FILE, parse_seeds
+
+SMALL = {  # two updates of a few hundred env steps, one checkpoint in between
+    "ppo_cartpole": ["rollout.n_steps=32", "total_steps=512", "checkpoint.every_steps=256"],
+    "a2c_cartpole": ["total_steps=160", "checkpoint.every_steps=80"],
+}
+COMMON = ["eval.episodes=1", "eval.every_steps=0"]
+
+
+def _tags(run_dir: Path) -> dict[str, list[int]]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {tag: [e.step for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+@pytest.fixture(scope="module")
+def stacked_and_lone(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path]]:
+    """Per preset: a 2-seed stack in ``stack/`` and the lone run of seed 1 in ``lone/``."""
+    out = {}
+    for preset, small in SMALL.items():
+        root = tmp_path_factory.mktemp(preset)
+        argv = ["train", preset, *small, *COMMON]
+        assert main([*argv, "--seeds", "0,1", "--run-dir", str(root / "stack"), "--no-progress"]) == 0
+        assert main([*argv, "seed=1", "--run-dir", str(root / "lone"), "--no-progress"]) == 0
+        out[preset] = (root / "stack", root / "lone")
+    return out
+
+
+@pytest.mark.parametrize("preset", list(SMALL))
+def test_each_seed_writes_a_lone_run_directory(stacked_and_lone, preset):
+    stack, lone = stacked_and_lone[preset]
+    assert sorted(p.name for p in stack.iterdir() if p.is_dir()) == ["seed_0", "seed_1"]
+    assert json.loads((stack / STACKED_FILE).read_text()) == {"seeds": [0, 1]}
+    lone_cfg = yaml.safe_load((lone / "config.yaml").read_text())
+    lone_summary = json.loads((lone / "summary.json").read_text())
+    lone_tags = _tags(lone)
+    for seed in (0, 1):
+        run = stack / f"seed_{seed}"
+        cfg = yaml.safe_load((run / "config.yaml").read_text())
+        assert cfg == {**lone_cfg, "seed": seed}  # the lone run's resolved config but its seed
+        summary = json.loads((run / "summary.json").read_text())
+        assert list(summary) == list(lone_summary) == list(SUMMARY_KEYS)
+        assert summary["seed"] == seed and summary["total_steps"] == lone_summary["total_steps"]
+        assert _tags(run) == lone_tags  # the same tags at the same env steps
+        assert [p.name for p in list_checkpoints(run)] == [p.name for p in list_checkpoints(lone)]
+
+
+def test_rlopt_eval_and_load_read_a_seed_directory_unchanged(stacked_and_lone, capsys):
+    stack, _ = stacked_and_lone["ppo_cartpole"]
+    capsys.readouterr()
+    assert main(["eval", str(stack / "seed_1")]) == 0
+    result = json.loads(capsys.readouterr().out)
+    summary = json.loads((stack / "seed_1" / "summary.json").read_text())
+    assert result["return_mean"] == summary["eval_return_mean"]  # the final checkpoint is the evaluated policy
+    agent = PPO.load(stack / "seed_1")
+    assert agent.cfg.seed == 1 and agent.updates_done == 2
+    other = Agent.load(stack / "seed_0")
+    assert not all(torch.equal(a, b) for a, b in zip(agent.actor.state_dict().values(), other.actor.state_dict().values()))
+    with pytest.raises(ConfigError, match="holds a PPO agent"):
+        A2C.load(stack / "seed_1")
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("0,3,7") == [0, 3, 7]
+    assert parse_seeds(" 5 ,0-1") == [5, 0, 1]
+    assert len(parse_seeds(f"0-{MAX_SEEDS_TEXT - 1}")) == MAX_SEEDS_TEXT
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--seeds", "0-x"], "--seeds: '0-x' is no seed or range"),
+        (["--seeds", ""], "--seeds: '' is no seed or range"),
+        (["--seeds", "3-1"], "--seeds: range '3-1' runs backwards"),
+        (["--seeds", "0,1,1"], "--seeds: seed 1 is given twice"),
+        (["--seeds", "0-256"], f"--seeds: 257 seeds in '0-256', at most {MAX_SEEDS_TEXT}"),
+        (["--seeds", "0-99999999999"], f"at most {MAX_SEEDS_TEXT}"),
+        (["--seeds", "-1"], "--seeds: '-1' is no seed or range"),
+        (["seed=3", "--seeds", "0,1"], "seed: given by --seeds"),
+        (["--seeds", "0,1", "--total-steps", "10"], "--total-steps extends a run and needs --resume"),
+        (["--seeds", "0,1", "--run-dir", ""], '--run-dir: "" is no directory'),
+    ],
+)
+def test_refusals_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, argv, message):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "ppo_cartpole", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "preset,overrides,message",
+    [
+        ("trpo_cartpole", [], "agent: trpo has no stacked update yet"),
+        ("npg_cartpole", [], "agent: npg has no stacked update yet"),
+        ("acktr_cartpole", [], "agent: acktr has no stacked update yet"),
+        ("a2c_cartpole", ["actor.optim={name: lbfgs, lr: 1.0}"], "actor.optim.name: lbfgs"),
+        ("ppo_cartpole", ["rollout.n_steps=0"], "rollout.n_steps"),
+    ],
+)
+def test_unsupported_configs_are_refused_before_writing(tmp_path, capsys, preset, overrides, message):
+    run_dir = tmp_path / "stack"
+    assert main(["train", preset, *overrides, "--seeds", "0-2", "--run-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not run_dir.exists()
+
+
+def test_a_non_empty_run_dir_and_resume_are_refused(stacked_and_lone, tmp_path, capsys):
+    stack, lone = stacked_and_lone["a2c_cartpole"]
+    before = sorted(p.relative_to(stack) for p in stack.rglob("*"))
+    cases = [
+        (["train", "a2c_cartpole", "--seeds", "0,1", "--run-dir", str(stack)], "exists and is not empty"),
+        (["train", "--resume", str(lone), "--seeds", "0,1"], "--seeds starts a new stacked run"),
+        (["train", "--resume", str(stack)], "resuming a stacked run is not supported yet"),
+        (["train", "--resume", str(stack / "seed_1")], "resuming a stacked run is not supported yet"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, (argv, err)
+    assert sorted(p.relative_to(stack) for p in stack.rglob("*")) == before
