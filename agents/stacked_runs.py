@@ -14,13 +14,18 @@ import sys
 from pathlib import Path
 
 from rlopt.errors import ConfigError
-from rlopt.stacked.runs import check_not_stacked, parse_seeds, seed_dir
+from rlopt.stacked.runs import (
+    check_new_stack_dir,
+    check_not_stacked,
+    default_stack_dir,
+    lock_stack_dir,
+    parse_seeds,
+    seed_dir,
+)
 
 
 def stacked_train(args: argparse.Namespace) -> int:
     """``rlopt train`` with ``--seeds`` (or ``--resume`` of a stacked run: refused); the exit code."""
-    from rlopt import cli
-
     if args.resume is not None:
         if args.seeds is not None:
             raise ConfigError("--seeds starts a new stacked run and cannot be combined with --resume")
@@ -35,15 +40,14 @@ def stacked_train(args: argparse.Namespace) -> int:
     if any(o.split("=", 1)[0].strip() == "seed" for o in args.overrides):
         raise ConfigError("seed: given by --seeds; leave the seed=... override out")
     if args.run_dir:
-        cli._check_run_dir(Path(args.run_dir))
-        cli._lock(Path(args.run_dir), check_only=True)
+        check_new_stack_dir(Path(args.run_dir))
+        lock_stack_dir(Path(args.run_dir), check_only=True)
     return _train_checked(args, seeds)
 
 
 def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
     """Build (every refusal left happens here), then lock the run dir, train, print the summaries."""
     from agents.stacked import build_stacked
-    from rlopt import cli
     from rlopt.config import load_config
     from rlopt.envs import probe_env
     from rlopt.stacked.learner import check_stackable
@@ -52,8 +56,8 @@ def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
     notices: list[str] = []
     cfg = load_config(args.config, args.overrides, notices=notices)
     check_stackable(cfg, seeds)  # before K agents are built
-    run_dir = Path(args.run_dir) if args.run_dir else cli.default_run_dir(cfg.agent, cfg.env.id)
-    cli._check_run_dir(run_dir)
+    run_dir = Path(args.run_dir) if args.run_dir else default_stack_dir(cfg.agent, cfg.env.id)
+    check_new_stack_dir(run_dir)
     learner = build_stacked(cfg, seeds)
     probe_env(cfg.env.id, seeds[0])
     for notice in notices:
@@ -62,9 +66,9 @@ def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--run-dir: cannot create {run_dir} ({err.strerror or err})") from None
-    lock = cli._lock(run_dir)
+    lock = lock_stack_dir(run_dir)
     try:
-        cli._check_run_dir(run_dir)  # again under the lock: another process may have won the race
+        check_new_stack_dir(run_dir)  # again under the lock: another process may have won the race
         summaries = StackedTraining(learner, run_dir=run_dir, progress=not args.no_progress).train()
     finally:
         if lock is not None:
