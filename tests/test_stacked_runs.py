@@ -61,6 +61,7 @@ def test_each_seed_writes_a_lone_run_directory(stacked_and_lone, preset):
         assert summary["seed"] == seed and summary["total_steps"] == lone_summary["total_steps"]
         assert _tags(run) == lone_tags  # the same tags at the same env steps
         assert [p.name for p in list_checkpoints(run)] == [p.name for p in list_checkpoints(lone)]
+        assert all(p.with_suffix(".env").is_file() for p in list_checkpoints(run))  # the seed's envs beside each
 
 
 def test_rlopt_eval_and_load_read_a_seed_directory_unchanged(stacked_and_lone, capsys):

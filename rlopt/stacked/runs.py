@@ -1,11 +1,12 @@
 """The run directories of a stack (issue 17, "runs stay ordinary"): ``DIR/seed_<k>/`` each exactly
 what a lone ``rlopt train`` writes -- ``config.yaml`` with its seed, its own TensorBoard events with
-the lone run's tags, ``checkpoints/step_<n>.pt`` in the lone format (``rlopt eval`` and
+the lone run's tags, ``checkpoints/step_<n>.pt`` (+ ``.env``) in the lone format (``rlopt eval`` and
 ``Agent.load`` read it unchanged) and ``summary.json`` with :data:`rlopt.run_files.SUMMARY_KEYS`.
 
 ``DIR/stacked.json`` marks the stack (its seeds); ``rlopt train --resume`` of a stack or of one of
-its seeds is refused for now (:func:`check_not_stacked`): a seed's checkpoint holds no pickled env
-(the seeds' envs are stepped together), so its lone resume would not be exact. Torch-free at
+its seeds is refused for now (:func:`check_not_stacked`): restoring the stacked optimizers' per-seed
+state and each seed's generator is not written yet (each checkpoint holds both, and its ``.env``
+the seed's envs, which hold their state between rollouts). Torch-free at
 import: the CLI asks :func:`is_stacked_run` before it imports torch.
 """
 
@@ -126,17 +127,15 @@ class SeedRun:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
         self.writer.file_writer.add_summary(summary, env_steps)
 
-    def save_checkpoint(self, env_steps: int, state: dict[str, Any]) -> Path:
-        """Flush the scalars, then write ``step_<env_steps>.pt`` (no ``.env``: see the module doc)."""
-        from rlopt.checkpoint import atomic_torch_save, checkpoint_path, prune_checkpoints, rng_state
+    def save_checkpoint(self, env_steps: int, state: dict[str, Any], envs: Any) -> Path:
+        """Flush the scalars, then write ``step_<env_steps>.pt`` and the seed's pickled vector env
+        (:func:`rlopt.checkpoint.save_checkpoint`: between rollouts the lone envs hold the state)."""
+        from rlopt.checkpoint import rng_state, save_checkpoint
 
         self.writer.flush()
-        path = checkpoint_path(self.run_dir, env_steps)
-        path.with_suffix(".env").unlink(missing_ok=True)
-        atomic_torch_save({"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
-                           "env_steps": env_steps, "rng": rng_state(), **state}, path)  # fmt: skip
-        prune_checkpoints(self.run_dir, self.cfg.checkpoint.keep)
-        return path
+        state = {"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
+                 "env_steps": env_steps, "rng": rng_state(), **state}  # fmt: skip
+        return save_checkpoint(self.run_dir, env_steps, state, envs, self.cfg.checkpoint.keep)
 
     def write_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
         """``summary.json`` (strict JSON, as the lone trainer writes it); returns what was written."""

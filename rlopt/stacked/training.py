@@ -103,7 +103,7 @@ class StackedTraining:
                 "recent_returns": list(self.recent_returns[k]), "best_eval_return": -math.inf, "best_eval_step": None,
                 "agent": states[k], "collector": collectors[k],
                 "stacked": {"seeds": self.learner.seeds, "generator": self.learner.generators[k].get_state()},
-            })
+            }, self.collector.collectors[k].envs)
             for k, run in enumerate(self.runs)
         ]  # fmt: skip
 
