@@ -3,7 +3,8 @@ one process (:class:`rlopt.stacked.StackedTraining`), each writing ``DIR/seed_<k
 run would (:mod:`rlopt.stacked.runs`). The CLI's refusals first, one line each, nothing written:
 bad ``--seeds`` syntax, a duplicate seed, more than 256 seeds, an agent or optimizer the stack does
 not run yet (NPG, TRPO, ACKTR; LBFGS, K-FAC), ``seed=`` among the overrides, ``--seeds`` with
-``--resume`` or ``--total-steps``, a non-empty DIR; ``--resume`` of a stacked run is refused too.
+``--resume`` or ``--total-steps``, a non-empty DIR. ``rlopt train --resume DIR`` continues every
+seed from the newest step all of them checkpointed (:mod:`rlopt.stacked.resume`).
 """
 
 from __future__ import annotations
@@ -15,21 +16,22 @@ from pathlib import Path
 
 from rlopt.errors import ConfigError
 from rlopt.stacked.runs import (
+    STACKED_FILE,
     check_new_stack_dir,
-    check_not_stacked,
     default_stack_dir,
     lock_stack_dir,
     parse_seeds,
+    read_stack_seeds,
     seed_dir,
 )
 
 
 def stacked_train(args: argparse.Namespace) -> int:
-    """``rlopt train`` with ``--seeds`` (or ``--resume`` of a stacked run: refused); the exit code."""
+    """``rlopt train`` with ``--seeds``, or ``--resume`` of a stacked run; the exit code."""
     if args.resume is not None:
         if args.seeds is not None:
             raise ConfigError("--seeds starts a new stacked run and cannot be combined with --resume")
-        check_not_stacked(args.resume)
+        return _resume(args, Path(args.resume))
     seeds = parse_seeds(args.seeds)
     if args.total_steps is not None:
         raise ConfigError("--total-steps extends a run and needs --resume RUN_DIR; for a new run override total_steps=N")
@@ -43,6 +45,42 @@ def stacked_train(args: argparse.Namespace) -> int:
         check_new_stack_dir(Path(args.run_dir))
         lock_stack_dir(Path(args.run_dir), check_only=True)
     return _train_checked(args, seeds)
+
+
+def _resume(args: argparse.Namespace, run_dir: Path) -> int:
+    """``rlopt train --resume DIR`` of a stack: every seed from the newest step all completed."""
+    from agents.stacked import build_stacked
+    from rlopt.config import load_config
+    from rlopt.run_files import CONFIG_FILE
+    from rlopt.stacked.training import StackedTraining
+
+    if not (run_dir / STACKED_FILE).is_file():
+        raise ConfigError(f"--resume: {run_dir} is one seed of the stacked run {run_dir.parent}; "
+                          f"resume the whole stack: rlopt train --resume {run_dir.parent}")  # fmt: skip
+    if args.total_steps is not None:
+        raise ConfigError("--total-steps: extending a stacked run is not supported yet; resume it to its total_steps")
+    if args.config or args.overrides or args.run_dir:
+        raise ConfigError("--resume takes only the run directory; its seeds' config.yaml are reused")
+    lock_stack_dir(run_dir, check_only=True)
+    seeds = read_stack_seeds(run_dir)
+    config_file = seed_dir(run_dir, seeds[0]) / CONFIG_FILE
+    if not config_file.is_file():
+        raise ConfigError(f"--resume: {config_file} is missing; pass a directory written by rlopt train --seeds")
+    training = StackedTraining(build_stacked(load_config(config_file), seeds), run_dir=run_dir,
+                               progress=not args.no_progress)  # fmt: skip
+    try:
+        steps = training.resume()
+        lock = lock_stack_dir(run_dir)
+    except BaseException:
+        training.collector.close()
+        raise
+    try:
+        print(f"resuming {run_dir} ({len(seeds)} seeds) from {steps} env steps", file=sys.stderr)
+        summaries = training.train()
+    finally:
+        if lock is not None:
+            lock.close()
+    return _report(summaries, run_dir)
 
 
 def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
@@ -73,12 +111,17 @@ def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
     finally:
         if lock is not None:
             lock.close()
+    return _report(summaries, run_dir)
+
+
+def _report(summaries: list[dict], run_dir: Path) -> int:
+    """Print one summary line per seed (stdout), a warning for skipped updates and where the runs are."""
     for summary in summaries:
         print(json.dumps(summary, allow_nan=False))
     skipped = [s["seed"] for s in summaries if s["skipped_updates"]]
     if skipped:
         print(f"rlopt: warning: seeds {skipped} skipped updates (non-finite values; the weights never took them): "
               "see skipped_updates in their summary.json", file=sys.stderr)  # fmt: skip
-    print(f"{len(seeds)} runs written to {seed_dir(run_dir, seeds[0]).parent}/seed_<k> "
+    print(f"{len(summaries)} runs written to {run_dir}/seed_<k> "
           f"(tensorboard --logdir {run_dir})", file=sys.stderr)  # fmt: skip
     return 0

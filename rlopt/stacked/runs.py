@@ -3,10 +3,9 @@ what a lone ``rlopt train`` writes -- ``config.yaml`` with its seed, its own Ten
 the lone run's tags, ``checkpoints/step_<n>.pt`` (+ ``.env``) in the lone format (``rlopt eval`` and
 ``Agent.load`` read it unchanged) and ``summary.json`` with :data:`rlopt.run_files.SUMMARY_KEYS`.
 
-``DIR/stacked.json`` marks the stack (its seeds); ``rlopt train --resume`` of a stack or of one of
-its seeds is refused for now (:func:`check_not_stacked`): restoring the stacked optimizers' per-seed
-state and each seed's generator is not written yet (each checkpoint holds both, and its ``.env``
-the seed's envs, which hold their state between rollouts). Torch-free at
+``DIR/stacked.json`` marks the stack (its seeds); ``rlopt train --resume DIR`` continues all seeds
+(:mod:`rlopt.stacked.resume`: each checkpoint also holds the seed's action generator, and its
+``.env`` the seed's envs, which hold their state between rollouts). Torch-free at
 import: the CLI asks :func:`is_stacked_run` before it imports torch.
 """
 
@@ -72,13 +71,6 @@ def is_stacked_run(run_dir: str | Path | None) -> bool:
         return False
 
 
-def check_not_stacked(run_dir: str | Path) -> None:
-    """``--resume`` of a stack's DIR or of one of its ``seed_<k>`` dirs: a one-line refusal."""
-    if is_stacked_run(run_dir):
-        raise ConfigError(f"--resume: {run_dir} is (part of) a stacked run ({STACKED_FILE}); resuming a stacked run "
-                          "is not supported yet; train it again into a new --run-dir")  # fmt: skip
-
-
 def default_stack_dir(agent: str, env_id: str) -> Path:
     """``runs/<agent>-<env>-seeds-<timestamp>`` with the env id made path-safe."""
     safe_env = re.sub(r"[^A-Za-z0-9_.-]+", "_", env_id)
@@ -104,15 +96,19 @@ def lock_stack_dir(run_dir: Path, check_only: bool = False) -> IO[str] | None:
 class SeedRun:
     """One seed's run directory inside a stack: the files a lone :class:`rlopt.trainer.Trainer` writes."""
 
-    def __init__(self, run_dir: Path, cfg: Config) -> None:
+    def __init__(self, run_dir: Path, cfg: Config, purge_step: int | None = None) -> None:
+        """``purge_step``: resumed, TensorBoard drops what was logged at and after it (as a lone resume)."""
         from torch.utils.tensorboard import SummaryWriter
 
         from rlopt.config import config_to_yaml
+        from rlopt.run_files import wait_for_later_event_file_name
 
         self.run_dir, self.cfg = Path(run_dir), cfg
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(cfg))
-        self.writer = SummaryWriter(str(self.run_dir))
+        if purge_step is not None:
+            wait_for_later_event_file_name(self.run_dir)
+        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
 
     def log(self, stats: Any, rollout: Any, skipped_updates: int, sps: float, env_steps: int) -> None:
         """The scalars of one update, with the lone trainer's tags (``Trainer._log``)."""
@@ -147,9 +143,21 @@ class SeedRun:
         self.writer.close()
 
 
-def open_stack(run_dir: Path, cfgs: list[Config]) -> list[SeedRun]:
+def open_stack(run_dir: Path, cfgs: list[Config], purge_step: int | None = None) -> list[SeedRun]:
     """Write ``DIR/stacked.json`` and open each seed's :class:`SeedRun`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / STACKED_FILE, json.dumps({"seeds": [c.seed for c in cfgs]}) + "\n")
-    return [SeedRun(seed_dir(run_dir, c.seed), c) for c in cfgs]
+    return [SeedRun(seed_dir(run_dir, c.seed), c, purge_step) for c in cfgs]
+
+
+def read_stack_seeds(run_dir: Path) -> list[int]:
+    """The seeds ``DIR/stacked.json`` lists; a one-line ConfigError for a torn or foreign file."""
+    path = Path(run_dir) / STACKED_FILE
+    try:
+        seeds = json.loads(path.read_text())["seeds"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ConfigError(f"--resume: {path} is unreadable ({type(err).__name__})") from None
+    if not isinstance(seeds, list) or not seeds or not all(type(s) is int and s >= 0 for s in seeds):
+        raise ConfigError(f"--resume: {path} lists no seeds")
+    return seeds

@@ -48,13 +48,30 @@ class StackedTraining:
         self.wall_seconds = 0.0  # rollouts + updates of all seeds
         self.learn_seconds = 0.0  # the whole loop: also logging and checkpoints
         self.last_stats: list[Any] = []
+        self._purge_step: int | None = None
+
+    def resume(self) -> int:
+        """Continue the stack in ``run_dir`` from the newest env step every seed checkpointed
+        (:mod:`rlopt.stacked.resume`); returns it (0: none, the stack starts over)."""
+        from rlopt.stacked.resume import common_checkpoint_step, restore_stack
+        from rlopt.stacked.runs import seed_dir
+
+        if self.run_dir is None:
+            raise ValueError("resume needs a StackedTraining with a run_dir")
+        dirs = [seed_dir(self.run_dir, seed) for seed in self.learner.seeds]
+        step = common_checkpoint_step(dirs)
+        if step is not None:
+            restore_stack(self, dirs, step)
+        self._purge_step = (step or 0) + 1  # the points logged after it are dropped
+        return step or 0
 
     def train(self, total_steps: int | None = None, evaluate: bool = True) -> list[dict[str, Any]]:
         """Train until ``total_steps`` env steps per seed (default ``cfg.total_steps``); summaries."""
         learner, limit = self.learner, self.learner.cfg.health.max_consecutive_faults
         total = int(total_steps if total_steps is not None else learner.cfg.total_steps)
         if self.run_dir is not None:
-            self.runs = open_stack(self.run_dir, [a.cfg for a in learner.agents])
+            self.runs = open_stack(self.run_dir, [a.cfg for a in learner.agents], self._purge_step)
+            self._purge_step = None
         every = learner.cfg.checkpoint.every_steps
         next_checkpoint = (self.env_steps // every + 1) * every if every > 0 else None
         bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,

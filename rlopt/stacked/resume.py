@@ -1,0 +1,99 @@
+"""Resuming a stack (``rlopt train --resume DIR`` of ``rlopt train --seeds``): every seed from its own
+checkpoint of the newest env step that all seeds completed, exactly where the stack stopped.
+
+Per seed (``DIR/seed_<k>/checkpoints/step_<n>.pt`` + ``.env``, written by
+:meth:`rlopt.stacked.training.StackedTraining.save_checkpoints`): its lone ``Agent.state_dict``
+(weights -- views of the seed's flat leaf, so loading them fills the stack --, normaliser and
+the schedules), the stacked optimizers' per-seed state (:func:`load_optimizer_state`, the inverse of
+``StackedLearner.sync_agents``), its action generator, its collector and its pickled envs (the lone
+envs hold the state between rollouts). A seed whose newer checkpoint was written before a SIGKILL
+stopped the others restarts from the common step like them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from rlopt.checkpoint import load_checkpoint, load_envs, set_rng_state
+from rlopt.errors import ConfigError
+from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, check_resume_config, list_checkpoints
+
+
+def common_checkpoint_step(seed_dirs: list[Path]) -> int | None:
+    """The newest env step every seed dir has a complete checkpoint of (None: none in common)."""
+    steps = [{int(p.stem.removeprefix("step_")) for p in list_checkpoints(d)} for d in seed_dirs]
+    common = set.intersection(*steps) if steps else set()
+    return max(common) if common else None
+
+
+def load_optimizer_state(network: Any, optimizer: torch.optim.Optimizer, k: int, saved: dict[str, Any]) -> None:
+    """Seed ``k``'s lone optimizer ``state_dict`` ``saved`` (one param group, state per parameter in
+    the network's order) into the stacked ``optimizer``'s state of seed ``k``'s flat leaf; the
+    padding between segments is 0, as a never-stepped moment of a zero gradient is."""
+    leaf = network.leaves()[k]
+    per_param = [saved["state"].get(i) for i in range(len(network.flat.shapes))]
+    if all(s is None for s in per_param):
+        optimizer.state.pop(leaf, None)
+        return
+    flat_state: dict[str, Any] = {}
+    for key, first in per_param[0].items():
+        if isinstance(first, torch.Tensor) and first.shape == network.flat.shapes[0]:
+            flat = torch.zeros_like(leaf.detach())
+            for state, (start, end) in zip(per_param, network.flat.segments):
+                flat[start:end] = state[key].reshape(-1)
+            flat_state[key] = flat
+        else:  # a count (Adam's step): the same for every parameter of the seed
+            flat_state[key] = first.clone() if isinstance(first, torch.Tensor) else first
+    optimizer.state[leaf] = flat_state
+
+
+def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
+    """Load every seed's ``step_<step>.pt`` into ``training`` (a ``StackedTraining`` not yet run);
+    ConfigError naming the file for an unreadable checkpoint or an edited config."""
+    learner, collector = training.learner, training.collector
+    states = []
+    for k, seed_dir in enumerate(seed_dirs):
+        path = seed_dir / "checkpoints" / f"step_{step:012d}.pt"
+        try:
+            state = load_checkpoint(path)
+        except Exception as err:
+            raise ConfigError(f"--resume: {path} is not a readable rlopt checkpoint ({type(err).__name__})") from None
+        if not isinstance(state, dict) or state.get("format_version") != CHECKPOINT_FORMAT_VERSION or "stacked" not in state:
+            raise ConfigError(f"--resume: {path} is no checkpoint of a stacked run")
+        check_resume_config(path, state.get("config"), learner.agents[k].cfg)
+        states.append(state)
+    pairs = [("actor", learner.actor, learner.actor_optimizer, learner.actor_scheduler)]
+    if learner.critic is not None:
+        pairs.append(("critic", learner.critic, learner.critic_optimizer, learner.critic_scheduler))
+    for k, state in enumerate(states):
+        agent_state = state["agent"]
+        learner.agents[k].load_state_dict(agent_state)  # the weights land in seed k's flat leaves
+        for name, network, optimizer, _ in pairs:
+            load_optimizer_state(network, optimizer, k, agent_state[f"{name}_optimizer"])
+        learner.generators[k].set_state(state["stacked"]["generator"])
+        envs = load_envs(path := seed_dirs[k] / "checkpoints" / f"step_{step:012d}.pt")
+        if envs is None:
+            raise ConfigError(f"--resume: {path.with_suffix('.env')} is missing; the stack cannot continue exactly")
+        seed_collector = collector.collectors[k]
+        seed_collector.envs.close()
+        seed_collector.envs = envs
+        training.skipped_updates[k] = int(state["skipped_updates"])
+        training.consecutive_faults[k] = int(state["consecutive_faults"])
+        training.recent_returns[k].clear()
+        training.recent_returns[k].extend(state["recent_returns"])
+        learner.frozen[k] = training.consecutive_faults[k] >= learner.cfg.health.max_consecutive_faults
+    collector.load_state_dict([s["collector"] for s in states])
+    first = states[0]["agent"]
+    for name, _, optimizer, scheduler in pairs:
+        group = {key: value for key, value in first[f"{name}_optimizer"]["param_groups"][0].items() if key != "params"}
+        optimizer.param_groups[0].update(group)
+        scheduler.load_state_dict(first[f"{name}_scheduler"])
+    learner.updates_done = int(first["updates_done"])
+    set_rng_state(states[0]["rng"])
+    k_seeds = learner.num_seeds
+    training.env_steps = step
+    training.wall_seconds = float(states[0]["wall_seconds"]) * k_seeds
+    training.learn_seconds = float(states[0]["learn_seconds"]) * k_seeds
