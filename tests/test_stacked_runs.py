@@ -127,17 +127,56 @@ def test_unsupported_configs_are_refused_before_writing(tmp_path, capsys, preset
     assert not run_dir.exists()
 
 
-def test_a_non_empty_run_dir_and_resume_are_refused(stacked_and_lone, tmp_path, capsys):
+def test_a_non_empty_run_dir_and_bad_resumes_are_refused(stacked_and_lone, tmp_path, capsys):
     stack, lone = stacked_and_lone["a2c_cartpole"]
-    before = sorted(p.relative_to(stack) for p in stack.rglob("*"))
+    before = {p.relative_to(stack): p.stat().st_mtime_ns for p in stack.rglob("*")}
     cases = [
         (["train", "a2c_cartpole", "--seeds", "0,1", "--run-dir", str(stack)], "exists and is not empty"),
         (["train", "--resume", str(lone), "--seeds", "0,1"], "--seeds starts a new stacked run"),
-        (["train", "--resume", str(stack)], "resuming a stacked run is not supported yet"),
-        (["train", "--resume", str(stack / "seed_1")], "resuming a stacked run is not supported yet"),
+        (["train", "--resume", str(stack / "seed_1")], f"resume the whole stack: rlopt train --resume {stack}"),
+        (["train", "--resume", str(stack), "--total-steps", "999"], "extending a stacked run is not supported yet"),
+        (["train", "--resume", str(stack), "--run-dir", str(tmp_path / "x")], "--resume takes only the run directory"),
     ]
     for argv, message in cases:
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and message in err, (argv, err)
-    assert sorted(p.relative_to(stack) for p in stack.rglob("*")) == before
+    assert {p.relative_to(stack): p.stat().st_mtime_ns for p in stack.rglob("*")} == before
+    assert not (tmp_path / "x").exists()
+
+
+def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    return {t: [(e.step, e.value) for e in events.Scalars(t)] for t in events.Tags()["scalars"] if t != "time/sps"}
+
+
+def test_resume_continues_every_seed_exactly(stacked_and_lone, tmp_path, capsys):
+    """A stack stopped after its interval checkpoint (its points after it logged, as a killed process
+    may leave them: the resume purges them) and resumed ends with the uninterrupted stack's weights, optimizer states and scalars."""
+    from agents.stacked import build_stacked
+    from rlopt.config import load_config
+    from rlopt.stacked.training import StackedTraining
+
+    stack, _ = stacked_and_lone["ppo_cartpole"]
+    overrides = [*SMALL["ppo_cartpole"], *COMMON]
+    cfg = load_config("ppo_cartpole", overrides)
+    run_dir = tmp_path / "stack"
+    StackedTraining(build_stacked(cfg, [0, 1]), run_dir=run_dir).train(evaluate=False)
+    for seed in (0, 1):  # killed before its final checkpoint: the last one is the interval one at 256
+        (run_dir / f"seed_{seed}" / "summary.json").unlink()
+        for path in (run_dir / f"seed_{seed}" / "checkpoints").glob("step_000000000512.*"):
+            path.unlink()
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    assert f"resuming {run_dir} (2 seeds) from 256 env steps" in capsys.readouterr().err
+    for seed in (0, 1):
+        ours, theirs = (list_checkpoints(d / f"seed_{seed}")[-1] for d in (run_dir, stack))
+        assert ours.name == theirs.name == "step_000000000512.pt"
+        a, b = torch.load(ours, weights_only=True)["agent"], torch.load(theirs, weights_only=True)["agent"]
+        for name in ("actor", "critic"):
+            assert all(torch.equal(a[name][k], b[name][k]) for k in b[name])
+            for i, state in b[f"{name}_optimizer"]["state"].items():
+                assert all(torch.equal(a[f"{name}_optimizer"]["state"][i][k], v) for k, v in state.items())
+        assert _scalars(run_dir / f"seed_{seed}") == _scalars(stack / f"seed_{seed}")  # each step once, same values
+        summary, expected = (json.loads((d / f"seed_{seed}" / "summary.json").read_text()) for d in (run_dir, stack))
+        assert summary["eval_return_mean"] == expected["eval_return_mean"]
