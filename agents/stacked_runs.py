@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 
 from rlopt.errors import ConfigError
+from rlopt.files import lock_or_refuse
 from rlopt.stacked.runs import (
     STACKED_FILE,
     check_new_stack_dir,
     default_stack_dir,
-    lock_stack_dir,
     parse_seeds,
     read_stack_seeds,
     seed_dir,
@@ -43,7 +43,7 @@ def stacked_train(args: argparse.Namespace) -> int:
         raise ConfigError("seed: given by --seeds; leave the seed=... override out")
     if args.run_dir:
         check_new_stack_dir(Path(args.run_dir))
-        lock_stack_dir(Path(args.run_dir), check_only=True)
+        lock_or_refuse(Path(args.run_dir), check_only=True)
     return _train_checked(args, seeds)
 
 
@@ -61,7 +61,7 @@ def _resume(args: argparse.Namespace, run_dir: Path) -> int:
         raise ConfigError("--total-steps: extending a stacked run is not supported yet; resume it to its total_steps")
     if args.config or args.overrides or args.run_dir:
         raise ConfigError("--resume takes only the run directory; its seeds' config.yaml are reused")
-    lock_stack_dir(run_dir, check_only=True)
+    lock_or_refuse(run_dir, check_only=True)
     seeds = read_stack_seeds(run_dir)
     config_file = seed_dir(run_dir, seeds[0]) / CONFIG_FILE
     if not config_file.is_file():
@@ -70,7 +70,7 @@ def _resume(args: argparse.Namespace, run_dir: Path) -> int:
                                progress=not args.no_progress)  # fmt: skip
     try:
         steps = training.resume()
-        lock = lock_stack_dir(run_dir)
+        lock = lock_or_refuse(run_dir)
     except BaseException:
         training.collector.close()
         raise
@@ -104,7 +104,7 @@ def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise ConfigError(f"--run-dir: cannot create {run_dir} ({err.strerror or err})") from None
-    lock = lock_stack_dir(run_dir)
+    lock = lock_or_refuse(run_dir)
     try:
         check_new_stack_dir(run_dir)  # again under the lock: another process may have won the race
         summaries = StackedTraining(learner, run_dir=run_dir, progress=not args.no_progress).train()

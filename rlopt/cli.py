@@ -18,10 +18,10 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from rlopt.errors import ConfigError, Interrupted, NumericalFault, WriteFailed, is_storage_error, short_repr
-from rlopt.files import RunDirLocked, check_new_run_dir, check_run_dir_unlocked, lock_run_dir
+from rlopt.files import check_new_run_dir, lock_or_refuse
 from rlopt.report import add_report_parser, report_command
 from rlopt.stacked.runs import is_stacked_run
 from rlopt.sweep import add_sweep_parser, sweep_command
@@ -97,17 +97,6 @@ def _check_run_dir(run_dir: Path) -> None:
     check_new_run_dir(run_dir, "--run-dir", hint)
 
 
-def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
-    """The run directory's lock for the life of this process (see :func:`rlopt.files.lock_run_dir`);
-    with ``check_only``, None once it is sure no other process holds it (nothing is written)."""
-    try:
-        return check_run_dir_unlocked(run_dir) if check_only else lock_run_dir(run_dir)
-    except RunDirLocked as err:
-        raise ConfigError(f"{err}; wait for it to end or stop it (a lock left by a killed process never blocks)") from None
-    except OSError as err:
-        raise ConfigError(f"--run-dir: cannot lock {run_dir} ({err.strerror or err})") from None
-
-
 def _check_resumable(run_dir: Path) -> list[Path]:
     """``--resume RUN_DIR``'s checks, before torch is imported: a directory with a ``config.yaml``, not in
     use by another process. Returns its checkpoints (none: killed before its first, started over)."""
@@ -118,7 +107,7 @@ def _check_resumable(run_dir: Path) -> list[Path]:
             raise ConfigError(f"--resume: no run directory {run_dir}")
         if not (run_dir / CONFIG_FILE).is_file():
             raise ConfigError(f"--resume: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
-        _lock(run_dir, check_only=True)  # a live trainer in the run dir: exit 2 at once
+        lock_or_refuse(run_dir, check_only=True)  # a live trainer in the run dir: exit 2 at once
         return list_checkpoints(run_dir)
     except OSError as err:
         raise ConfigError(f"--resume: cannot read {run_dir} ({err.strerror or err})") from None
@@ -146,7 +135,7 @@ def _train(args: argparse.Namespace) -> int:
         seen = _check_resumable(run_dir)
     elif args.run_dir:
         _check_run_dir(Path(args.run_dir))
-        _lock(Path(args.run_dir), check_only=True)
+        lock_or_refuse(Path(args.run_dir), check_only=True)
     return _train_checked(args, Path(args.resume) if args.resume else None, seen)
 
 
@@ -187,7 +176,7 @@ def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise ConfigError(f"--run-dir: cannot create {run_dir} ({err.strerror or err})") from None
-        lock = _lock(run_dir)  # one process per run directory, until this one ends (issue 12)
+        lock = lock_or_refuse(run_dir)  # one process per run directory, until this one ends (issue 12)
     except BaseException:
         trainer.close()
         raise

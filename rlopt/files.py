@@ -151,3 +151,18 @@ def lock_run_dir(run_dir: Path) -> IO[str]:
     handle.write(f"{os.getpid()}\n")
     handle.flush()
     return handle
+
+
+def lock_or_refuse(run_dir: Path, check_only: bool = False) -> IO[str] | None:
+    """The run directory's lock for the life of this process (:func:`lock_run_dir`); with
+    ``check_only``, None once it is sure no other process holds it (nothing is written). A held
+    lock or an unlockable directory is a one-line ConfigError (the CLI's exit 2)."""
+    try:
+        if check_only:
+            check_run_dir_unlocked(run_dir)
+            return None
+        return lock_run_dir(run_dir)
+    except RunDirLocked as err:
+        raise ConfigError(f"{err}; wait for it to end or stop it (a lock left by a killed process never blocks)") from None
+    except OSError as err:
+        raise ConfigError(f"--run-dir: cannot lock {run_dir} ({err.strerror or err})") from None

@@ -15,13 +15,13 @@ import json
 import re
 import time
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
 from rlopt.config.schema import Config
 from rlopt.errors import ConfigError
-from rlopt.files import RunDirLocked, atomic_write_text, check_new_run_dir, check_run_dir_unlocked, lock_run_dir
+from rlopt.files import atomic_write_text, check_new_run_dir
 from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, CONFIG_FILE, SUMMARY_FILE, stored_config, strict_json_summary
 
 STACKED_FILE = "stacked.json"
@@ -80,17 +80,6 @@ def default_stack_dir(agent: str, env_id: str) -> Path:
 def check_new_stack_dir(run_dir: Path) -> None:
     """A stack's DIR is new or empty (:func:`rlopt.files.check_new_run_dir`); never overwritten."""
     check_new_run_dir(run_dir, "--run-dir", "; give a new directory")
-
-
-def lock_stack_dir(run_dir: Path, check_only: bool = False) -> IO[str] | None:
-    """The stack DIR's lock for the life of this process (:func:`rlopt.files.lock_run_dir`), or
-    with ``check_only`` None once no other process holds it; a one-line ConfigError otherwise."""
-    try:
-        return check_run_dir_unlocked(run_dir) if check_only else lock_run_dir(run_dir)
-    except RunDirLocked as err:
-        raise ConfigError(f"{err}; wait for it to end or stop it") from None
-    except OSError as err:
-        raise ConfigError(f"--run-dir: cannot lock {run_dir} ({err.strerror or err})") from None
 
 
 class SeedRun:
