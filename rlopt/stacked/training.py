@@ -3,8 +3,10 @@
 
 The loop of :class:`rlopt.trainer.Trainer`; with a ``run_dir`` each seed writes the lone run
 directory ``run_dir/seed_<k>/`` (:mod:`rlopt.stacked.runs`: config, TensorBoard, interval and final
-checkpoints, ``summary.json``); one tqdm bar for the stack. Not yet: resume, evaluations during
-training (``eval.every_steps`` is ignored). Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
+checkpoints, ``summary.json``); one tqdm bar for the stack; :meth:`StackedTraining.resume` continues
+it exactly (:mod:`rlopt.stacked.resume`). Not yet: evaluations during training (``eval.every_steps``
+is ignored) and the lone trainer's checkpoint on the first Ctrl-C (the stack stops at once; its
+interval checkpoints stay). Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
 stacked update, count faults per seed; then each seed's deterministic evaluation
 (:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
 ``health.max_consecutive_faults`` skipped updates in a row stops learning (its summary says so);
