@@ -214,14 +214,16 @@ def _backend(sweep: Sweep, args: argparse.Namespace, ray: Any) -> Callable[[list
 
 def _tune_and_run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any, validate: Validator) -> int:
     """A sweep with a ``search:`` block: tune each arm (:mod:`rlopt.sweep.tuning`), then the final runs."""
-    from rlopt.sweep.tuning import default_storage, open_storage, tune
+    from rlopt.sweep.tuning import default_storage, open_storage, open_studies, tune
 
     previous = read_manifest(out)
-    if previous is None:  # OUT is a sweep directory from the start: a killed tuning resumes
-        Manifest(sweep, out, plan_runs(sweep, out, None, args.retry_failed), None).write()
+    planned = plan_runs(sweep, out, previous, args.retry_failed)  # refuses another sweep's OUT
     storage = open_storage(args.storage or default_storage(out))
+    studies = open_studies(sweep, storage)  # refuses a stored study with another space
+    if previous is None:  # OUT is a sweep directory from the start: a killed tuning resumes
+        Manifest(sweep, out, planned, None).write()
     env = {name: str(sweep.threads_per_run) for name in THREAD_VARIABLES}
-    tuned = tune(sweep, out, storage, validate, env, _backend(sweep, args, ray))
+    tuned = tune(sweep, out, studies, validate, env, _backend(sweep, args, ray))
     return tuned if isinstance(tuned, int) else _run(tuned, out, args, ray)
 
 

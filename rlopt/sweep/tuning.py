@@ -183,11 +183,11 @@ class _Trial:
             self.jobs.append(RunJob(args=args, log_path=str(root / f"seed_{seed}.log"), env=env, cwd=os.getcwd()))
 
 
-def tune(sweep: Sweep, out: Path, storage: Any, validate: Any, env: dict[str, str], run_jobs: RunJobs) -> int | Sweep:
-    """Run every arm's study to its budget; returns the sweep at each arm's best parameters, or an exit code
-    (130 interrupted: trials left RUNNING are retried next time; 1 an arm has no finished trial)."""
+def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: dict[str, str], run_jobs: RunJobs) -> int | Sweep:
+    """Run every arm's study (:func:`open_studies`) to its budget; returns the sweep at each arm's best
+    parameters, or an exit code (130 interrupted: trials left RUNNING are retried next time; 1 an arm
+    has no finished trial)."""
     optuna = import_optuna()
-    studies = open_studies(sweep, storage)
     retried = sum(recover(study) for study in studies.values())
     base_tree = read_yaml(sweep.base)
     arms = {arm.name: arm for arm in sweep.arms}
