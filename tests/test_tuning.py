@@ -83,6 +83,9 @@ def test_expected_max_matches_enumeration_and_its_band_covers_it() -> None:
         ({"sampler": "grid"}, "search.space.actor.optim.lr: sampler grid takes choice distributions only"),
         ({"pruner": "median"}, "median is not yet implemented"),
         ({"objective": "best"}, "search.objective must be final, auc or a number of summary.json"),
+        ({"space": {"actor.max_grad_norm": {"choice": [[0.5], 1.0]}}}, "choice: values must be numbers, strings"),
+        ({"space": {"actor.max_grad_norm": {"choice": [0.5, 1.0]}}, "sampler": "grid"}, "grid has 2 points; at most 2"),
+        ({"space": {"actor.max_grad_norm": {"choice": ["x"]}}}, "actor.max_grad_norm"),  # built and refused
     ],
 )
 def test_bad_search_blocks_are_refused_in_one_line(tmp_path: Path, capsys: Any, search: dict[str, Any], expected: str) -> None:
@@ -91,6 +94,13 @@ def test_bad_search_blocks_are_refused_in_one_line(tmp_path: Path, capsys: Any, 
     err = capsys.readouterr().err
     assert expected in err and err.count("\n") == 1, err
     assert not (tmp_path / "out").exists()
+
+
+def test_too_many_trial_runs_are_refused(tmp_path: Path, capsys: Any) -> None:
+    arms = {name: {"actor.optim": {"name": name, "lr": 0.01}} for name in ("adam", "sgd")}
+    path = write(tmp_path / "big.yaml", {"trials": 1000, "seeds_per_trial": 100}, variants=arms)
+    assert sweep(str(path), "--dry-run") == 2
+    assert "200,000 trial runs (arms x trials x seeds_per_trial); at most 100,000" in capsys.readouterr().err
 
 
 def test_a_storage_that_cannot_be_opened_is_refused_before_any_run(tmp_path: Path, capsys: Any) -> None:
@@ -212,6 +222,8 @@ def test_sigkill_mid_study_then_resume(tmp_path: Path) -> None:
     assert report["arms"]["adam"]["tuning"]["best_params"] == data["best_params"]
     assert report["arms"]["adam"]["overrides"]["actor.optim.lr"] == data["best_params"]["actor.optim.lr"]
     assert (out / "report" / "tuning.png").is_file()
+    assert sweep(str(path), "--out", str(out), "--workers", "1") == 0  # done: nothing asked, nothing re-run
+    assert len(open_studies(load_sweep(path), storage)["adam"].get_trials()) == 2
 
 
 def test_shipped_tuned_ablation_dry_run(capsys: Any) -> None:

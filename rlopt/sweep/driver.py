@@ -56,11 +56,12 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / sweep.name
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file")
-    if args.dry_run:
-        if sweep.searches:
-            from rlopt.sweep.tuning import print_tuning_plan
+    if args.dry_run and sweep.searches:  # the final runs' configs are known once tuned
+        from rlopt.sweep.tuning import print_tuning_plan
 
-            print_tuning_plan(sweep)
+        print_tuning_plan(sweep, out)
+        return 0
+    if args.dry_run:
         planned = plan_runs(sweep, out, read_manifest(out), args.retry_failed)
         print_plan(sweep, planned, out)
         return 0
@@ -217,11 +218,11 @@ def _tune_and_run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any, v
     from rlopt.sweep.tuning import default_storage, open_storage, open_studies, tune
 
     previous = read_manifest(out)
-    planned = plan_runs(sweep, out, previous, args.retry_failed)  # refuses another sweep's OUT
+    check_same_sweep(previous, sweep, out)  # the final runs' configs are checked once tuned, by _run
     storage = open_storage(args.storage or default_storage(out))
     studies = open_studies(sweep, storage)  # refuses a stored study with another space
     if previous is None:  # OUT is a sweep directory from the start: a killed tuning resumes
-        Manifest(sweep, out, planned, None).write()
+        Manifest(sweep, out, plan_runs(sweep, out, None, args.retry_failed), None).write()
     env = {name: str(sweep.threads_per_run) for name in THREAD_VARIABLES}
     tuned = tune(sweep, out, studies, validate, env, _backend(sweep, args, ray))
     return tuned if isinstance(tuned, int) else _run(tuned, out, args, ray)

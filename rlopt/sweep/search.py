@@ -33,6 +33,8 @@ MAX_TRIALS = 1000
 """``search.trials`` per arm."""
 MAX_SEEDS_PER_TRIAL = 100
 """``search.seeds_per_trial``."""
+MAX_TRIAL_RUNS = 100_000
+"""Trial runs per sweep (tuned arms x trials x seeds_per_trial)."""
 MAX_CHOICES = 1000
 """Values in one ``choice`` list."""
 DEFAULT_TRIALS = 20
@@ -101,6 +103,8 @@ def _check_distribution(key: str, dist: Any, fail: Callable[[str], Exception]) -
     if kind == "choice":
         if not isinstance(args, list) or not args or len(args) > MAX_CHOICES:
             raise fail(f"{where}.choice must be a list of 1 to {MAX_CHOICES} values, got {short_repr(args)}")
+        if not all(a is None or isinstance(a, (bool, int, float, str)) for a in args):
+            raise fail(f"{where}.choice: values must be numbers, strings, booleans or null, got {short_repr(args)}")
         if len({json.dumps(a, sort_keys=True) for a in args}) != len(args):
             raise fail(f"{where}.choice lists a value twice")
         return {kind: list(args)}
@@ -136,6 +140,9 @@ def parse_search(raw: Any, override: Any, fail: Callable[[str], Exception]) -> S
         other = [key for key, dist in space.items() if "choice" not in dist]
         if other:
             raise fail(f"search.space.{other[0]}: sampler grid takes choice distributions only")
+        grid = math.prod(len(dist["choice"]) for dist in space.values())
+        if merged.get("trials", DEFAULT_TRIALS) > grid:
+            raise fail(f"search.trials: the grid has {grid} points; at most {grid} trials with sampler grid")
     pruner = merged.get("pruner", "none")
     if pruner not in PRUNERS:
         raise fail(f"search.pruner must be one of {', '.join(PRUNERS)}, got {short_repr(pruner)}")
@@ -221,4 +228,8 @@ def arm_searches(raw: Any, variant_searches: Mapping[str, Any], arms: list[Any],
         search = parse_search(raw, override, arm_fail)
         check_space(search, config_to_dict(first[arm.name].config), lambda values, a=arm: build(a, values), arm_fail)
         searches[arm.name] = search
+    total = sum(search.trials * search.seeds_per_trial for search in searches.values())
+    if total > MAX_TRIAL_RUNS:
+        raise fail(f"search: {total:,} trial runs (arms x trials x seeds_per_trial); at most {MAX_TRIAL_RUNS:,} "
+                   "per sweep: split the sweep", None)  # fmt: skip
     return searches

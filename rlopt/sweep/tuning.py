@@ -268,8 +268,12 @@ def tuned_sweep(sweep: Sweep, studies: dict[str, Any], base_tree: dict[str, Any]
     return dataclasses.replace(sweep, arms=arms, runs=runs)
 
 
-def print_tuning_plan(sweep: Sweep) -> None:
+def print_tuning_plan(sweep: Sweep, out: Path) -> None:
     """``--dry-run``: each tuned arm's space and budget, the number of trial runs and final runs."""
+    print(f"sweep {sweep.name}: tuned -> {out}; base {sweep.base}")
+    for arm in sweep.arms:
+        if arm.name not in sweep.searches:
+            print(f"{arm.name}: not tuned")
     trial_runs = 0
     for arm, search in sweep.searches.items():
         space = ", ".join(f"{k}~{next(iter(d))}{next(iter(d.values()))}" for k, d in search.space.items())
