@@ -19,6 +19,7 @@ from typing import Any, Callable, Mapping
 from rlopt.config import config_to_dict
 from rlopt.errors import short_repr
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
+from rlopt.sweep.spec import get_dotted
 
 SEARCH_KEYS = ("space", "trials", "seeds_per_trial", "total_steps", "objective", "sampler", "pruner", "seed")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
@@ -165,20 +166,11 @@ def parse_search(raw: Any, override: Any, fail: Callable[[str], Exception]) -> S
     )
 
 
-def _present(tree: Mapping[str, Any], key: str) -> bool:
-    node: Any = tree
-    for part in key.split("."):
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
-
-
-def _value(tree: Mapping[str, Any], key: str) -> Any:
-    node: Any = tree
-    for part in key.split("."):
-        node = node[part]
-    return node
+def _lookup(tree: Mapping[str, Any], key: str) -> tuple[bool, Any]:
+    """(whether dotted ``key`` is in ``tree``, its value) -- a present key may hold null."""
+    parent, _, last = key.rpartition(".")
+    node = get_dotted(tree, parent) if parent else tree
+    return (True, node[last]) if isinstance(node, Mapping) and last in node else (False, None)
 
 
 def check_space(search: Search, tree: Mapping[str, Any], build: Callable[[dict[str, Any]], Any],
@@ -188,15 +180,11 @@ def check_space(search: Search, tree: Mapping[str, Any], build: Callable[[dict[s
     for key, dist in search.space.items():
         kind, args = next(iter(dist.items()))
         where = f"search.space.{key}"
-        if _present(tree, key):
-            current = _value(tree, key)
-            if isinstance(current, dict):
-                raise fail(f"{where}: {key} is a section, not a value")
-        else:
-            parent = key.rpartition(".")[0]
-            if not parent or not _present(tree, parent) or not isinstance(_value(tree, parent), dict):
-                raise fail(f"{where}: unknown config key {key}")
-            current = None
+        present, current = _lookup(tree, key)
+        if present and isinstance(current, dict):
+            raise fail(f"{where}: {key} is a section, not a value")
+        if not present and not isinstance(_lookup(tree, key.rpartition(".")[0])[1], dict):
+            raise fail(f"{where}: unknown config key {key}")
         if kind == "choice":
             continue
         if isinstance(current, (str, bool, list)):
