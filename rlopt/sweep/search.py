@@ -19,7 +19,6 @@ from typing import Any, Callable, Mapping
 from rlopt.config import config_to_dict
 from rlopt.errors import short_repr
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
-from rlopt.sweep.spec import get_dotted
 
 SEARCH_KEYS = ("space", "trials", "seeds_per_trial", "total_steps", "objective", "sampler", "pruner", "seed")
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
@@ -168,8 +167,10 @@ def parse_search(raw: Any, override: Any, fail: Callable[[str], Exception]) -> S
 
 def _lookup(tree: Mapping[str, Any], key: str) -> tuple[bool, Any]:
     """(whether dotted ``key`` is in ``tree``, its value) -- a present key may hold null."""
-    parent, _, last = key.rpartition(".")
-    node = get_dotted(tree, parent) if parent else tree
+    node: Any = tree
+    *parents, last = key.split(".")
+    for part in parents:
+        node = node.get(part) if isinstance(node, Mapping) else None
     return (True, node[last]) if isinstance(node, Mapping) and last in node else (False, None)
 
 
