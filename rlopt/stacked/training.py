@@ -5,8 +5,8 @@ The loop of :class:`rlopt.trainer.Trainer`; with a ``run_dir`` each seed writes 
 directory ``run_dir/seed_<k>/`` (:mod:`rlopt.stacked.runs`: config, TensorBoard, interval and final
 checkpoints, ``summary.json``); one tqdm bar for the stack; :meth:`StackedTraining.resume` continues
 it exactly (:mod:`rlopt.stacked.resume`). Not yet: evaluations during training (``eval.every_steps``
-is ignored) and the lone trainer's checkpoint on the first Ctrl-C (the stack stops at once; its
-interval checkpoints stay). Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
+is ignored). As alone, the first Ctrl-C finishes the update, checkpoints every seed and raises
+:class:`rlopt.errors.Interrupted`. Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
 stacked update, count faults per seed; then each seed's deterministic evaluation
 (:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
 ``health.max_consecutive_faults`` skipped updates in a row stops learning (its summary says so);
@@ -16,6 +16,8 @@ the others go on.
 from __future__ import annotations
 
 import math
+import signal
+import threading
 import time
 from collections import deque
 from pathlib import Path
@@ -23,6 +25,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from rlopt.errors import Interrupted
 from rlopt.evaluation import evaluate_episodes
 from rlopt.run_files import strict_json_summary
 from rlopt.stacked.learner import StackedLearner
@@ -50,6 +53,8 @@ class StackedTraining:
         self.learn_seconds = 0.0  # the whole loop: also logging and checkpoints
         self.last_stats: list[Any] = []
         self._purge_step: int | None = None
+        self._interrupted = False
+        self._previous_sigint: Any = None
 
     def resume(self) -> int:
         """Continue the stack in ``run_dir`` from the newest env step every seed checkpointed
@@ -75,6 +80,9 @@ class StackedTraining:
             self._purge_step = None
         every = learner.cfg.checkpoint.every_steps
         next_checkpoint = (self.env_steps // every + 1) * every if every > 0 else None
+        previous = self._previous_sigint = None
+        if self.run_dir is not None and threading.current_thread() is threading.main_thread():
+            previous = self._previous_sigint = signal.signal(signal.SIGINT, self._request_interrupt)  # first Ctrl-C
         bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,
                    dynamic_ncols=True, leave=True, desc=f"{learner.num_seeds} seeds")  # fmt: skip
         try:
@@ -99,14 +107,24 @@ class StackedTraining:
                     self.save_checkpoints()
                     next_checkpoint = (self.env_steps // every + 1) * every
                 self.learn_seconds += time.perf_counter() - started
+                if self._interrupted:
+                    self.save_checkpoints()
+                    raise Interrupted(self.run_dir, self.env_steps)
             if self.runs:
                 self.save_checkpoints()
             return [self._summary(k, evaluate) for k in range(learner.num_seeds)]
         finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
             bar.close()
             self.collector.close()
             for run in self.runs:
                 run.close()
+
+    def _request_interrupt(self, signum: int, frame: Any) -> None:
+        """First Ctrl-C: finish the update, checkpoint, stop; a second one acts as before."""
+        self._interrupted = True
+        signal.signal(signal.SIGINT, self._previous_sigint)
 
     def save_checkpoints(self) -> list[Path]:
         """Each seed's checkpoint at the current env step, in the lone trainer's format (its
