@@ -55,3 +55,44 @@ def train_stacked(
         cfg = copy.deepcopy(cfg)
         cfg.total_steps = total_steps
     return StackedTraining(build_stacked(cfg, seeds), run_dir=run_dir, progress=progress).train(evaluate=evaluate)
+
+
+class StackedAgents:
+    """The Python face of a stack (``PPO.from_config(..., seeds=range(10))``): ``agents[k]`` is seed
+    ``k``'s lone agent (``predict``, ``save``); :meth:`learn` trains all seeds together once and
+    returns one summary per seed (with ``run_dir``, each seed writes ``run_dir/seed_<k>/``)."""
+
+    def __init__(self, cfg: Config, seeds: Iterable[int]) -> None:
+        self.cfg = cfg
+        self.seeds = [int(s) for s in seeds]
+        self.learner = build_stacked(cfg, self.seeds)
+        self._learned = False
+
+    @property
+    def agents(self) -> list[Any]:
+        """Each seed's lone agent, in the order of ``seeds`` (its state current after :meth:`learn`)."""
+        return self.learner.agents
+
+    def learn(
+        self, total_steps: int | None = None, run_dir: str | Path | None = None, progress: bool = True
+    ) -> list[dict[str, Any]]:
+        """Train every seed ``total_steps`` env steps (default the config's; the schedules are fitted
+        to it) and evaluate each; one summary per seed. A stack learns once (continuing one is
+        ``rlopt train --resume RUN_DIR`` of its ``run_dir``); a non-empty ``run_dir`` is refused."""
+        from rlopt.stacked.runs import check_new_stack_dir
+
+        if self._learned:
+            raise RuntimeError("a stack learns once; build a new one, or resume its run_dir with rlopt train --resume")
+        if total_steps is not None:
+            if isinstance(total_steps, bool) or not isinstance(total_steps, int) or total_steps < 1:
+                raise ConfigError(f"total_steps: must be an int >= 1, got {total_steps!r}")
+            if total_steps != self.cfg.total_steps:  # the schedules' horizon: rebuilt as a lone learn re-fits them
+                self.cfg = copy.deepcopy(self.cfg)
+                self.cfg.total_steps = total_steps
+                self.learner = build_stacked(self.cfg, self.seeds)
+        if run_dir is not None:
+            check_new_stack_dir(Path(run_dir))
+        self._learned = True
+        summaries = StackedTraining(self.learner, run_dir=run_dir, progress=progress).train()
+        self.learner.sync_agents()  # each lone agent's optimizer state and schedules, as after its own learn
+        return summaries

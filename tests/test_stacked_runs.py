@@ -180,3 +180,17 @@ def test_resume_continues_every_seed_exactly(stacked_and_lone, tmp_path, capsys)
         assert _scalars(run_dir / f"seed_{seed}") == _scalars(stack / f"seed_{seed}")  # each step once, same values
         summary, expected = (json.loads((d / f"seed_{seed}" / "summary.json").read_text()) for d in (run_dir, stack))
         assert summary["eval_return_mean"] == expected["eval_return_mean"]
+
+
+def test_stacked_agents_learn_returns_one_summary_per_seed(tmp_path):
+    from agents.stacked import StackedAgents
+    from rlopt.config import load_config
+
+    stack = StackedAgents(load_config("ppo_cartpole", ["rollout.n_steps=32", *COMMON]), range(2))
+    summaries = stack.learn(256, run_dir=tmp_path / "stack", progress=False)
+    assert [(s["seed"], s["total_steps"]) for s in summaries] == [(0, 256), (1, 256)]
+    assert list(summaries[0]) == list(SUMMARY_KEYS)
+    loaded = PPO.load(tmp_path / "stack" / "seed_1")  # the lone agent of seed 1 is what its run dir holds
+    assert all(torch.equal(a, b) for a, b in zip(stack.agents[1].actor.state_dict().values(), loaded.actor.state_dict().values()))
+    with pytest.raises(RuntimeError, match="a stack learns once"):
+        stack.learn(256)
