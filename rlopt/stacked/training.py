@@ -102,6 +102,9 @@ class StackedTraining:
                         learner.frozen[k] = True
                     if self.runs:  # each seed's sps: its share of the stack's steps per second
                         self.runs[k].log(stats, rollout, self.skipped_updates[k], rollout.env_steps / max(elapsed, 1e-9), self.env_steps)
+                returns = [r for seed_returns in self.recent_returns for r in seed_returns]
+                bar.set_postfix(sps=f"{rollouts[0].env_steps * learner.num_seeds / max(elapsed, 1e-9):.0f}",  # all seeds
+                                train_ret=f"{sum(returns) / len(returns) if returns else math.nan:.1f}", refresh=False)
                 bar.update(min(rollouts[0].env_steps, total - bar.n))
                 if next_checkpoint is not None and self.env_steps >= next_checkpoint and self.runs:
                     self.save_checkpoints()
