@@ -312,36 +312,6 @@ def read_scalar(run_dir: str | Path, tag: str, exact: bool = False) -> Curve:
 
 
 # --------------------------------------------------------------------------------------------------
-# Compact curve files
-# --------------------------------------------------------------------------------------------------
-
-
-def curve_csv_text(curve: Curve, tag: str) -> str:
-    """A curve as CSV: header ``step,<tag>``, then ``step,value`` rows; values as Python's shortest
-    round-trip repr, so :func:`read_curve_csv` gives back the identical floats."""
-    rows = [f"step,{tag}"] + [f"{int(s)},{float(v)!r}" for s, v in zip(curve.steps.tolist(), curve.values.tolist())]
-    return "\n".join(rows) + "\n"
-
-
-def read_curve_csv(path: str | Path, tag: str) -> Curve | None:
-    """The curve in a file written from :func:`curve_csv_text`, or None when the file is missing,
-    unreadable or holds another tag."""
-    try:
-        lines = Path(path).read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not lines or lines[0] != f"step,{tag}":
-        return None
-    try:
-        pairs = [line.split(",") for line in lines[1:] if line]
-        steps = np.asarray([int(p[0]) for p in pairs], dtype=np.int64)
-        values = np.asarray([float(p[1]) for p in pairs], dtype=np.float64)
-    except (ValueError, IndexError):
-        return None
-    return Curve(steps, values)
-
-
-# --------------------------------------------------------------------------------------------------
 # Common grid
 # --------------------------------------------------------------------------------------------------
 

@@ -121,3 +121,22 @@ def test_threshold_success_rate_and_holm_through_the_report(tmp_path: Path) -> N
     assert header[6] == "MW p (Holm)" and header[8].startswith("success ≥ 20") and header[-1] == "AUC [95% CI]"
     text = (out / "report" / "report.md").read_text()
     assert "| baseline | baseline |" in text and "75% [" in text
+
+
+@pytest.mark.parametrize(("raw", "message"), [
+    ({"metric_mode": "maximize"}, "metric_mode must be one of max, min, got 'maximize'"),
+    ({"threshold": "high"}, "threshold must be a finite number, got 'high'"),
+    ({"threshold": True}, "threshold must be a finite number, got True"),
+    ({"threshold": float("inf")}, "threshold must be a finite number, got inf"),
+])
+def test_bad_metric_mode_or_threshold_is_one_clear_error(raw: dict, message: str, tmp_path: Path) -> None:
+    from rlopt.errors import ConfigError
+    from rlopt.report.defaults import report_settings
+
+    with pytest.raises(ConfigError, match=f"^{message}$"):
+        report_settings(raw, ConfigError)
+    assert report_settings({"threshold": 475}, ConfigError) == ("max", 475.0)
+    out = _make_sweep(tmp_path / "s")
+    with pytest.raises(ConfigError, match="^--mode must be one of max, min"):
+        build_report(out, reps=10, mode="best")
+    assert not (out / "report").exists()

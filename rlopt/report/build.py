@@ -1,9 +1,9 @@
 """``rlopt report OUT``: compare the arms of a sweep with IQM, bootstrap CIs and probability of improvement.
 
 Reads the sweep contract (``OUT/manifest.json``, each finished run's ``summary.json`` and its
-TensorBoard curve) and writes ``OUT/report/``: ``report.json`` (machine-readable, strict JSON:
+curve: its compact curve file ``OUT/curves/<arm>/seed_<k>.csv``, else its TensorBoard event files) and writes ``OUT/report/``: ``report.json`` (machine-readable, strict JSON:
 ``null`` where a number cannot be computed), ``report.md`` (one table sorted by IQM, warnings,
-plots), ``curves.png``, ``final.png`` and ``poi.png``. Every file is written atomically
+plots), ``scores.csv`` and ``curves.csv`` (:mod:`~rlopt.report.export`), and the PNG plots. Every file is written atomically
 (:mod:`rlopt.files`).
 
 Analysis layer above the runs, torch-free (``import rlopt.report.build`` loads no torch): this module
@@ -25,10 +25,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlopt.curves import Curve, common_grid, read_curve_csv, read_scalar
+from rlopt.curves import Curve, common_grid
+from rlopt.report.curve_file import load_curve
 from rlopt.errors import ConfigError, short_repr
 from rlopt.report.compare import MIN_RUNS_FOR_CI, compare_with_baseline, interval, sample_efficiency, success
-from rlopt.report.defaults import DEFAULT_CURVE_REPS, DEFAULT_REPS, METRIC_MODES, check_arguments
+from rlopt.report.defaults import DEFAULT_CURVE_REPS, DEFAULT_REPS, check_arguments, report_settings
 from rlopt.report.export import curves_csv, scores_csv
 from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
@@ -48,9 +49,6 @@ MANIFEST_FORMAT_VERSION = 1
 
 SUMMARY = "summary.json"
 """A finished run's summary inside its run directory."""
-
-CURVES_DIR = "curves"
-"""Sub-directory of OUT with one compact curve file per finished run (see :func:`curve_file`)."""
 
 REPORT_DIR = "report"
 """Sub-directory of OUT that the report owns."""
@@ -112,18 +110,6 @@ def _read_score(run_dir: Path, metric: str) -> float | None:
     return float(value)
 
 
-def curve_file(arm: str, seed: Any) -> Path:
-    """A run's compact curve file relative to OUT, written by the sweep when the run finishes."""
-    return Path(CURVES_DIR) / arm / f"seed_{seed}.csv"
-
-
-def load_curve(out: Path, run: dict[str, Any], tag: str) -> Curve:
-    """A finished run's ``tag`` curve: from ``OUT/curves/<arm>/seed_<k>.csv`` when it holds ``tag``,
-    else from the run's TensorBoard event files."""
-    curve = read_curve_csv(out / curve_file(str(run.get("arm")), run.get("seed")), tag)
-    return curve if curve is not None else read_scalar(out / str(run["run_dir"]), tag)
-
-
 def _finite(x: Any) -> float | None:
     """A float for strict JSON: None for NaN/inf/None."""
     if x is None:
@@ -168,13 +154,10 @@ def _curve_summary(
 
 def _settings(manifest: dict[str, Any], mode: str | None, threshold: float | None) -> tuple[str, float | None]:
     """``metric_mode`` and ``threshold``: the arguments, else the manifest's (the sweep file's), else max/None."""
-    chosen = mode if mode is not None else manifest.get("metric_mode", "max")
-    if chosen not in METRIC_MODES:
-        raise ConfigError(f"report: manifest metric_mode={short_repr(chosen)}, expected one of {', '.join(METRIC_MODES)}")
-    limit = threshold if threshold is not None else manifest.get("threshold")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, float)) or not math.isfinite(limit)):
-        raise ConfigError(f"report: threshold must be a finite number, got {short_repr(limit)}")
-    return str(chosen), None if limit is None else float(limit)
+    recorded = {"metric_mode": manifest.get("metric_mode", "max"), "threshold": manifest.get("threshold")}
+    chosen = {**recorded, **({} if mode is None else {"metric_mode": mode}),
+              **({} if threshold is None else {"threshold": threshold})}
+    return report_settings(chosen, lambda message: ConfigError(f"report: {message}"))
 
 
 def build_report(

@@ -4,7 +4,9 @@ their bounds."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 from rlopt.errors import ConfigError, short_repr
 from rlopt.sweep.messages import check_path
@@ -33,3 +35,15 @@ def check_arguments(reps: int, seed: int, out: str | Path = ".", curve_reps: int
         raise ConfigError(f"--mode must be one of {', '.join(METRIC_MODES)}, got {short_repr(mode)}")
     if not 0 <= int(seed) <= MAX_SEED:
         raise ConfigError(f"--seed must be in [0, 2**63 - 1], got {short_repr(seed)}")
+
+
+def report_settings(raw: Mapping[str, Any], fail: Callable[[str], Exception]) -> tuple[str, float | None]:
+    """A sweep file's ``metric_mode`` (default max) and ``threshold`` (default None), checked; ``fail(message)``
+    builds the error raised for a bad value."""
+    mode, threshold = raw.get("metric_mode", "max"), raw.get("threshold")
+    if mode not in METRIC_MODES:
+        raise fail(f"metric_mode must be one of {', '.join(METRIC_MODES)}, got {short_repr(mode)}")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not math.isfinite(threshold)):
+        raise fail(f"threshold must be a finite number, got {short_repr(threshold)}")
+    return str(mode), None if threshold is None else float(threshold)

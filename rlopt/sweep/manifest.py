@@ -193,6 +193,8 @@ class Manifest:
             "rlopt_version": rlopt.__version__,
             "metric": sweep.metric,
             "curve": sweep.curve,
+            "metric_mode": sweep.metric_mode,
+            "threshold": sweep.threshold,
             "baseline": sweep.baseline,
             "arms": {arm.name: {"overrides": arm.overrides} for arm in sweep.arms},
             "runs": [],

@@ -27,6 +27,7 @@ from rlopt.config import Config, config_to_dict, load_config, read_yaml
 from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError, short_repr, shorten
 from rlopt.presets import resolve_config
+from rlopt.report.defaults import report_settings
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
 from rlopt.sweep.messages import SHOWN_CHARS, listed
 from rlopt.sweep.rendering import config_hash, tree_hash
@@ -56,7 +57,8 @@ DEFAULT_METRIC = "eval_return_mean"
 DEFAULT_CURVE = "rollout/episode_return"
 RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
 """Config keys the sweep sets itself -> the sweep key that sets them."""
-SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run")
+SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run",
+              "metric_mode", "threshold")
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -119,6 +121,8 @@ class Sweep:
     runs: list[RunSpec]
     raw: dict[str, Any]
     """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
+    metric_mode: str = "max"  # max: a higher metric is better, min: lower (rlopt.report.defaults)
+    threshold: float | None = None  # the report's success level (success rate, steps to reach it)
 
 
 def no_check(cfg: Config) -> Config:
@@ -379,6 +383,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     if baseline is not None and baseline not in {arm.name for arm in arms}:
         raise fail(f"baseline: {short_repr(baseline)} is not an arm; arms: {listed([arm.name for arm in arms])}")
     curve = _optional_string(raw, "curve", DEFAULT_CURVE, fail)
+    metric_mode, threshold = report_settings(raw, fail)
     threads = raw.get("threads_per_run", 1)
     if not _is_int(threads) or threads < 1:
         raise fail(f"threads_per_run must be an integer >= 1, got {format_value(threads)}")
@@ -390,4 +395,5 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     return Sweep(
         name=name, path=path, base=base, set=set_values, seeds=seeds, arms=arms, baseline=baseline,
         metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw,
+        metric_mode=metric_mode, threshold=threshold,
     )  # fmt: skip
