@@ -140,3 +140,22 @@ def test_bad_metric_mode_or_threshold_is_one_clear_error(raw: dict, message: str
     with pytest.raises(ConfigError, match="^--mode must be one of max, min"):
         build_report(out, reps=10, mode="best")
     assert not (out / "report").exists()
+
+
+def test_curve_thresholds_script_per_run_and_committed_fallback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("curve_thresholds", root / "scripts" / "curve_thresholds.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = _make_sweep(tmp_path / "s")
+    build_report(out, reps=100, curve_reps=50)
+    assert script.main([str(out), "--thresholds", "20", "1000", "--reps", "200"]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    # Seed k logs (k + 1) * step every 10 steps; smoothed over 5 points seed 0 reaches 20 at step 40.
+    assert "(4/4)" in rows["adam"] and "never (0/4)" in rows["adam"] and "never (0/0)" in rows["rmsprop"]
+    committed = root / "benchmarks" / "ablations" / "trust_region_metrics"
+    assert script.main([str(committed), "--thresholds", "200"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "(IQM curve)" in lines[0] and lines[2].startswith("| trpo_fisher | 500 | 14k |")
