@@ -16,6 +16,9 @@ import scipy.stats
 
 from rlopt.stats import CONFIDENCE, bootstrap_ci
 
+EXACT_WILCOXON_MAX = 50
+"""Largest number of pairs whose Wilcoxon p-value uses the exact null distribution (scipy's own bound)."""
+
 SMOOTH_WINDOW = 5
 """Points of the trailing moving average applied before looking for the first step at a threshold."""
 
@@ -78,9 +81,13 @@ def paired_comparison(
     diff = np.asarray([arm[s] - base[s] for s in common], dtype=np.float64)
     p: float | None = None
     if diff.size >= 2 and np.any(diff != 0):
+        # Exact null distribution without zeros or tied |differences| (n <= 50), else the normal
+        # approximation; scipy's "auto" would run a slow permutation test for small samples with ties.
+        magnitudes = np.abs(diff)
+        exact = diff.size <= EXACT_WILCOXON_MAX and np.all(diff != 0) and np.unique(magnitudes).size == diff.size
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=UserWarning)  # "exact p-value with ties": falls back
-            p = float(scipy.stats.wilcoxon(diff, alternative="two-sided").pvalue)
+            warnings.simplefilter("ignore", category=UserWarning)  # scipy: "sample size too small for normal"
+            p = float(scipy.stats.wilcoxon(diff, alternative="two-sided", method="exact" if exact else "approx").pvalue)
     ci = bootstrap_ci(diff, _mean_along, reps=reps, seed=seed) if diff.size >= 2 else None
     return {
         "n_pairs": int(diff.size),
