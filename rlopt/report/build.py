@@ -33,7 +33,8 @@ from rlopt.report.defaults import DEFAULT_CURVE_REPS, DEFAULT_REPS, check_argume
 from rlopt.report.export import curves_csv, scores_csv
 from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
-from rlopt.report.render import render_markdown, render_plots
+from rlopt.report.plots import render_plots
+from rlopt.report.render import render_markdown
 from rlopt.stats import (
     BOOTSTRAP_METHOD,
     bootstrap_ci_columns,

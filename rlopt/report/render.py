@@ -1,27 +1,16 @@
-"""Rendering of a sweep report (a dict built by :func:`rlopt.report.build.build_report`): Markdown and PNG plots.
+"""Rendering of a sweep report (a dict built by :func:`rlopt.report.build.build_report`) as Markdown.
 
-Pure presentation, torch-free: every function turns the report dict into text or PNG bytes and
-writes nothing; :mod:`rlopt.report.build` computes the dict and writes the files. Plots use
-matplotlib's object-oriented API on an Agg canvas (no pyplot, no global backend state), imported
-only when a plot is drawn.
+Pure presentation, torch-free: every function turns the report dict into text and writes nothing;
+:mod:`rlopt.report.build` computes the dict and writes the files, :mod:`rlopt.report.plots` draws the PNGs.
 """
 
 from __future__ import annotations
 
-import io
 from typing import Any
-
-import numpy as np
 
 from rlopt.stats import CONFIDENCE
 
-__all__ = ["ranked_arms", "render_markdown", "render_plots", "table_rows"]
-
-PLOT_DPI = 120
-"""Resolution of the PNG plots."""
-
-FIGURE_WIDTH = 7.0
-"""Width of every plot in inches."""
+__all__ = ["ranked_arms", "render_markdown", "table_rows"]
 
 
 def ranked_arms(report: dict[str, Any]) -> list[str]:
@@ -122,80 +111,5 @@ def render_markdown(report: dict[str, Any], name: str) -> str:
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report["warnings"]] or ["None."]
     lines += ["", "## Plots", "", "![learning curves](curves.png)", "", "![final scores](final.png)", "",
-              "![probability of improvement](poi.png)", ""]
+              "![probability of improvement](poi.png)", "", "![performance profile](profile.png)", ""]
     return "\n".join(lines)
-
-
-def _figure(height: float) -> Any:
-    # The object-oriented API with an Agg canvas: no pyplot, no global backend state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(FIGURE_WIDTH, height), dpi=PLOT_DPI, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _png(figure: Any) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", metadata={"Software": None})
-    return buffer.getvalue()
-
-
-def _color(report: dict[str, Any], arm: str) -> str:
-    """One colour per arm in every plot (by manifest order)."""
-    return f"C{list(report['arms']).index(arm) % 10}"
-
-
-def _interval_plot(report: dict[str, Any], arms: list[str], key: str, ci_key: str, xlabel: str, title: str,
-                   reference: float | None = None) -> bytes:
-    """Horizontal point + CI per arm (best on top); with a ``reference`` the axis is a probability."""
-    figure = _figure(1.2 + 0.4 * max(1, len(arms)))
-    ax = figure.add_subplot()
-    shown = [a for a in arms if report["arms"][a][key] is not None]
-    for row, arm in enumerate(reversed(shown)):
-        entry = report["arms"][arm]
-        point, ci = entry[key], entry[ci_key] or [entry[key], entry[key]]
-        ax.errorbar([point], [row], xerr=[[point - ci[0]], [ci[1] - point]], fmt="o", capsize=4, color=_color(report, arm))
-    ax.set_yticks(range(len(shown)), list(reversed(shown)))
-    if reference is not None:
-        ax.axvline(reference, color="grey", linestyle="--", linewidth=1)
-        ax.set_xlim(-0.02, 1.02)
-    if not shown:
-        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel(xlabel)
-    ax.set_title(title)
-    return _png(figure)
-
-
-def render_plots(report: dict[str, Any], tag: str | None) -> dict[str, bytes]:
-    """curves.png, final.png and poi.png as PNG bytes."""
-    arms = ranked_arms(report)
-    figure = _figure(4.5)
-    ax = figure.add_subplot()
-    plotted = 0
-    for arm in report["arms"]:
-        curve = report["arms"][arm]["curve"]
-        if not curve["steps"]:
-            continue
-        steps = np.asarray(curve["steps"], dtype=np.float64)
-        as_array = [np.asarray([np.nan if v is None else v for v in curve[k]], dtype=np.float64)
-                    for k in ("iqm", "ci_low", "ci_high")]
-        ax.plot(steps, as_array[0], color=_color(report, arm), label=f"{arm} (n={report['arms'][arm]['n']})")
-        ax.fill_between(steps, as_array[1], as_array[2], color=_color(report, arm), alpha=0.2, linewidth=0)
-        plotted += 1
-    if plotted:
-        ax.legend(fontsize="small")
-    else:
-        ax.text(0.5, 0.5, "no learning curves", ha="center", va="center", transform=ax.transAxes)
-    ax.set_xlabel("env steps")
-    ax.set_ylabel(f"IQM of {tag}" if tag else "IQM")
-    ax.set_title(f"Learning curves: IQM with {CONFIDENCE:.0%} bootstrap band")
-    base = report["baseline"]
-    return {
-        "curves.png": _png(figure),
-        "final.png": _interval_plot(report, arms, "iqm", "iqm_ci", f"IQM of {report['metric']}",
-                                    f"Final {report['metric']}: IQM with {CONFIDENCE:.0%} CI"),
-        "poi.png": _interval_plot(report, [a for a in arms if a != base], "poi_vs_baseline", "poi_ci",
-                                  f"P(arm > {base})", f"Probability of improvement over {base}", reference=0.5),
-    }
