@@ -1,14 +1,15 @@
 """``rlopt report OUT``: compare the arms of a sweep with IQM, bootstrap CIs and probability of improvement.
 
-Reads the sweep contract (``OUT/manifest.json``, each finished run's ``summary.json`` and its
-curve: its compact curve file ``OUT/curves/<arm>/seed_<k>.csv``, else its TensorBoard event files) and writes ``OUT/report/``: ``report.json`` (machine-readable, strict JSON:
-``null`` where a number cannot be computed), ``report.md`` (one table sorted by IQM, warnings,
-plots), ``scores.csv`` and ``curves.csv`` (:mod:`~rlopt.report.export`), and the PNG plots. Every file is written atomically
-(:mod:`rlopt.files`).
+Reads the sweep contract (``OUT/manifest.json``, each finished run's ``summary.json`` and its curve:
+the compact curve file ``OUT/curves/<arm>/seed_<k>.csv``, else the TensorBoard event files) and writes
+``OUT/report/``: ``report.json`` (machine-readable, strict JSON: ``null`` where a number cannot be
+computed), ``report.md`` (one table sorted by IQM, warnings, plots), ``scores.csv`` and ``curves.csv``
+(:mod:`~rlopt.report.export`) and the PNG plots (:mod:`~rlopt.report.plots`). Every file is written
+atomically (:mod:`rlopt.files`). Comparisons with the baseline, success rates and sample efficiency
+are in :mod:`~rlopt.report.compare`.
 
 Analysis layer above the runs, torch-free (``import rlopt.report.build`` loads no torch): this module
-reads the sweep and computes the report dict; :mod:`rlopt.report.render` turns it into Markdown
-and PNGs.
+reads the sweep and computes the report dict; :mod:`rlopt.report.render` turns it into Markdown.
 
 Counting: ``n`` = runs with status ``finished`` and a finite metric in summary.json; ``failed`` =
 status ``failed``; ``missing`` = every other planned run (pending, running, or finished without
