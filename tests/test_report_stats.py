@@ -120,7 +120,8 @@ def test_threshold_success_rate_and_holm_through_the_report(tmp_path: Path) -> N
     header = table_rows(report)[0]
     assert header[6] == "MW p (Holm)" and header[8].startswith("success ≥ 20") and header[-1] == "AUC [95% CI]"
     text = (out / "report" / "report.md").read_text()
-    assert "| baseline | baseline |" in text and "75% [" in text
+    assert "| baseline | baseline |" in text and "75% [30%, 95%]" in text  # Wilson(3, 4) = [0.301, 0.954]
+    assert "k] (4/4)" in text and "(0/0)" in text  # steps to threshold: IQM [CI] in thousands, runs reaching
 
 
 @pytest.mark.parametrize(("raw", "message"), [

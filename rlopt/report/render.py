@@ -48,12 +48,15 @@ def _paired_cell(entry: dict[str, Any]) -> str:
     return f"{paired['mean_diff']:+.4g}{_ci(paired['mean_diff_ci'])} (p={_p(paired['wilcoxon_p'])}, {paired['n_pairs']} seeds)"
 
 
-def _iqm_ci_cell(summary: dict[str, Any] | None, scale: float = 1.0, unit: str = "") -> str:
+def _iqm_ci_cell(summary: dict[str, Any] | None, n: int, scale: float = 1.0, unit: str = "") -> str:
+    """``IQM [low, high]`` (in ``unit`` after dividing by ``scale``), then ``(k/n)`` runs when counted."""
+    reached = f" ({summary['reached']}/{n})" if summary and "reached" in summary else ""
     if not summary or summary["iqm"] is None:
-        return "–"
+        return "–" + reached
     ci = summary["ci"]
-    text = f"{summary['iqm'] / scale:.3g}{unit}" + ("" if ci is None else f" [{ci[0] / scale:.3g}, {ci[1] / scale:.3g}]")
-    return text + (f" ({summary['reached']}/n)" if "reached" in summary else "")
+    text = f"{summary['iqm'] / scale:.3g}{unit}"
+    text += "" if ci is None else f" [{ci[0] / scale:.3g}{unit}, {ci[1] / scale:.3g}{unit}]"
+    return text + reached
 
 
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
@@ -67,7 +70,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
               "paired diff [95% CI]"]
     if threshold is not None:
         header += [f"success ≥ {threshold:g} [Wilson]" if report.get("metric_mode", "max") == "max"
-                   else f"success ≤ {threshold:g} [Wilson]", "steps to threshold (k, IQM [CI])"]
+                   else f"success ≤ {threshold:g} [Wilson]", "steps to threshold: IQM [CI] (runs reaching)"]
     if with_auc:
         header.append("AUC [95% CI]")
     rows = [header]
@@ -79,10 +82,10 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
                "baseline" if arm == base else _paired_cell(e)]
         if threshold is not None:
             rate = e.get("success_rate")
-            row.append("–" if rate is None else f"{rate:.0%}{_ci(e['success_wilson_ci'], '.2f')}")
-            row.append(_iqm_ci_cell(e.get("steps_to_threshold"), 1000.0, "k"))
+            row.append("–" if rate is None else f"{rate:.0%}{_ci(e['success_wilson_ci'], '.0%')}")
+            row.append(_iqm_ci_cell(e.get("steps_to_threshold"), e["n"], 1000.0, "k"))
         if with_auc:
-            row.append(_iqm_ci_cell(e.get("auc")))
+            row.append(_iqm_ci_cell(e.get("auc"), e["n"]))
         rows.append(row)
     return rows
 
