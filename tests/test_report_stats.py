@@ -160,3 +160,24 @@ def test_curve_thresholds_script_per_run_and_committed_fallback(tmp_path: Path, 
     assert script.main([str(committed), "--thresholds", "200"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "(IQM curve)" in lines[0] and lines[2].startswith("| trpo_fisher | 500 | 14k |")
+
+
+def test_report_command_takes_mode_threshold_and_curve_reps(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+    import json
+
+    from rlopt.report import add_report_parser, report_command
+
+    out = _make_sweep(tmp_path / "s")
+    parser = argparse.ArgumentParser(prog="rlopt")
+    add_report_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["report", str(out), "--mode", "min", "--threshold", "20", "--reps", "100",
+                              "--curve-reps", "50"])
+    assert report_command(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("sgd")  # lowest IQM first
+    written = json.loads((out / "report" / "report.json").read_text())
+    assert (written["metric_mode"], written["threshold"]) == ("min", 20.0)
+    assert written["bootstrap"]["curve_reps"] == 50 and written["arms"]["sgd"]["success_rate"] == pytest.approx(2 / 3)  # 5, 15 <= 20
+    with pytest.raises(SystemExit):
+        parser.parse_args(["report", str(out), "--mode", "best"])
