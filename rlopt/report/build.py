@@ -36,6 +36,7 @@ from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.plots import render_plots
 from rlopt.report.render import render_markdown
+from rlopt.report.tuning import add_tuning, write_tuning
 from rlopt.stats import (
     BOOTSTRAP_METHOD,
     bootstrap_ci_columns,
@@ -266,8 +267,10 @@ def build_report(
         "arms": arms,
         "warnings": warnings,
     }
+    add_tuning(out, report, reps, seed)  # arms.<arm>.tuning of a sweep with a search: block
     try:
         write_report(out / REPORT_DIR, report, name=str(manifest.get("name", out.name)), tag=tag)
+        write_tuning(out / REPORT_DIR, report)
     except OSError as err:  # OUT/report/report.md a directory, a read-only OUT, a full disk
         raise ConfigError(f"report: cannot write {out / REPORT_DIR} ({err.strerror or type(err).__name__})") from None
     return report

@@ -15,6 +15,8 @@ DEFAULT_REPS = 20_000
 """Bootstrap resamples per final-score interval (2,000 left a P(improvement) bound 0.05 off; issue 18)."""
 DEFAULT_CURVE_REPS = 2000
 """Bootstrap resamples per learning-curve band (100 points per arm: 100x the work of one interval)."""
+REPORT_KEYS = ("metric_mode", "threshold")
+"""Keys of a sweep file that only the report reads (checked by :func:`report_settings` when the sweep loads)."""
 METRIC_MODES = ("max", "min")
 """``metric_mode``: whether a higher (max) or a lower (min) score is better."""
 MAX_REPS = 100_000
