@@ -57,7 +57,7 @@ def _label(report: dict[str, Any], arm: str) -> str:
     return f"{arm} (n={report['arms'][arm]['n']})" + (" — baseline" if arm == report["baseline"] else "")
 
 
-def _figure(width: float, height: float) -> Any:
+def _figure(height: float, width: float = FIGURE_WIDTH) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -81,7 +81,7 @@ def _line_plot(report: dict[str, Any], series: dict[str, tuple[np.ndarray, np.nd
                xlabel: str, ylabel: str, title: str, empty: str) -> bytes:
     """One line + band per arm, legend outside, the baseline thicker."""
     styles = arm_styles(list(report["arms"]))
-    figure = _figure(LEGEND_FIGURE_WIDTH, 4.5 if len(series) <= 12 else 4.5 + 0.12 * (len(series) - 12))
+    figure = _figure(4.5 if len(series) <= 12 else 4.5 + 0.12 * (len(series) - 12), LEGEND_FIGURE_WIDTH)
     ax = figure.add_subplot()
     for arm, (x, center, low, high) in series.items():
         color, style = styles[arm]
@@ -160,7 +160,7 @@ def _interval_plot(report: dict[str, Any], arms: list[str], key: str, ci_key: st
     """Horizontal point + CI per arm (best on top), optionally each seed's score as a dot; with a
     ``reference`` the axis is a probability. The baseline's label is bold and marked."""
     styles = arm_styles(list(report["arms"]))
-    figure = _figure(FIGURE_WIDTH, 1.4 + 0.32 * max(1, len(arms)))
+    figure = _figure(1.4 + 0.32 * max(1, len(arms)))
     ax = figure.add_subplot()
     shown = [a for a in arms if report["arms"][a][key] is not None]
     jitter = np.random.default_rng(0)
