@@ -2,12 +2,17 @@
 
 * ``config-keys.md`` is generated from the schema's field docstrings by the same function as
   ``rlopt config --keys`` (:func:`rlopt.config.keys.config_keys`), so the page cannot go stale.
+* ``cli.md``'s marker ``<!-- rlopt --help -->`` becomes the ``--help`` of every command, captured
+  from :func:`rlopt.cli.main`.
 * The measured results under ``benchmarks/`` (plots, sweep reports, tables) are published as they
   are, at ``benchmarks/...`` in the site, so the results pages link to them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import sys
 from pathlib import Path
@@ -15,12 +20,16 @@ from typing import Any
 
 from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.structure.files import File, Files
+from mkdocs.structure.pages import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # build the docs of this checkout, whatever is installed
     sys.path.insert(0, str(ROOT))
 
 KEYS_PAGE = "config-keys.md"
+CLI_PAGE = "cli.md"
+CLI_MARKER = "<!-- rlopt --help -->"
+HELP_WIDTH = "100"
 BENCHMARK_SUFFIXES = {".png", ".md", ".json", ".yaml"}
 
 _CODE_SPAN = re.compile(r"(``.+?``|`[^`]+`)")
@@ -74,6 +83,44 @@ def config_keys_markdown() -> str:
             )
         lines.append("")
     return "\n".join(lines)
+
+
+def _help(argv: list[str]) -> str:
+    """What ``rlopt ARGV`` prints (``--help``), at a fixed width so the page does not depend on the
+    terminal that builds it."""
+    from rlopt.cli import main
+
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = HELP_WIDTH
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):
+            main(argv)
+    finally:
+        if previous is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = previous
+    return out.getvalue().rstrip()
+
+
+def cli_help_markdown() -> str:
+    """``rlopt --help`` and ``rlopt COMMAND --help`` of every command, each in a text block."""
+    top = _help(["--help"])
+    commands = re.search(r"\{([a-z,]+)\}", top)
+    assert commands, "rlopt --help lists no commands"
+    blocks = []
+    for argv in (["--help"], *([name, "--help"] for name in commands.group(1).split(","))):
+        title = " ".join(["rlopt", *argv])
+        blocks += [f"### `{title}`", "", "```text", _help(argv), "```", ""]
+    return "\n".join(blocks)
+
+
+def on_page_markdown(markdown: str, page: Page, **_: Any) -> str:
+    """Fill the command-line page's ``--help`` marker."""
+    if page.file.src_uri == CLI_PAGE:
+        return markdown.replace(CLI_MARKER, cli_help_markdown())
+    return markdown
 
 
 def on_files(files: Files, config: MkDocsConfig) -> Files:

@@ -49,6 +49,11 @@ def test_site_builds_with_every_page(site: Path) -> None:
     api = (site / "api" / "trust-region" / "index.html").read_text(encoding="utf-8")
     assert 'id="rlopt.trust_region.TrustRegion"' in api
     assert ":::" not in api
+    # the command-line page holds the --help of every command, captured when the site is built
+    cli = (site / "cli" / "index.html").read_text(encoding="utf-8")
+    for command in ("train", "eval", "config", "presets", "sweep", "report"):
+        assert f"usage: rlopt {command}" in cli, command
+    assert "&lt;!-- rlopt --help --&gt;" not in cli and "<!-- rlopt --help -->" not in cli
 
 
 def test_config_keys_page_holds_every_key(site: Path) -> None:
