@@ -92,10 +92,14 @@ def test_readme_is_short_and_has_the_quickstart_commands() -> None:
     assert INSTALL_AND_TEST in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
 
-def test_readme_links_to_existing_docs() -> None:
-    links = re.findall(r"\]\((docs/[^)#]+)(?:#[^)]*)?\)", README.read_text(encoding="utf-8"))
+def test_readme_links_to_existing_docs(site: Path) -> None:
+    links = re.findall(r"\]\((docs/[^)#]+)(?:#([^)]*))?\)", README.read_text(encoding="utf-8"))
     assert links, "the README links into docs/"
-    assert [link for link in links if not (ROOT / link).is_file()] == []
+    assert [link for link, _ in links if not (ROOT / link).is_file()] == []
+    for link, anchor in links:
+        if anchor:
+            page = site / link.removeprefix("docs/").removesuffix(".md") / "index.html"
+            assert f'id="{anchor}"' in page.read_text(encoding="utf-8"), f"{link}#{anchor}"
 
 
 def _installed_version() -> str:
