@@ -39,6 +39,7 @@ from rlopt.config import (
     load_config,
 )
 from rlopt.distributions import ActionDistribution
+from rlopt.envs import is_single_observation
 from rlopt.errors import ConfigError
 from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
 from rlopt.networks import Actor, Critic, clip_action_to_space
@@ -207,8 +208,8 @@ class Agent:
         ``state`` and ``episode_start`` exist for SB3 call sites; the policies are feed-forward,
         so both are ignored and the returned state is always None.
         """
-        single = np.asarray(obs).ndim == len(self.observation_space.shape)
-        tensor = self.preprocess(np.asarray(obs)[None] if single else obs)
+        single = is_single_observation(obs := np.asarray(obs), self.observation_space.shape, self.cfg.env.id)
+        tensor = self.preprocess(obs[None] if single else obs)
         dist = self.actor(tensor)
         actions = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):
