@@ -27,8 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.registry import agent_from_config
-from agents.registry import load as load_agent
+from agents.registry import agent_from_config, load_agent
 from rlopt.checkpoint import atomic_torch_save
 from rlopt.gradient_steps import gradient_steps
 from rlopt.coefficients import build_coefficients
@@ -62,7 +61,7 @@ class Agent(ABC):
 
     name: ClassVar[str]
     """The agent's config name (``agent: ppo``), set by each concrete class."""
-    section: ClassVar[str] = "pg"
+    config_section: ClassVar[str] = "pg"
     """The config section of this agent's own options (``ppo``, ``reinforce``; ``pg`` for the
     agents without a section of their own)."""
 
@@ -252,8 +251,8 @@ class Agent(ABC):
 
     @property
     def normalize_advantage(self) -> bool:
-        """``<section>.normalize_advantage``: standardise the advantages (the key every agent section has)."""
-        return getattr(self.cfg, self.section).normalize_advantage
+        """``<config_section>.normalize_advantage``: standardise the advantages (a key of every agent section)."""
+        return getattr(self.cfg, self.config_section).normalize_advantage
 
     def update(self, batch: RolloutBatch) -> UpdateStats:
         """One policy update on a rollout batch; returns what it measured, writes no log."""
@@ -358,5 +357,5 @@ class Agent(ABC):
         """The agent saved in ``path`` (a file of :meth:`save`, a run directory, or one of its
         checkpoints); ``device`` overrides the saved one. Called on a concrete class, a file of
         another agent is a one-line ConfigError naming both; ``Agent.load`` (and ``agents.load``)
-        builds whichever class the config names (:func:`agents.registry.load`)."""
-        return load_agent(path, device, None if cls is Agent else cls)
+        builds whichever class the config names (:func:`agents.registry.load_agent`)."""
+        return load_agent(None if cls is Agent else cls, path, device)

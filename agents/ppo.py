@@ -27,7 +27,7 @@ class PPO(Agent):
     """Clipped-surrogate actor and regression critic, updated together per minibatch."""
 
     name = "ppo"
-    section = "ppo"
+    config_section = "ppo"
 
     @classmethod
     def check_config(cls, cfg: Config) -> Config:

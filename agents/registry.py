@@ -1,6 +1,6 @@
 """Where agents come from: the registry (:data:`AGENTS`), the agent-level check of a config, and
 the two ways to get an agent, from a config (:func:`build_agent`, :func:`agent_from_config`) or
-from a file (:func:`load`).
+from a file (:func:`load`, :func:`load_agent`).
 
 Below the agent classes: this module imports only the library, and the package
 (``agents/__init__.py``) fills :data:`AGENTS` once every class is defined. So ``agents.base``
@@ -87,14 +87,20 @@ def agent_from_config(
     return build_agent(cfg)
 
 
-def load(path: str | Path, device: str | None = None, cls: Any = None) -> Any:
+def load(path: str | Path, device: str | None = None) -> Any:
+    """The agent saved in ``path`` (a file of ``agent.save``, a run directory, or one of its
+    checkpoints), of the class its config names; see :func:`load_agent`."""
+    return load_agent(None, path, device)
+
+
+def load_agent(cls: Any, path: str | Path, device: str | None = None) -> Any:
     """The agent saved in ``path``: a file written by ``agent.save``, a run directory written by
     ``learn(run_dir=...)``/``rlopt train`` (its ``config.yaml`` and newest checkpoint), or one
     checkpoint of a run directory. ``device`` overrides the saved one.
 
-    With ``cls`` (``PPO.load``), a file of another agent is a one-line ConfigError naming both;
-    without (``agents.load``, ``Agent.load``) it builds whichever class the config names. The env
-    is built once to learn its spaces; torch's global RNG is left as it was.
+    With a class ``cls`` (``PPO.load``), a file of another agent is a one-line ConfigError naming
+    both; with None (``agents.load``, ``Agent.load``) it builds whichever class the config names.
+    The env is built once to learn its spaces; torch's global RNG is left as it was.
     """
     caller = "Agent" if cls is None else cls.__name__
     cfg, state, source = read_saved_agent(Path(path), [] if device is None else [f"device={device}"])

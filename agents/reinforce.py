@@ -24,7 +24,7 @@ class REINFORCE(A2C):
     """Policy gradient with Monte-Carlo returns; baseline ``none`` or ``value``."""
 
     name = "reinforce"
-    section = "reinforce"
+    config_section = "reinforce"
 
     @classmethod
     def check_config(cls, cfg: Config) -> Config:

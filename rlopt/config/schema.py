@@ -129,7 +129,7 @@ class PolicyGradientConfig:
 
 
 # ``normalize_advantage`` is a key of each agent section (ppo, reinforce, pg); an agent reads it from
-# its own section only (``Agent.section``). One field inherited from a shared base dataclass would
+# its own section only (``Agent.config_section``). One field inherited from a shared base dataclass would
 # come first in every section, which would reorder RUN_DIR/config.yaml and the "valid keys" lists.
 
 
