@@ -30,7 +30,8 @@ from torch import Tensor, nn
 from agents.registry import agent_from_config, load_agent
 from rlopt.checkpoint import atomic_torch_save
 from rlopt.gradient_steps import gradient_steps
-from rlopt.coefficients import build_coefficients
+from rlopt import optimizers
+from rlopt.coefficients import build_coefficients, param_group_values
 from rlopt.config import (
     DEFAULT_ACTOR_OPTIM,
     DEFAULT_CRITIC_OPTIM,
@@ -43,15 +44,13 @@ from rlopt.learning import Learning
 from rlopt.losses import explained_variance, normalize
 from rlopt.networks import Actor, Critic, clip_action_to_space
 from rlopt.normalization import RunningMeanStd
-from rlopt.kfac_optimizer import build_network_optimizer
-from rlopt.optim import build_optimizer
 from rlopt.returns import compute_gae
 from rlopt.rollout import RolloutBatch, RolloutBuffer
 from rlopt.learner import UpdateStats
 from rlopt.saved_agent import saved_agent
 from rlopt.runtime import resolve_device
 from rlopt.schedules import ScheduledValue, build_lr_scheduler, build_schedule
-from rlopt.trust_region import TRUST_REGION_NAME
+from rlopt.optimizers.trust_region import TRUST_REGION_FAMILY
 
 Distribution = ActionDistribution
 
@@ -91,19 +90,21 @@ class Agent(ABC):
             self.critic = Critic(
                 obs_dim, hidden=cfg.critic.hidden, activation=cfg.critic.activation, ortho_init=cfg.critic.ortho_init
             ).to(self.device)
+        self.coefficients: dict[str, ScheduledValue] = build_coefficients(cfg)
+        """Scheduled values by config key (entropy_coef, ppo.clip, actor.optim.max_kl)."""
         self.actor_optimizer = self.build_actor_optimizer(dict(cfg.actor.optim))
         self.actor_scheduler = build_lr_scheduler(
-            self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule")
+            self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule"),
+            param_group_values(self.coefficients, "actor"),
         )
         self.critic_optimizer: torch.optim.Optimizer | None = None
         self.critic_scheduler = None
         if self.critic is not None:
-            self.critic_optimizer = build_network_optimizer(self.critic, dict(cfg.critic.optim), key="critic.optim")
+            self.critic_optimizer = optimizers.build(self.critic, dict(cfg.critic.optim), "critic.optim", horizon)
             self.critic_scheduler = build_lr_scheduler(
-                self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
+                self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule"),
+                param_group_values(self.coefficients, "critic"),
             )
-        self.coefficients: dict[str, ScheduledValue] = build_coefficients(cfg)
-        """Scheduled coefficients by config key (entropy_coef, ppo.clip, actor.optim.max_kl)."""
         self.obs_normalizer = (
             RunningMeanStd(observation_space.shape) if cfg.env.normalize_obs else None
         )
@@ -139,7 +140,7 @@ class Agent(ABC):
         stand-in layer. Builds no env and no network (``agents.check_config`` runs it for every
         run of a sweep).
         """
-        if cfg.actor.optim.get("name") == TRUST_REGION_NAME:
+        if optimizers.family_of(cfg.actor.optim.get("name")) is TRUST_REGION_FAMILY:
             raise ConfigError(
                 f"actor.optim.name: trust_region is the actor step of the trust-region agents, not of "
                 f"{cls.name}; use a torch.optim name such as adam"
@@ -155,8 +156,8 @@ class Agent(ABC):
         return True
 
     def build_actor_optimizer(self, spec: dict[str, Any]) -> torch.optim.Optimizer:
-        """Hook: the actor's optimizer from its resolved spec (a torch.optim optimizer here)."""
-        return build_optimizer(self.actor.parameters(), spec, key="actor.optim")
+        """Hook: the actor's optimizer from its resolved spec, by its family (:mod:`rlopt.optimizers`)."""
+        return optimizers.build(self.actor, spec, "actor.optim", self.cfg.num_updates)
 
     def trainables(self) -> tuple[list[nn.Module], list[torch.optim.Optimizer]]:
         """The networks and optimizers an update may change (the trainer snapshots them)."""

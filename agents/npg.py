@@ -6,8 +6,9 @@ by default) with conjugate gradient, and the step is scaled to the KL radius,
 δθ* = √(2δ / gᵀM⁻¹g) · M⁻¹g (seed 003; Schulman et al. 2015, App. C). NPG takes that step
 as it is (``line_search: false``); :class:`agents.trpo.TRPO` only switches the line search on.
 The one hook overridden here is :meth:`actor_step`; the config rules are NPG's own
-(:meth:`check_config`: the actor step is ``trust_region``, its spec completed from
-``DEFAULT_TRUST_REGION`` and :attr:`line_search_default`).
+(:meth:`check_config`: the actor step is the ``trust_region`` family's, its spec completed from
+``DEFAULT_TRUST_REGION`` and :attr:`line_search_default`). The optimizer is built by its family
+like any other, and ``max_kl`` is scheduled on its param group like ``lr``.
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from torch.func import functional_call
 
 from agents.actor_critic import A2C
 from agents.base import Distribution
+from rlopt import optimizers
 from rlopt.config import DEFAULT_TRUST_REGION, Config, check_optimizer_spec
 from rlopt.errors import ConfigError
 from rlopt.losses import surrogate_loss, surrogate_loss_per_sample
 from rlopt.networks import Actor, ActorOutputs
 from rlopt.rollout import RolloutBatch
-from rlopt.trust_region import TRUST_REGION_NAME, MetricInputs, TrustRegion, build_trust_region
+from rlopt.optimizers.trust_region import TRUST_REGION_FAMILY
+from rlopt.trust_region import MetricInputs
 
 
 def _sample_loss(
@@ -77,36 +80,34 @@ class NPG(A2C):
 
     @classmethod
     def resolve_actor_optim(cls, spec: dict[str, Any]) -> dict[str, Any]:
-        """``trust_region`` or no name: the full trust-region spec (DEFAULT_TRUST_REGION, this agent's
-        ``line_search``, then the given options). Another name is left for :meth:`check_config`."""
-        if spec.get("name", TRUST_REGION_NAME) != TRUST_REGION_NAME:
+        """A trust-region spec, or one without a name: the full trust-region spec
+        (DEFAULT_TRUST_REGION, this agent's ``line_search``, then the given options). Another
+        family is left for :meth:`check_config`."""
+        if "name" in spec and optimizers.family_of(spec["name"]) is not TRUST_REGION_FAMILY:
             return spec
         return {**DEFAULT_TRUST_REGION, "line_search": cls.line_search_default, **spec}
 
     @classmethod
     def check_config(cls, cfg: Config) -> Config:
-        """The actor step must be ``trust_region``; returns ``cfg`` with the full spec filled in."""
+        """The actor step must be the trust-region family's; returns ``cfg`` with the full spec filled in."""
         resolved = cls.resolve_config(cfg)
         name = resolved.actor.optim.get("name")
-        if name != TRUST_REGION_NAME:
-            raise ConfigError(f"actor.optim.name: {cls.name} needs trust_region, got {name!r}")
+        if optimizers.family_of(name) is not TRUST_REGION_FAMILY:
+            raise ConfigError(f"actor.optim.name: {cls.name} needs {TRUST_REGION_FAMILY.label}, got {name!r}")
         check_optimizer_spec(resolved.actor.optim, "actor.optim", resolved.num_updates)
         return resolved
-
-    def build_actor_optimizer(self, spec: dict[str, Any]) -> TrustRegion:
-        """``trust_region`` with ``max_kl`` a number or a schedule {value, name, ...}."""
-        return build_trust_region(self.actor.parameters(), spec, self.cfg.num_updates, key="actor.optim")
 
     def actor_closure(
         self, batch: RolloutBatch, old_dist: Distribution, advantages: Tensor, entropy_coef: float, inputs: MetricInputs
     ) -> Callable[[], tuple[Tensor, Tensor]]:
         """The trust-region closure: (surrogate loss, mean KL(π_old‖π_θ)) at the current parameters.
 
-        With the ``kfac`` solver the actor runs through ``inputs.module`` (its outputs y), whose
-        forward the solver records and reuses for its factors; otherwise through ``actor(obs)``,
-        the same values except that a Gaussian's entropy rounds differently through y.
+        When the optimizer's solver reuses the closure's forward (:meth:`TrustRegion.reuses_forward`)
+        the actor runs through ``inputs.module`` (its outputs y), whose forward the solver records;
+        otherwise through ``actor(obs)``, the same values except that a Gaussian's entropy rounds
+        differently through y.
         """
-        through_outputs = self.actor_optimizer.param_groups[0]["solver"] == "kfac" and inputs.module is not None
+        through_outputs = self.actor_optimizer.reuses_forward(inputs)
 
         def closure() -> tuple[Tensor, Tensor]:
             dist = self.actor.distribution(inputs.module(batch.obs)) if through_outputs else self.actor(batch.obs)
@@ -121,7 +122,7 @@ class NPG(A2C):
         advantages = self.advantages(batch)
         entropy_coef = self.current_entropy_coef
         optimizer = self.actor_optimizer
-        max_kl = optimizer.param_groups[0]["max_kl"] = self.coefficient("actor.optim.max_kl")
+        max_kl = optimizer.param_groups[0]["max_kl"]  # this update's, set by the param-group scheduler
 
         inputs = actor_metric_inputs(self.actor, batch.obs, batch.actions, batch.log_probs, advantages, entropy_coef)
         loss = optimizer.step(self.actor_closure(batch, old_dist, advantages, entropy_coef, inputs), inputs)

@@ -200,9 +200,9 @@ def _train(args: argparse.Namespace) -> int:
 
 def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_dir: Path, steps: int, flag: bool) -> str:
     """After a resume: refuse a ``total_steps`` below the ``steps`` done, re-fit every schedule to
-    it (:func:`rlopt.coefficients.refit_schedules`) and return the line that says what changed
+    it (:func:`rlopt.coefficients.refit_run_length`) and return the line that says what changed
     ("" when the run keeps its length). Reads and writes no file."""
-    from rlopt.coefficients import refit_schedules
+    from rlopt.coefficients import refit_run_length
 
     cfg = agent.cfg
     if cfg.total_steps < steps:
@@ -210,8 +210,7 @@ def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_d
         raise ConfigError(f"{given} is below the {steps} env steps {run_dir} has already trained; give N >= {steps}")
     previous = trainer.resumed_total_steps or file_cfg.total_steps  # None: a checkpoint from before issue 12
     before = dataclasses.replace(cfg, total_steps=previous).num_updates
-    schedulers = {"actor lr": agent.actor_scheduler, "critic lr": agent.critic_scheduler}
-    changed = refit_schedules(schedulers, agent.coefficients, agent.updates_done, cfg.num_updates, before)
+    changed = refit_run_length(agent, cfg.num_updates, before)
     if previous == cfg.total_steps:
         return ""
     what = "; ".join([*changed, "every other schedule unchanged"]) if changed else "no schedule depends on the run length"

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from rlopt.coefficients import refit_schedules
+from rlopt.coefficients import refit_run_length
 from rlopt.errors import ConfigError
 from rlopt.files import RunDirLocked, lock_run_dir
 from rlopt.trainer import Trainer
@@ -38,7 +38,7 @@ class Learning:
         x-axis, the summary's ``total_steps``, ``updates_done``), the episodes in progress and the
         logs and checkpoints (``run_dir`` None keeps the previous call's) go on where the previous
         call stopped. Every schedule is re-fitted to the new total from the current update
-        (:func:`rlopt.coefficients.refit_schedules`): a linear lr that reached 0 at the end of the
+        (:func:`rlopt.coefficients.refit_run_length`): a linear lr that reached 0 at the end of the
         previous call resumes at lr0·(1 − u/U) at update u of the now U-update run. A loaded agent
         (``PPO.load``, ``agents.load``), even one trained to its end with its lr at 0, continues
         the same way from its ``updates_done`` (env steps = updates × batch size), with fresh
@@ -61,8 +61,7 @@ class Learning:
             trainer.set_output(run_dir, progress)
         previous_updates = agent.cfg.num_updates
         agent.cfg.total_steps = trainer.env_steps + int(steps)
-        schedulers = {"actor lr": agent.actor_scheduler, "critic lr": agent.critic_scheduler}
-        changed = refit_schedules(schedulers, agent.coefficients, agent.updates_done, agent.cfg.num_updates, previous_updates)
+        changed = refit_run_length(agent, agent.cfg.num_updates, previous_updates)
         if changed and progress and agent.updates_done > 0:
             print(f"rlopt: continuing to {agent.cfg.total_steps:,} env steps: {'; '.join(changed)}", file=sys.stderr)
         self._hold_run_dir_lock(trainer.run_dir)

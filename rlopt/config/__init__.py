@@ -17,12 +17,13 @@ _MODULE_OF = {
     "read_yaml": "yaml_io",
     **dict.fromkeys(
         (
-            "DEFAULT_ACTOR_OPTIM", "DEFAULT_CRITIC_OPTIM", "DEFAULT_TRUST_REGION", "ActorConfig",
+            "DEFAULT_ACTOR_OPTIM", "DEFAULT_CRITIC_OPTIM", "ActorConfig",
             "CheckpointConfig", "Config", "CriticConfig", "EnvConfig", "EvalConfig", "HealthConfig",
             "PolicyGradientConfig", "PPOConfig", "ReinforceConfig", "RolloutConfig",
         ),
         "schema",
     ),
+    "DEFAULT_TRUST_REGION": "defaults",
     **dict.fromkeys(("check_fits_in_memory", "check_optimizer_spec", "physical_memory_bytes", "validate"), "validation"),
 }  # fmt: skip
 """Each public name and the submodule that defines it."""
@@ -67,7 +68,6 @@ if TYPE_CHECKING:
     from rlopt.config.schema import (
         DEFAULT_ACTOR_OPTIM,
         DEFAULT_CRITIC_OPTIM,
-        DEFAULT_TRUST_REGION,
         ActorConfig,
         CheckpointConfig,
         Config,
@@ -82,3 +82,4 @@ if TYPE_CHECKING:
     )
     from rlopt.config.validation import check_fits_in_memory, check_optimizer_spec, physical_memory_bytes, validate
     from rlopt.config.yaml_io import read_yaml
+    from rlopt.config.defaults import DEFAULT_TRUST_REGION

@@ -15,13 +15,12 @@ from typing import Any, Mapping, Sequence
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from rlopt import optimizers
 from rlopt.config.schema import Config
 from rlopt.config.validation import omegaconf_message, validate
 from rlopt.config.yaml_io import read_yaml
 from rlopt.errors import ConfigError, first_line
-from rlopt.optim import accepted_options
 from rlopt.presets import resolve_config
-from rlopt.trust_region.build import TRUST_REGION_NAME, TRUST_REGION_OPTIONS
 
 
 def space_flow_colons(text: str) -> str:
@@ -128,13 +127,6 @@ OPTIM_KEYS = ("actor.optim", "critic.optim")
 """Optimizer specs whose ``name`` a later layer may switch (dropping options the new one lacks)."""
 
 
-def _spec_options(name: Any) -> tuple[str, ...] | None:
-    """Keys an optimizer spec named ``name`` accepts besides ``name``; None for an unknown name."""
-    if name == TRUST_REGION_NAME:
-        return TRUST_REGION_OPTIONS
-    return accepted_options(name)
-
-
 def _drop_foreign_options(merged: DictConfig, layer: Any, notices: list[str]) -> None:
     """After ``layer`` switched ``actor.optim.name`` (or the critic's), drop the options inherited
     from the layers below that the new optimizer does not take, with a one-line notice: a preset's
@@ -147,7 +139,7 @@ def _drop_foreign_options(merged: DictConfig, layer: Any, notices: list[str]) ->
         if not isinstance(own, Mapping) or "name" not in own:
             continue
         spec = merged[section][leaf]
-        accepted = _spec_options(spec.get("name"))
+        accepted = optimizers.options(spec.get("name"))
         if accepted is None:  # an unknown name: its own one-line error comes later
             continue
         dropped = [k for k in spec if k not in ("name", "lr", *accepted, *own)]

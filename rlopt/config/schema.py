@@ -1,8 +1,9 @@
 """The run configuration's schema: typed dataclasses holding every hyper-parameter and its default.
 
 Layer 0 of rlopt: plain data, no torch, no agent code. Every field has a one-line docstring under it.
-The optimizer defaults live here too (``DEFAULT_ACTOR_OPTIM``, ``DEFAULT_CRITIC_OPTIM``,
-``DEFAULT_TRUST_REGION``); an empty ``actor.optim``/``critic.optim`` means "the agent's default",
+The optimizer defaults live here too (``DEFAULT_ACTOR_OPTIM``, ``DEFAULT_CRITIC_OPTIM``; the
+trust-region step's, ``DEFAULT_TRUST_REGION``, is derived from its hyper-parameter table:
+:mod:`rlopt.config.defaults`); an empty ``actor.optim``/``critic.optim`` means "the agent's default",
 which the agent class fills in before a run starts, so ``RUN_DIR/config.yaml`` always shows the
 spec actually used. Reading YAML is :mod:`rlopt.config.loading`, checks are
 :mod:`rlopt.config.validation`.
@@ -17,25 +18,6 @@ DEFAULT_ACTOR_OPTIM: dict[str, Any] = {"name": "adam", "lr": 3e-4}
 """The actor's torch.optim spec when ``actor.optim`` is empty (every agent but the trust-region ones)."""
 DEFAULT_CRITIC_OPTIM: dict[str, Any] = {"name": "adam", "lr": 1e-3}
 """The critic's spec when ``critic.optim`` is empty."""
-DEFAULT_TRUST_REGION: dict[str, Any] = {
-    "name": "trust_region",
-    "metric": "fisher",
-    "lr": 1.0,
-    "max_kl": 0.01,
-    "cg_iters": 10,
-    "cg_damping": 0.1,
-    "cg_tol": 1e-10,
-    "backtrack_coef": 0.8,
-    "max_backtracks": 10,
-    "accept_ratio": 0.0,
-    "solver": "cg",
-    "kfac_stat_decay": 0.95,
-    "kfac_update_every": 1,
-}
-"""The trust-region spec's defaults (``rlopt.trust_region.TrustRegion``'s keywords). ``line_search``
-is not here: it is what tells the two trust-region agent classes apart, so each one sets it."""
-
-
 @dataclass
 class EnvConfig:
     id: str = "CartPole-v1"

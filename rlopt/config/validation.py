@@ -3,8 +3,8 @@ coefficient spec built exactly as the learners build them (on a stand-in layer),
 rejected before any environment or network exists.
 
 Nothing here knows an agent: which agent names exist, which actor step each needs and the defaults
-that depend on the agent are the agent classes' ``check_config``. The trust-region spec is built
-by the one builder the learners use (:func:`rlopt.trust_region.build_trust_region`).
+that depend on the agent are the agent classes' ``check_config``. Nothing here knows an optimizer
+either: every spec is checked by its family in the registry (:mod:`rlopt.optimizers`).
 """
 
 from __future__ import annotations
@@ -13,23 +13,19 @@ import math
 import numbers
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import fields, is_dataclass
-from typing import Any, Iterator, Mapping, Optional, get_type_hints
+from typing import Any, Mapping, Optional, get_type_hints
 
-import torch
-from torch import nn
 from omegaconf import OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
+from rlopt import optimizers
 from rlopt.coefficients import build_coefficients
 from rlopt.config.schema import Config
 from rlopt.errors import ConfigError, first_line
-from rlopt.kfac_optimizer import KFAC_NAME, build_kfac
 from rlopt.networks import activation_class
-from rlopt.optim import build_optimizer
+from rlopt.options import any_error_as_config_error
 from rlopt.schedules import build_schedule
-from rlopt.trust_region.build import TRUST_REGION_NAME, build_trust_region
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -65,8 +61,6 @@ TOTAL_STEPS_MAX = 10**11
 the last rollout's overshoot, and is decades of compute at today's speeds."""
 EVAL_EPISODES_MAX = 100_000
 """Final-evaluation episodes: more only spends hours (10**7 also ran out of memory, issue 12)."""
-_TEST_STEPS = 2
-"""Steps of the stand-in optimizer: the second also uses the state of the first (momentum, moments)."""
 _FLOAT32_BYTES = 4
 _SCALARS_PER_TRANSITION = 5
 """RolloutBuffer keeps log-prob, value, reward, advantage and return per transition."""
@@ -81,22 +75,6 @@ def _short(value: Any, limit: int = 40) -> str:
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ConfigError(message)
-
-
-@contextmanager
-def _as_config_error(key: str) -> Iterator[None]:
-    """Turn whatever a builder raises on a malformed value into a ConfigError naming ``key``.
-
-    The builders raise ConfigError for what they check; torch and float() add TypeError
-    (``'<=' between float and str``), OverflowError (``float(10**400)``), AssertionError
-    (``capturable=True`` on CPU) and RuntimeError (``differentiable=True``): equally bad input.
-    """
-    try:
-        yield
-    except ConfigError:
-        raise
-    except Exception as err:
-        raise ConfigError(f"{key}: invalid value ({type(err).__name__}: {first_line(err)})") from None
 
 
 def _is_finite_real(value: Any) -> bool:
@@ -180,64 +158,11 @@ def _check_ranges(cfg: Config) -> None:
     )
 
 
-def _stand_in_layer() -> list[torch.Tensor]:
-    """Zero weight [2, 2] and bias [2]: the parameter shapes of an MLP layer (no RNG is drawn)."""
-    return [torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)]
-
-
-def _check_torch_optimizer(spec: Mapping[str, Any], key: str) -> None:
-    """Build ``spec`` as the learners do and take test steps with a unit gradient, as they do
-    (``optimizer.step()`` without closure): rejects e.g. lbfgs, sparseadam, capturable on CPU."""
-    _require(
-        not spec.get("maximize", False),
-        f"{key}.maximize: true would ascend the loss rlopt minimises; remove it",
-    )
-    params = _stand_in_layer()
-    with _as_config_error(key):
-        optimizer = build_optimizer(params, spec, key=key)
-        for _ in range(_TEST_STEPS):
-            for param in params:
-                param.grad = torch.ones_like(param)
-            optimizer.step()
-    _require(
-        all(bool(torch.isfinite(param).all()) for param in params),
-        f"{key}: {spec.get('name')} turns a unit gradient into non-finite parameters; check its numeric options",
-    )
-
-
-def _check_kfac(spec: Mapping[str, Any], key: str) -> None:
-    """Build the critic's ``kfac`` on a stand-in Linear layer and take test steps of a squared loss."""
-    _require(
-        not key.startswith("actor"),
-        f"{key}.name: kfac is the critic's K-FAC optimizer; for a K-FAC actor step use name: trust_region, solver: kfac",
-    )
-    layer = nn.Linear(2, 1)
-    with torch.no_grad():
-        layer.weight.fill_(0.5)
-        layer.bias.zero_()
-    with _as_config_error(key):
-        optimizer = build_kfac(layer, spec, key=key)
-        for _ in range(_TEST_STEPS):
-            optimizer.zero_grad()
-            layer(torch.eye(2)).square().mean().backward()
-            optimizer.step()
-    _require(
-        all(bool(torch.isfinite(param).all()) for param in layer.parameters()),
-        f"{key}: kfac turns a test step into non-finite parameters; check its numeric options",
-    )
-
-
 def check_optimizer_spec(spec: Mapping[str, Any], key: str, horizon: int) -> None:
-    """Build ``spec`` as a learner would, on a stand-in layer: ``trust_region`` with the shared
-    :func:`~rlopt.trust_region.build_trust_region`, ``kfac`` (critic only) with
-    :func:`~rlopt.kfac_optimizer.build_kfac`, any other name as a torch optimizer that must
-    survive test steps. Agent classes call it for ``actor.optim`` once they accept its name."""
-    if spec.get("name") == TRUST_REGION_NAME:
-        build_trust_region(_stand_in_layer(), spec, horizon, key=key)
-    elif isinstance(spec.get("name"), str) and spec["name"].lower() == KFAC_NAME:
-        _check_kfac(spec, key)
-    else:
-        _check_torch_optimizer(spec, key)
+    """Check ``spec`` as its optimizer family does (:func:`rlopt.optimizers.check`: built as a
+    learner would, on a stand-in layer, with test steps where the family takes them). Agent classes
+    call it for ``actor.optim`` once they accept its name."""
+    optimizers.check(spec, key, horizon)
 
 
 def _check_update_rules(cfg: Config) -> None:
@@ -250,14 +175,9 @@ def _check_update_rules(cfg: Config) -> None:
     if cfg.critic.optim:
         check_optimizer_spec(dict(cfg.critic.optim), "critic.optim", horizon)
     for key, schedule in (("actor.schedule", cfg.actor.schedule), ("critic.schedule", cfg.critic.schedule)):
-        with _as_config_error(key):
+        with any_error_as_config_error(key):
             build_schedule(dict(schedule) or None, horizon, key=key)
-    coefficients = build_coefficients(cfg)
-    entropy = coefficients["entropy_coef"]
-    lowest = min(entropy.base, entropy.value(0), entropy.value(horizon))  # start and end of its schedule
-    _require(lowest >= 0, f"entropy_coef must be >= 0 (a bonus for entropy), got {lowest:g}")
-    clip = coefficients["ppo.clip"]
-    _require(clip.base > 0, f"ppo.clip must be > 0 (the clip range ε of the ratio), got {clip.base}")
+    build_coefficients(cfg)  # the loss coefficients' ranges are checked there
 
 
 def physical_memory_bytes() -> int | None:

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-DEFAULT_REPS = 2000
-"""Bootstrap resamples per interval."""
+from rlopt.report.defaults import DEFAULT_REPS
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:

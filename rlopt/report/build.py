@@ -27,7 +27,7 @@ import numpy as np
 
 from rlopt.curves import Curve, common_grid, read_scalar
 from rlopt.errors import ConfigError
-from rlopt.report import DEFAULT_REPS
+from rlopt.report.defaults import DEFAULT_REPS
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.render import render_markdown, render_plots
 from rlopt.stats import (

@@ -1,6 +1,6 @@
 """Picklable schedules: an update count t = 0, 1, 2, ... (one per policy update) -> a factor.
 
-One family serves learning rates (through :func:`build_lr_scheduler`, a ``LambdaLR``) and scalar
+One family serves learning rates (through :class:`ParamGroupScheduler`, a ``LambdaLR``) and scalar
 coefficients such as the entropy coefficient, the PPO clip range or the TRPO KL radius (through
 :class:`ScheduledValue`). Every schedule is a closed form of t (seed 000 §4), is a plain class
 (never a lambda or closure, which break pickling: SB3 #2115, Tianshou #992) and keeps only plain
@@ -9,15 +9,16 @@ state dict stays plain data and loads with ``torch.load(..., weights_only=True)`
 
 This package's ``__init__`` is its public face (import from ``rlopt.schedules``); inside, the
 layers read bottom-up: ``fields`` (validators) -> ``closed_forms`` (the schedule classes,
-torch-free) -> ``build`` (config specs, ``ScheduledValue``, the ``LambdaLR`` glue).
+torch-free) -> ``build`` (config specs, ``ScheduledValue``) -> ``param_groups`` (the one scheduler of
+every param-group hyper-parameter, ``lr`` and ``max_kl`` alike).
 """
 
 from rlopt.schedules.build import (
     ScheduledValue,
-    build_lr_scheduler,
     build_schedule,
     parse_scheduled_value,
-    refit_lr_scheduler,
+    scheduled_values,
+    value_at_start,
 )
 from rlopt.schedules.closed_forms import (
     SCHEDULE_NAMES,
@@ -31,6 +32,7 @@ from rlopt.schedules.closed_forms import (
     Warmup,
     schedule_from_state_dict,
 )
+from rlopt.schedules.param_groups import ParamGroupScheduler, build_lr_scheduler, refit_lr_scheduler
 
 __all__ = [
     "SCHEDULE_NAMES",
@@ -39,6 +41,7 @@ __all__ = [
     "CosineRestarts",
     "InverseSqrt",
     "Linear",
+    "ParamGroupScheduler",
     "Schedule",
     "ScheduledValue",
     "StepDecay",
@@ -48,4 +51,6 @@ __all__ = [
     "parse_scheduled_value",
     "refit_lr_scheduler",
     "schedule_from_state_dict",
+    "scheduled_values",
+    "value_at_start",
 ]

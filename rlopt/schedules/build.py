@@ -1,9 +1,11 @@
-"""Schedules and coefficients from config specs, and the ``LambdaLR`` glue for learning rates.
+"""Schedules and scheduled values from config specs.
 
-Top of :mod:`rlopt.schedules`: :func:`build_schedule` turns a spec ``{"name": ..., <kwargs>,
+Middle of :mod:`rlopt.schedules`: :func:`build_schedule` turns a spec ``{"name": ..., <kwargs>,
 "warmup_steps": ..., "warmup_start_factor": ...}`` into a schedule of
-:mod:`rlopt.schedules.closed_forms`; :func:`build_lr_scheduler` puts one on a torch optimizer;
-:class:`ScheduledValue` / :func:`parse_scheduled_value` make scheduled scalar coefficients.
+:mod:`rlopt.schedules.closed_forms`; :class:`ScheduledValue` / :func:`parse_scheduled_value` make a
+value ``base · schedule(t)`` (a loss coefficient, or an optimizer option such as ``max_kl``), and
+:func:`scheduled_values` reads the scheduled options of an optimizer spec. Putting them on an
+optimizer's param groups is :mod:`rlopt.schedules.param_groups`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-import torch
-
 from rlopt.errors import ConfigError
+from rlopt.options import reject_unknown_options
 from rlopt.schedules.closed_forms import (
     SCHEDULE_CLASSES,
     SCHEDULE_NAMES,
@@ -63,12 +64,7 @@ def build_schedule(
         )
     cls = SCHEDULE_CLASSES[name]
     options = _spec_options(cls)
-    for field in spec:
-        if field != "name" and field not in options and field not in _WARMUP_OPTIONS:
-            accepted = ", ".join(["name", *options, *_WARMUP_OPTIONS])
-            raise ConfigError(
-                f"{key}.{field}: unknown option for schedule {name!r}; accepted: {accepted}"
-            )
+    reject_unknown_options(spec, [*options, *_WARMUP_OPTIONS], f"schedule {name!r}", key)
     for field, required in options.items():
         if required and field not in spec:
             raise ConfigError(f"{key}.{field}: required for schedule {name!r}")
@@ -89,38 +85,6 @@ def build_schedule(
     return Warmup(schedule, warmup["warmup_steps"], warmup["warmup_start_factor"])
 
 
-def build_lr_scheduler(
-    optimizer: torch.optim.Optimizer, schedule: Schedule
-) -> torch.optim.lr_scheduler.LambdaLR:
-    """A ``LambdaLR`` whose lr at update t is ``base_lr * schedule(t)`` in every param group.
-
-    Call ``scheduler.step()`` once per policy update. The schedule is a callable object, so
-    ``LambdaLR.state_dict()`` records its ``__dict__`` and a round-trip restores it.
-    """
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a Schedule, got {type(schedule).__name__}")
-    for index, group in enumerate(optimizer.param_groups):
-        if "lr" not in group:
-            raise ValueError(
-                f"{type(optimizer).__name__}.param_groups[{index}] has no 'lr' to schedule"
-            )
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=schedule)
-
-
-def refit_lr_scheduler(scheduler: torch.optim.lr_scheduler.LambdaLR, total_updates: int, update: int) -> None:
-    """Put ``scheduler`` at update ``update`` of its schedules re-fitted to ``total_updates`` updates
-    (:meth:`Schedule.refit`): every param group gets ``base_lr * schedule(update)``, the expression
-    ``LambdaLR.get_lr`` evaluates, so from here on the lrs are bit for bit those of a run
-    configured with ``total_updates`` from the start. The next ``step()`` moves to ``update + 1``.
-    """
-    scheduler.lr_lambdas = [schedule.refit(total_updates) for schedule in scheduler.lr_lambdas]
-    scheduler.last_epoch = update
-    groups = scheduler.optimizer.param_groups
-    for group, base_lr, schedule in zip(groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True):
-        group["lr"] = base_lr * schedule(update)
-    scheduler._last_lr = [group["lr"] for group in groups]
-
-
 class ScheduledValue:
     """A coefficient ``base * schedule(step)`` (entropy coefficient, PPO clip range, max KL)."""
 
@@ -137,6 +101,10 @@ class ScheduledValue:
     def refit(self, total_updates: int) -> ScheduledValue:
         """This coefficient over a run of ``total_updates`` updates (:meth:`Schedule.refit`)."""
         return ScheduledValue(self.base, self.schedule.refit(total_updates))
+
+    def refit_in_place(self, total_updates: int) -> None:
+        """:meth:`refit`, in place: whoever shares this value (a param-group scheduler) sees it."""
+        self.schedule = self.schedule.refit(total_updates)
 
     def state_dict(self) -> dict[str, Any]:
         return {"base": self.base, "schedule": self.schedule.state_dict()}
@@ -179,3 +147,29 @@ def parse_scheduled_value(raw: Any, horizon: int, key: str) -> ScheduledValue:
     rest = {k: v for k, v in raw.items() if k != "value"}
     schedule_spec = {"name": "constant", **rest} if "name" not in rest else rest
     return ScheduledValue(float(base), build_schedule(schedule_spec, horizon, key=key))
+
+
+def scheduled_values(
+    spec: Mapping[str, Any], scheduled: Mapping[str, float], horizon: int, key: str
+) -> dict[str, ScheduledValue]:
+    """The options of an optimizer ``spec`` that may be schedules (``scheduled``: option -> default),
+    each a :class:`ScheduledValue` over ``horizon`` updates (its default when the spec leaves it out);
+    errors name ``<key>.<option>``."""
+    out: dict[str, ScheduledValue] = {}
+    for option, default in scheduled.items():
+        where = f"{key}.{option}"
+        try:
+            out[option] = parse_scheduled_value(spec.get(option, default), horizon, key=where)
+        except ConfigError:
+            raise
+        except (TypeError, ValueError, OverflowError) as err:  # e.g. a schedule option of the wrong type
+            raise ConfigError(f"{where}: invalid value ({type(err).__name__}: {' '.join(str(err).split())})") from None
+    return out
+
+
+def value_at_start(spec: Mapping[str, Any], scheduled: Mapping[str, float], horizon: int, key: str) -> dict[str, Any]:
+    """``spec`` with each scheduled option it sets replaced by its value at update 0 (what an
+    optimizer is built with; the param-group scheduler takes over from there)."""
+    present = {option: default for option, default in scheduled.items() if option in spec}
+    starts = {option: value.value(0) for option, value in scheduled_values(spec, present, horizon, key).items()}
+    return {**spec, **starts}

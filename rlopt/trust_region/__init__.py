@@ -1,5 +1,7 @@
-"""Trust-region updates (seed 003): flat views, CG, metrics M(θ), line search, the optimizer, and
-``build_trust_region`` (config spec → optimizer, shared by the learners and config validation)."""
+"""Trust-region updates (seed 003): flat views, CG, metrics M(θ), solvers, line search, the
+optimizer (its hyper-parameters declared once in :mod:`.hyperparameters`), and
+``build_trust_region`` (config spec → optimizer, which the ``trust_region`` optimizer family of
+:mod:`rlopt.optimizers` builds through)."""
 
 from rlopt.trust_region.build import (
     TRUST_REGION_NAME,
@@ -7,6 +9,7 @@ from rlopt.trust_region.build import (
     build_trust_region,
     trust_region_radius,
 )
+from rlopt.trust_region.hyperparameters import TRUST_REGION_HYPERPARAMETERS
 from rlopt.trust_region.cg import CGResult, conjugate_gradient
 from rlopt.trust_region.flat import (
     flat_grad,
@@ -31,6 +34,7 @@ from rlopt.trust_region.metrics import (
 from rlopt.trust_region.optimizer import TrustRegion, TrustRegionStats, propose_step
 
 __all__ = [
+    "TRUST_REGION_HYPERPARAMETERS",
     "TRUST_REGION_NAME",
     "TRUST_REGION_OPTIONS",
     "build_trust_region",

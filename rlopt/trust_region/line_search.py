@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rlopt.errors import ConfigError
+from rlopt.options import Check, finite, integer, real
 from rlopt.trust_region.flat import flat_params, set_flat_params_
 
 
@@ -37,31 +37,25 @@ class LineSearchResult:
     """loss_before − loss at the final parameters (0.0 if rejected)."""
 
 
-def check_finite_real(name: str, value: object) -> None:
-    """Raise :class:`ConfigError` unless ``value`` is a finite int or float (not bool or str)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}")
+check_finite_real = finite
+"""Raise :class:`ConfigError` unless ``value`` is a finite int or float (not bool or str)."""
 
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+LINE_SEARCH_CHECKS: dict[str, Check] = {
+    "max_kl": real(0.0, low_open=True),
+    "backtrack_coef": real(0.0, 1.0, low_open=True),
+    "max_backtracks": integer(1),
+    "accept_ratio": real(0.0, 1.0),
+}
+"""The range of each line-search argument (the trust-region step declares its options with these)."""
 
 
 def validate_line_search_args(
     max_kl: float, backtrack_coef: float, max_backtracks: int, accept_ratio: float
 ) -> None:
     """Raise :class:`ConfigError` for a hyper-parameter outside its valid range."""
-    check_finite_real("max_kl", max_kl)
-    check_finite_real("backtrack_coef", backtrack_coef)
-    check_finite_real("accept_ratio", accept_ratio)
-    if not max_kl > 0:
-        raise ConfigError(f"max_kl must be > 0, got {max_kl}")
-    if not 0 < backtrack_coef < 1:
-        raise ConfigError(f"backtrack_coef must be in (0, 1), got {backtrack_coef}")
-    if not _is_int(max_backtracks) or max_backtracks < 1:
-        raise ConfigError(f"max_backtracks must be an integer >= 1, got {max_backtracks!r}")
-    if not 0 <= accept_ratio < 1:
-        raise ConfigError(f"accept_ratio must be in [0, 1), got {accept_ratio}")
+    values = {"max_kl": max_kl, "backtrack_coef": backtrack_coef, "max_backtracks": max_backtracks, "accept_ratio": accept_ratio}
+    for name, check in LINE_SEARCH_CHECKS.items():
+        check(name, values[name])
 
 
 def backtracking_line_search(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -18,6 +18,16 @@ from torch import Tensor, nn
 MatrixVectorProduct = Callable[[Tensor], Tensor]
 RowFunction = Callable[..., Tensor]
 """``(outputs [B, k], *targets) ↦ [B]``: one value per batch row, row i reading only row i."""
+
+
+class Row(NamedTuple):
+    """One per-sample term of a metric M = E_i[Σ_j ∇_θ r_j(y_i) ∇_θ r_j(y_i)ᵀ]:
+    ``function(outputs [N, k], *targets) ↦ [N]``."""
+
+    function: RowFunction
+    """The row function (row i reads only row i)."""
+    targets: tuple[Tensor, ...]
+    """Its per-row data (actions, old log-probs, advantages, ...)."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,9 @@ class Metric(ABC):
     """
 
     name: ClassVar[str]
+    statistics_solvers: ClassVar[tuple[str, ...]] = ()
+    """The solvers besides ``cg`` that can build this M from its :meth:`rows` (:mod:`..solvers`
+    derives its solver × metric table from these declarations)."""
 
     @abstractmethod
     def mvp(
@@ -106,3 +119,8 @@ class Metric(ABC):
                 f"metric {self.name!r} needs MetricInputs: pass TrustRegion.step(closure, inputs=...)"
             )
         return inputs
+
+    def rows(self, outputs: Tensor, inputs: MetricInputs | None = None) -> list[Row]:
+        """The per-sample terms r_j with M = E_i[Σ_j ∇r_j ∇r_jᵀ] at the outputs y(θ) [N, k] (read for
+        sampling and k), for the statistics solvers; a metric that is no such sum has none."""
+        raise ValueError(f"metric {self.name!r} has no per-sample rows")

@@ -11,10 +11,11 @@ import functools
 from collections.abc import Sequence
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from rlopt.trust_region.flat import flat_grad
-from rlopt.trust_region.metrics.base import MatrixVectorProduct, Metric, MetricInputs
+from rlopt.trust_region.metrics.base import MatrixVectorProduct, Metric, MetricInputs, Row
 from rlopt.trust_region.metrics.hessian import hessian_vector_product
 
 
@@ -39,6 +40,7 @@ class FisherMetric(Metric):
     """
 
     name: ClassVar[str] = "fisher"
+    statistics_solvers: ClassVar[tuple[str, ...]] = ("kfac", "diagonal")
 
     def mvp(
         self, params: Sequence[Tensor], loss: Tensor, kl: Tensor, inputs: MetricInputs | None = None
@@ -46,6 +48,15 @@ class FisherMetric(Metric):
         params = list(params)
         kl_grad = flat_grad(kl, params, create_graph=True)  # the first-order graph, built once
         return functools.partial(fisher_vector_product, kl_grad, params)
+
+    def rows(self, outputs: Tensor, inputs: MetricInputs | None = None) -> list[Row]:
+        """r = log π(â_i|s_i) with â_i ~ π(·|s_i) drawn afresh (the sampled Fisher, ACKTR), from
+        torch's global generator (saved with every checkpoint)."""
+        if inputs is None or inputs.sample_actions is None:
+            raise ValueError("metric 'fisher' with a statistics solver needs MetricInputs.sample_actions")
+        with torch.no_grad():
+            sampled = inputs.sample_actions(outputs.detach())
+        return [Row(inputs.sample_log_prob, (sampled,))]
 
 
 class IdentityMetric(Metric):

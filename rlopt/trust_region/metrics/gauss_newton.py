@@ -21,6 +21,7 @@ from rlopt.trust_region.metrics.base import (
     MatrixVectorProduct,
     Metric,
     MetricInputs,
+    Row,
     flatten,
     unflatten,
 )
@@ -55,6 +56,12 @@ def output_hessian_vector_product(inputs: MetricInputs, outputs: Tensor, tangent
     return jvp(grad(inputs.loss_of_outputs), (outputs,), (tangent,))[1]
 
 
+def output_unit(unit: int, outputs: Tensor, *_: Tensor) -> Tensor:
+    """y_ik, the k-th output of each row (outputs [N, k], or [N] for a single unit such as V(s)):
+    the Gauss-Newton row function."""
+    return outputs.reshape(outputs.shape[0], -1)[:, unit]
+
+
 def _linearise(
     inputs: MetricInputs, params: Sequence[Tensor]
 ) -> tuple[tuple[Tensor, ...], Tensor, Callable[[Tensor], tuple[Tensor, ...]]]:
@@ -71,6 +78,7 @@ class GaussNewtonMetric(Metric):
     """
 
     name: ClassVar[str] = "gauss_newton"
+    statistics_solvers: ClassVar[tuple[str, ...]] = ("kfac", "diagonal")
 
     def mvp(
         self, params: Sequence[Tensor], loss: Tensor, kl: Tensor, inputs: MetricInputs | None = None
@@ -78,6 +86,12 @@ class GaussNewtonMetric(Metric):
         inputs = self._require_inputs(inputs)
         primals, _, pullback = _linearise(inputs, params)
         return functools.partial(gauss_newton_vector_product, inputs, primals, pullback, None)
+
+    def rows(self, outputs: Tensor, inputs: MetricInputs | None = None) -> list[Row]:
+        """One r_k = y_ik per output unit k: E_s[JᵀJ] = E_s[Σ_k ∇y_k ∇y_kᵀ] (loss-independent, so
+        ``inputs`` is not read: K-FAC's critic step uses these rows for V(s))."""
+        units = outputs.reshape(outputs.shape[0], -1).shape[1]
+        return [Row(functools.partial(output_unit, unit), ()) for unit in range(units)]
 
 
 class GeneralizedGaussNewtonMetric(Metric):

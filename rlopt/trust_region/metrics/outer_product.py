@@ -24,6 +24,7 @@ from rlopt.trust_region.metrics.base import (
     MatrixVectorProduct,
     Metric,
     MetricInputs,
+    Row,
     RowFunction,
 )
 
@@ -71,6 +72,7 @@ class EmpiricalFisherMetric(Metric):
     """
 
     name: ClassVar[str] = "empirical_fisher"
+    statistics_solvers: ClassVar[tuple[str, ...]] = ("kfac", "diagonal")
 
     def mvp(
         self, params: Sequence[Tensor], loss: Tensor, kl: Tensor, inputs: MetricInputs | None = None
@@ -78,6 +80,11 @@ class EmpiricalFisherMetric(Metric):
         inputs = self._require_inputs(inputs)
         per_sample = per_sample_gradients(inputs, params, inputs.sample_log_prob)
         return functools.partial(outer_product_vector_product, per_sample)
+
+    def rows(self, outputs: Tensor, inputs: MetricInputs | None = None) -> list[Row]:
+        """r = log π(a_i|s_i) at the batch's actions."""
+        inputs = self._require_inputs(inputs)
+        return [Row(inputs.sample_log_prob, inputs.targets)]
 
 
 class GradientCovarianceMetric(Metric):
@@ -87,6 +94,7 @@ class GradientCovarianceMetric(Metric):
     """
 
     name: ClassVar[str] = "gradient_covariance"
+    statistics_solvers: ClassVar[tuple[str, ...]] = ("diagonal",)
 
     def __init__(self, centered: bool = False) -> None:
         self.centered = centered
@@ -100,3 +108,8 @@ class GradientCovarianceMetric(Metric):
         if self.centered:
             per_sample = per_sample - per_sample.mean(dim=0, keepdim=True)
         return functools.partial(outer_product_vector_product, per_sample)
+
+    def rows(self, outputs: Tensor, inputs: MetricInputs | None = None) -> list[Row]:
+        """r = l_i, the per-sample surrogate loss (uncentred)."""
+        inputs = self._require_inputs(inputs)
+        return [Row(inputs.sample_loss, inputs.targets)]

@@ -9,14 +9,15 @@ optimizer scales d to the trust radius with the quadratic dᵀM̃d = −gᵀd (e
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
 
-from rlopt.trust_region.metrics.base import MetricInputs
+from rlopt.trust_region.metrics.base import MetricInputs, Row
 from rlopt.trust_region.metrics.outer_product import per_sample_gradients
-from rlopt.trust_region.solvers.rows import Row
+from rlopt.trust_region.solvers.base import Direction, Solver, StepProblem, statistics_direction
 
 
 def metric_diagonal(
@@ -47,3 +48,17 @@ def diagonal_solver_direction(
     with torch.enable_grad():
         diagonal = metric_diagonal(inputs, params, rows)
     return diagonal_direction(gradient, diagonal, damping)
+
+
+class DiagonalSolver(Solver):
+    """M̃ ≈ diag(M) + λI from the metric's rows, applied exactly."""
+
+    name: ClassVar[str] = "diagonal"
+
+    def direction(self, problem: StepProblem, hyper: Mapping[str, Any]) -> Direction:
+        inputs = self.require_inputs(problem.inputs)
+        with torch.no_grad():
+            outputs = inputs.outputs_of(*inputs.primals(problem.params))
+        rows = problem.metric.rows(outputs, inputs)
+        direction = diagonal_solver_direction(inputs, problem.params, problem.gradient, rows, hyper["cg_damping"])
+        return statistics_direction(problem.gradient, direction)

@@ -15,19 +15,29 @@ d = −(Ã ⊗ G̃)⁻¹ vec(V) = −vec(G̃⁻¹ V Ã⁻¹) for the layer's gra
 Parameters outside an ``nn.Linear`` layer (a Gaussian policy's log-std) get the ``diagonal`` solver's
 treatment: d = −g / (diag(M) + λ). Layers are found by walking ``MetricInputs.module`` and matched
 to the optimizer's parameters by identity, never by name.
+
+K-FAC lives here once: the critic's K-FAC optimizer (:mod:`rlopt.optimizers.kfac`) takes the same
+per-layer step (:func:`precondition_layers`) and declares its decay and refresh options with the
+same checks (:data:`STAT_DECAY`, :data:`UPDATE_EVERY`).
 """
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from rlopt.trust_region.metrics.base import MetricInputs, unflatten
+from rlopt.options import Option, integer, real
+from rlopt.trust_region.metrics.base import MetricInputs, Row, unflatten
+from rlopt.trust_region.solvers.base import Direction, Solver, StepProblem, statistics_direction
 from rlopt.trust_region.solvers.diagonal import diagonal_direction, metric_diagonal
-from rlopt.trust_region.solvers.rows import Row
+
+STAT_DECAY = Option(0.95, real(0.0, 1.0), "running-average decay of the Kronecker factors A and G")
+"""The factors' decay, declared once for both K-FAC steps (the actor solver's default; the critic sets its own)."""
+UPDATE_EVERY = Option(1, integer(1), "the damped factor inverses are recomputed every this many steps")
+"""How often the inverses are refreshed, declared once for both K-FAC steps."""
 
 
 # ----------------------------------------------------------------- pure numerical pieces
@@ -207,6 +217,33 @@ def update_layer_state(
         state["kfac_A_inv"], state["kfac_G_inv"] = pi_damped_inverses(state["kfac_A"], state["kfac_G"], damping)
 
 
+def precondition_layers(
+    layers: Sequence[LinearLayer],
+    grads: Sequence[Tensor],
+    a_factors: Sequence[Tensor],
+    g_factors: Sequence[Tensor],
+    state_of: Callable[[int], MutableMapping[str, Tensor]],
+    decay: float,
+    damping: float,
+    refresh: bool,
+) -> list[Tensor | None]:
+    """K-FAC's per-layer step, shared by the actor solver and the critic optimizer: fold each layer's
+    batch factors into its running ones (``state_of(weight index)``), then precondition its gradient
+    V = [W | b] into G̃⁻¹ V Ã⁻¹ and split it back. One entry per gradient in ``grads``; None for a
+    parameter outside every layer (the caller treats those)."""
+    out: list[Tensor | None] = [None] * len(grads)
+    for layer, a_batch, g_batch in zip(layers, a_factors, g_factors):
+        layer_state = state_of(layer.weight)
+        update_layer_state(layer_state, a_batch, g_batch, decay, damping, refresh=refresh)
+        weight_grad = grads[layer.weight]
+        layer_grad = weight_grad if layer.bias is None else torch.cat([weight_grad, grads[layer.bias][:, None]], dim=1)
+        block = kfac_precondition(layer_grad, layer_state["kfac_A_inv"], layer_state["kfac_G_inv"])
+        out[layer.weight] = block[:, : weight_grad.shape[1]]
+        if layer.bias is not None:
+            out[layer.bias] = block[:, weight_grad.shape[1]]
+    return out
+
+
 def kfac_solver_direction(
     inputs: MetricInputs,
     params: Sequence[Tensor],
@@ -224,7 +261,7 @@ def kfac_solver_direction(
 
     ``step`` counts the optimizer's earlier steps: inverses are refreshed when it is a multiple of
     ``update_every``. The same sampled rows serve the factors and the diagonal of the rest.
-    ``recorder`` (open around the closure: :func:`~rlopt.trust_region.solvers.recorder_for`) lends its forward when it
+    ``recorder`` (open around the closure: :meth:`KFACSolver.recorder`) lends its forward when it
     recorded one of ``inputs.module`` on ``inputs.inputs``.
     """
     if inputs.module is None:
@@ -239,16 +276,11 @@ def kfac_solver_direction(
 
     a_factors, g_factors = layer_statistics(inputs.module, inputs.inputs, layers, rows_once, record)
     pieces = list(unflatten(gradient, params))
-    directions: list[Tensor | None] = [None] * len(params)
-    for layer, a_batch, g_batch in zip(layers, a_factors, g_factors):
-        layer_state = state[params[layer.weight]]
-        update_layer_state(layer_state, a_batch, g_batch, stat_decay, damping, refresh=step % update_every == 0)
-        weight_grad = pieces[layer.weight]
-        layer_grad = weight_grad if layer.bias is None else torch.cat([weight_grad, pieces[layer.bias][:, None]], dim=1)
-        block = -kfac_precondition(layer_grad, layer_state["kfac_A_inv"], layer_state["kfac_G_inv"])
-        directions[layer.weight] = block[:, : weight_grad.shape[1]]
-        if layer.bias is not None:
-            directions[layer.bias] = block[:, weight_grad.shape[1]]
+    preconditioned = precondition_layers(
+        layers, pieces, a_factors, g_factors, lambda index: state[params[index]],
+        stat_decay, damping, refresh=step % update_every == 0,
+    )  # fmt: skip
+    directions: list[Tensor | None] = [None if d is None else -d for d in preconditioned]
     rest = [i for i, d in enumerate(directions) if d is None]
     if rest:
         with torch.enable_grad():
@@ -258,3 +290,30 @@ def kfac_solver_direction(
         for i, d in zip(rest, rest_direction):
             directions[i] = d
     return torch.cat([d.reshape(-1) for d in directions])  # type: ignore[union-attr]
+
+
+class KFACSolver(Solver):
+    """Kronecker-factored blocks per Linear layer of ``MetricInputs.module``, diagonal for the rest;
+    reuses the closure's forward of that module when it ran exactly once (:class:`ForwardRecorder`)."""
+
+    name: ClassVar[str] = "kfac"
+    reuses_forward: ClassVar[bool] = True
+
+    def recorder(self, inputs: MetricInputs | None, params: Sequence[Tensor]) -> ForwardRecorder | None:
+        """Hooks on ``inputs.module`` and its layers (their inputs and pre-activations make the factors)."""
+        if inputs is None or inputs.module is None:
+            return None
+        return ForwardRecorder(inputs.module, linear_layers(inputs.module, params))
+
+    def direction(self, problem: StepProblem, hyper: Mapping[str, Any]) -> Direction:
+        inputs = self.require_inputs(problem.inputs)
+
+        def rows_of(outputs: Tensor) -> list[Row]:
+            return problem.metric.rows(outputs, inputs)
+
+        direction = kfac_solver_direction(
+            inputs, problem.params, problem.gradient.detach(), rows_of, problem.state, problem.step,
+            damping=hyper["cg_damping"], stat_decay=hyper["kfac_stat_decay"],
+            update_every=hyper["kfac_update_every"], recorder=problem.recorder,
+        )  # fmt: skip
+        return statistics_direction(problem.gradient, direction)
