@@ -36,90 +36,15 @@ from torch import Tensor
 from rlopt.envs import validate_vector_env
 from rlopt.errors import ConfigError
 from rlopt.normalization import RewardScaler, RunningMeanStd
+from rlopt.rollout_buffer import RolloutBatch, RolloutBuffer
+
+__all__ = ["ActFn", "RolloutBatch", "RolloutBuffer", "RolloutCollector", "RolloutStats", "ValueFn",
+           "act_on_finite_rows"]  # fmt: skip
 
 ActFn = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 """``act(obs [E, obs_dim]) -> (action, log_prob [E], value [E])``; called under the caller's no_grad."""
 ValueFn = Callable[[Tensor], Tensor]
 """``value(obs [E, obs_dim]) -> value [E]``; called once per rollout for the bootstrap value."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Rollout storage
-# --------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RolloutBatch:
-    """Flat samples ``[N, ...]`` for an update; row order is time-major (step, then env)."""
-
-    obs: Tensor
-    actions: Tensor
-    log_probs: Tensor
-    values: Tensor
-    advantages: Tensor
-    returns: Tensor
-
-    def __len__(self) -> int:
-        return self.obs.shape[0]
-
-
-class RolloutBuffer:
-    """Preallocated ``[n_steps, num_envs, ...]`` storage for one rollout on ``device``.
-
-    ``obs`` holds what the policy saw (normalised if a normaliser is used); ``actions`` the
-    unclipped samples; ``valid`` is False on NEXT_STEP reset steps. ``last_obs`` / ``last_values``
-    are the observation after the final step and its value (the bootstrap of ``rlopt.returns``).
-    """
-
-    def __init__(
-        self,
-        n_steps: int,
-        num_envs: int,
-        obs_dim: int,
-        action_space: spaces.Discrete | spaces.Box,
-        device: torch.device | str = "cpu",
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        self.n_steps, self.num_envs, self.device = n_steps, num_envs, torch.device(device)
-        steps_envs = (n_steps, num_envs)
-        if isinstance(action_space, spaces.Discrete):
-            action_shape, action_dtype = (), torch.int64
-        else:
-            action_shape, action_dtype = tuple(action_space.shape), dtype
-
-        def alloc(shape: tuple[int, ...], tensor_dtype: torch.dtype) -> Tensor:
-            return torch.zeros(shape, dtype=tensor_dtype, device=self.device)
-
-        self.obs = alloc((*steps_envs, obs_dim), dtype)
-        self.actions = alloc((*steps_envs, *action_shape), action_dtype)
-        self.log_probs = alloc(steps_envs, dtype)
-        self.values = alloc(steps_envs, dtype)
-        self.rewards = alloc(steps_envs, dtype)
-        self.terminated = alloc(steps_envs, torch.bool)
-        self.truncated = alloc(steps_envs, torch.bool)
-        self.valid = alloc(steps_envs, torch.bool)
-        self.advantages = alloc(steps_envs, dtype)
-        self.returns = alloc(steps_envs, dtype)
-        self.last_obs = alloc((num_envs, obs_dim), dtype)
-        self.last_values = alloc((num_envs,), dtype)
-
-    def flatten(self, valid_only: bool = True) -> RolloutBatch:
-        """Flat ``[N, ...]`` view of the rollout; ``valid_only`` drops NEXT_STEP reset steps (a copy)."""
-        num_rows = self.n_steps * self.num_envs
-        mask = self.valid.reshape(num_rows) if valid_only else None
-
-        def flat(tensor: Tensor) -> Tensor:
-            rows = tensor.reshape(num_rows, *tensor.shape[2:])
-            return rows if mask is None else rows[mask]
-
-        return RolloutBatch(
-            obs=flat(self.obs),
-            actions=flat(self.actions),
-            log_probs=flat(self.log_probs),
-            values=flat(self.values),
-            advantages=flat(self.advantages),
-            returns=flat(self.returns),
-        )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,7 +115,8 @@ class RolloutCollector:
         self._episode_returns = np.zeros(self.num_envs, dtype=np.float64)
         self._episode_lengths = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = True
-        self._raw_obs_finite = True
+        self.raw_obs_finite = True
+        """Whether every entry of the current raw observation is finite."""
         # Per-rollout host staging of what the env returns, copied into ``buffer`` once per collect.
         steps_envs = (n_steps, self.num_envs)
         self._host = {
@@ -205,22 +131,46 @@ class RolloutCollector:
             self._action_high = self.action_space.high
             self._env_actions = np.empty((self.num_envs, *self.action_space.shape), dtype=self.action_space.dtype)
 
+    def host_arrays(self) -> dict[str, Any]:
+        """The host state the step loop writes in place: ``raw_obs`` (float32 tensor
+        ``[E, obs_dim]``), ``prev_done`` / ``episode_returns`` / ``episode_lengths`` ``[E]`` and
+        this rollout's staging ``valid`` / ``rewards`` / ``terminated`` / ``truncated`` ``[T, E]``."""
+        return {"raw_obs": self._raw_obs, "prev_done": self._prev_done, "episode_returns": self._episode_returns,
+                "episode_lengths": self._episode_lengths, **self._host}  # fmt: skip
+
+    def bind_host_state(self, arrays: dict[str, Any]) -> None:
+        """Keep the host state in ``arrays`` from now on (same names, shapes and dtypes as
+        :meth:`host_arrays` -- e.g. seed ``k``'s rows of K seeds' stacked arrays); the current
+        values are copied into them first."""
+        current = self.host_arrays()
+        for name, target in arrays.items():
+            if tuple(target.shape) != tuple(current[name].shape) or target.dtype != current[name].dtype:
+                raise ValueError(f"host array {name!r} is {tuple(target.shape)} {target.dtype}, "
+                                 f"expected {tuple(current[name].shape)} {current[name].dtype}")  # fmt: skip
+            target[...] = current[name]
+        self._raw_obs = arrays.get("raw_obs", self._raw_obs)
+        self._prev_done = arrays.get("prev_done", self._prev_done)
+        self._episode_returns = arrays.get("episode_returns", self._episode_returns)
+        self._episode_lengths = arrays.get("episode_lengths", self._episode_lengths)
+        self._host = {name: arrays.get(name, array) for name, array in self._host.items()}
+        self._host_tensors = {name: torch.from_numpy(array) for name, array in self._host.items()}
+
     def reset(self, seed: int | None = None) -> None:
         """Reset all envs (``reset(seed=seed)``) and drop partial episodes."""
         obs, _ = self.envs.reset(seed=seed)
-        self._set_raw_obs(obs)
+        self.set_raw_obs(obs)
         self._prev_done[:] = False
         self._episode_returns[:] = 0.0
         self._episode_lengths[:] = 0
         self._needs_reset = False
 
-    def _set_raw_obs(self, obs: Any) -> None:
+    def set_raw_obs(self, obs: Any) -> None:
         """Keep the env's observation (float32) and whether every entry of it is finite."""
         array = np.asarray(obs)
-        self._raw_obs_finite = bool(np.isfinite(array).all())
+        self.raw_obs_finite = bool(np.isfinite(array).all())
         self._raw_obs.copy_(torch.from_numpy(array))
 
-    def _write_policy_obs(self, out: Tensor, update_normalizer: bool) -> None:
+    def write_policy_obs(self, out: Tensor, update_normalizer: bool) -> None:
         """Write the current observation, normalised if configured, into ``out``."""
         if self.obs_normalizer is None:
             out.copy_(self._raw_obs)
@@ -249,59 +199,90 @@ class RolloutCollector:
         (one copy or ``torch.stack`` per field), which is what makes small vector envs fast.
         A row with a non-finite observation (checked in numpy) is acted on as zeros and gets
         a NaN value, so the update that would learn from it is skipped (:func:`act_on_finite_rows`).
+
+        The phases (``begin_rollout``, ``observe``, ``step``, ``end_rollout``, ``finish_rollout``)
+        are public for ``rlopt.stacked.rollout.StackedCollector``, which drives K collectors with
+        one policy call per step: it runs ``step``'s bookkeeping once on K collectors' host state
+        (bound to rows of ``[K, ...]`` arrays by :meth:`bind_host_state`) and the other phases
+        per seed where they are per seed.
         """
+        self.begin_rollout()
+        for t in range(self.n_steps):
+            obs_t, finite = self.observe(t)
+            self.step(t, *(act(obs_t) if finite else act_on_finite_rows(act, obs_t)))
+        return self.finish_rollout(value(self.end_rollout()))
+
+    def begin_rollout(self) -> None:
+        """Phase 1: reset the envs on first use and start this rollout's records."""
         if self._needs_reset:
             self.reset(self.seed)
-        buffer, num_envs = self.buffer, self.num_envs
-        finished_returns: list[float] = []
-        finished_lengths: list[int] = []
-        actions_t: list[Tensor] = []
-        log_probs_t: list[Tensor] = []
-        values_t: list[Tensor] = []
+        self._finished_returns: list[float] = []
+        self._finished_lengths: list[int] = []
+        self._actions_t: list[Tensor] = []
+        self._log_probs_t: list[Tensor] = []
+        self._values_t: list[Tensor] = []
+
+    def observe(self, t: int) -> tuple[Tensor, bool]:
+        """Phase 2: write the policy's view of the current observation into ``buffer.obs[t]``
+        (updating the normaliser first) and return that row and whether every entry is finite."""
+        obs_t = self.buffer.obs[t]
+        self.write_policy_obs(obs_t, update_normalizer=True)
+        return obs_t, self.raw_obs_finite
+
+    def step(self, t: int, actions: Tensor, log_probs: Tensor, values: Tensor) -> None:
+        """Phase 3: record the policy's outputs for step ``t``, step the envs with ``actions`` and
+        do the reward scaling and episode bookkeeping on the host."""
+        self._actions_t.append(actions)
+        self._log_probs_t.append(log_probs)
+        self._values_t.append(values)
         host = self._host
-        for t in range(self.n_steps):
-            obs_t = buffer.obs[t]
-            self._write_policy_obs(obs_t, update_normalizer=True)
-            if self._raw_obs_finite:
-                actions, log_probs, values = act(obs_t)
-            else:
-                actions, log_probs, values = act_on_finite_rows(act, obs_t)
-            actions_t.append(actions)
-            log_probs_t.append(log_probs)
-            values_t.append(values)
-            # Step t of env e is a real transition unless e finished at t-1 (NEXT_STEP reset step).
-            valid = np.logical_not(self._prev_done, out=host["valid"][t])
+        # Step t of env e is a real transition unless e finished at t-1 (NEXT_STEP reset step).
+        valid = np.logical_not(self._prev_done, out=host["valid"][t])
 
-            next_obs, rewards, terminated, truncated, _ = self.envs.step(self._to_env_actions(actions))
-            rewards, terminated, truncated = np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
-            host["rewards"][t] = rewards if self.reward_scaler is None else self.reward_scaler.scale(
-                rewards, terminated | truncated
-            )
-            host["terminated"][t] = terminated
-            host["truncated"][t] = truncated
-            self._set_raw_obs(next_obs)
+        next_obs, rewards, terminated, truncated, _ = self.envs.step(self._to_env_actions(actions))
+        rewards, terminated, truncated = np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
+        host["rewards"][t] = rewards if self.reward_scaler is None else self.reward_scaler.scale(
+            rewards, terminated | truncated
+        )
+        host["terminated"][t] = terminated
+        host["truncated"][t] = truncated
+        self.set_raw_obs(next_obs)
 
-            # Episode bookkeeping on the host: reset steps add reward 0 and no length.
-            self._episode_returns += rewards
-            self._episode_lengths += valid
-            done = np.logical_or(terminated, truncated, out=self._prev_done)
-            if done.any():
-                finished_returns.extend(self._episode_returns[done].tolist())
-                finished_lengths.extend(self._episode_lengths[done].tolist())
-                self._episode_returns[done] = 0.0
-                self._episode_lengths[done] = 0
+        # Episode bookkeeping on the host: reset steps add reward 0 and no length.
+        self._episode_returns += rewards
+        self._episode_lengths += valid
+        self.close_episodes(np.logical_or(terminated, truncated, out=self._prev_done))
 
-        torch.stack(actions_t, out=buffer.actions)
-        torch.stack(log_probs_t, out=buffer.log_probs)
-        torch.stack(values_t, out=buffer.values)
+    def close_episodes(self, done: np.ndarray) -> None:
+        """Move the episodes that ended at this step (``done [E]``) into this rollout's stats."""
+        if done.any():
+            self._finished_returns.extend(self._episode_returns[done].tolist())
+            self._finished_lengths.extend(self._episode_lengths[done].tolist())
+            self._episode_returns[done] = 0.0
+            self._episode_lengths[done] = 0
+
+    def end_rollout(self) -> Tensor:
+        """Phase 4: write the step records into ``buffer`` and return ``buffer.last_obs`` (the
+        policy's view of the observation after the last step) for the bootstrap value."""
+        buffer = self.buffer
+        torch.stack(self._actions_t, out=buffer.actions)
+        torch.stack(self._log_probs_t, out=buffer.log_probs)
+        torch.stack(self._values_t, out=buffer.values)
+        del self._actions_t, self._log_probs_t, self._values_t
         for name in ("valid", "rewards", "terminated", "truncated"):
             getattr(buffer, name).copy_(self._host_tensors[name])
         # The normaliser sees this observation at the next collect's first step; don't count it twice.
-        self._write_policy_obs(buffer.last_obs, update_normalizer=False)
-        buffer.last_values.copy_(value(buffer.last_obs).reshape(num_envs))
-        env_steps = self.n_steps * num_envs
+        self.write_policy_obs(buffer.last_obs, update_normalizer=False)
+        return buffer.last_obs
+
+    def finish_rollout(self, last_values: Tensor) -> RolloutStats:
+        """Phase 5: store the bootstrap ``last_values = value(last_obs)`` and count the steps."""
+        self.buffer.last_values.copy_(last_values.reshape(self.num_envs))
+        env_steps = self.n_steps * self.num_envs
         self.total_env_steps += env_steps
-        return RolloutStats(env_steps=env_steps, episode_returns=finished_returns, episode_lengths=finished_lengths)
+        stats = RolloutStats(env_steps, self._finished_returns, self._finished_lengths)
+        del self._finished_returns, self._finished_lengths
+        return stats
 
     def state_dict(self) -> dict[str, Any]:
         """The collector's own state (not the envs'): current raw obs, done flags, partial episodes,
@@ -324,7 +305,7 @@ class RolloutCollector:
         if (saved_normalizer is None) != (self.obs_normalizer is None):
             raise ValueError("collector state and this collector disagree on having an obs normaliser")
         self._raw_obs.copy_(state["raw_obs"])
-        self._raw_obs_finite = bool(torch.isfinite(self._raw_obs).all())
+        self.raw_obs_finite = bool(torch.isfinite(self._raw_obs).all())
         self._prev_done[:] = state["prev_done"].numpy()
         self._episode_returns[:] = state["episode_returns"].numpy()
         self._episode_lengths[:] = state["episode_lengths"].numpy()
