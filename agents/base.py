@@ -39,6 +39,7 @@ from rlopt.config import (
     check_optimizer_spec,
 )
 from rlopt.distributions import ActionDistribution
+from rlopt.envs import is_single_observation
 from rlopt.errors import ConfigError
 from rlopt.learning import Learning
 from rlopt.losses import explained_variance, normalize
@@ -209,8 +210,8 @@ class Agent(ABC):
         ``state`` and ``episode_start`` exist for SB3 call sites; the policies are feed-forward,
         so both are ignored and the returned state is always None.
         """
-        single = np.asarray(obs).ndim == len(self.observation_space.shape)
-        tensor = self.preprocess(np.asarray(obs)[None] if single else obs)
+        single = is_single_observation(obs := np.asarray(obs), self.observation_space.shape, self.cfg.env.id)
+        tensor = self.preprocess(obs[None] if single else obs)
         dist = self.actor(tensor)
         actions = (dist.mode() if deterministic else dist.sample()).cpu().numpy()
         if isinstance(self.action_space, gym.spaces.Box):

@@ -17,7 +17,8 @@ from rlopt.gradient_steps import minibatches
 from rlopt.losses import normalize, ppo_clip_loss, value_loss
 from rlopt.rollout import RolloutBatch
 from rlopt.config import Config
-from rlopt.errors import ConfigError
+from rlopt.config.validation import PASSES_MAX
+from rlopt.errors import ConfigError, short_repr
 
 MEANS = ("actor_loss", "actor_entropy", "actor/clip_fraction", "actor_grad_norm", "critic_loss", "critic_grad_norm")
 """The statistics PPO averages over the minibatches of an update (``UpdateStats`` names and tags)."""
@@ -34,7 +35,7 @@ class PPO(Agent):
         """The ``ppo`` section's ranges, the base rules, then: a minibatch fits in the rollout batch."""
         ppo = cfg.ppo
         for ok, message in (
-            (ppo.epochs >= 1, f"ppo.epochs must be >= 1, got {ppo.epochs}"),
+            (1 <= ppo.epochs <= PASSES_MAX, f"ppo.epochs must be in [1, {PASSES_MAX}], got {short_repr(ppo.epochs)}"),
             (ppo.minibatch_size >= 1, f"ppo.minibatch_size must be >= 1, got {ppo.minibatch_size}"),
             (ppo.clip_value is None or ppo.clip_value > 0, f"ppo.clip_value must be > 0 or null, got {ppo.clip_value}"),
             (ppo.target_kl is None or ppo.target_kl > 0, f"ppo.target_kl must be > 0 or null, got {ppo.target_kl}"),

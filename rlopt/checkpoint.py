@@ -21,21 +21,25 @@ from __future__ import annotations
 import copy
 import pickle
 import random
-import re
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
 from gymnasium.vector import SyncVectorEnv
 
+from rlopt.errors import ConfigError
 from rlopt.files import TEMP_SUFFIX, atomic_write_bytes
+from rlopt.run_files import CHECKPOINT_DIR, list_checkpoints
 
-CHECKPOINT_DIR = "checkpoints"
+__all__ = ["BEST_CHECKPOINT", "CHECKPOINT_DIR", "atomic_torch_save", "best_checkpoint_path", "checkpoint_path",
+           "first_readable", "list_checkpoints", "load_checkpoint", "load_envs", "pickle_envs", "prune_checkpoints",
+           "rng_state", "save_best_checkpoint", "save_checkpoint", "set_rng_state"]  # fmt: skip
+
 BEST_CHECKPOINT = "best.pt"
 """The best checkpoint of the evaluations during training; its name never matches ``step_*.pt``, so
 :func:`list_checkpoints`, pruning and ``--resume`` ignore it."""
-_NAME = re.compile(r"^step_(\d{12})\.pt$")
 
 
 def atomic_torch_save(obj: Any, path: Path) -> None:
@@ -134,17 +138,31 @@ def prune_checkpoints(run_dir: Path, keep: int) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def list_checkpoints(run_dir: Path) -> list[Path]:
-    """Complete checkpoints of a run, oldest first."""
-    folder = Path(run_dir) / CHECKPOINT_DIR
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if _NAME.match(p.name))
-
-
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load with ``weights_only=True``: no pickled code is executed."""
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """Load with ``weights_only=True``: no pickled code is executed. Torch's warnings about a file
+    that is no checkpoint (``Detected pickle protocol …``) are silenced: the caller reports it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+T = TypeVar("T")
+
+
+def first_readable(
+    paths: Sequence[Path], read: Callable[[Path], T], unreadable: type[Exception], what: str, hint: str = ""
+) -> tuple[Path, T, list[str]]:
+    """``read`` of the first of ``paths`` (newest first) that does not raise ``unreadable``, with
+    the messages of those skipped before it (a torn newest checkpoint falls back to the previous
+    one). None readable: one ConfigError line ``what: <the oldest's message> ...{hint}``."""
+    skipped: list[str] = []
+    for path in paths:
+        try:
+            return path, read(path), skipped
+        except unreadable as err:
+            skipped.append(str(err))
+    also = f" (and {len(skipped) - 1} newer ones)" if len(skipped) > 1 else ""
+    raise ConfigError(f"{what}: {skipped[-1]}{also}; no readable checkpoint left{hint}")
 
 
 def load_envs(path: Path) -> Any | None:

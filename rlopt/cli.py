@@ -13,15 +13,15 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import re
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Callable, Sequence
 
-from rlopt.errors import ConfigError, Interrupted, NumericalFault
-from rlopt.files import LOCK_FILE, RunDirLocked, check_run_dir_unlocked, lock_run_dir
+from rlopt.errors import ConfigError, Interrupted, NumericalFault, WriteFailed, is_storage_error, short_repr
+from rlopt.files import RunDirLocked, check_new_run_dir, check_run_dir_unlocked, lock_run_dir
 from rlopt.report import add_report_parser, report_command
 from rlopt.sweep import add_sweep_parser, sweep_command
 
@@ -32,11 +32,18 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 EXIT_FAULT = 3
+EXIT_WRITE_FAILED = 4
+"""The run directory could not be written (a full disk): the checkpoints are intact, resume later."""
 EXIT_INTERRUPTED = 130
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as ConfigError (exit 2, one line)."""
+    """argparse that reports usage errors as ConfigError (exit 2, one line) and takes no
+    abbreviated options (``--episode 2`` is an error, not ``--episodes 2``)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs["allow_abbrev"] = False
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> None:  # type: ignore[override]
         command = self.prog.removeprefix("rlopt").strip()  # "train", "eval" or "" for the top level
@@ -78,18 +85,14 @@ def default_run_dir(agent: str, env_id: str) -> Path:
 
 def _check_run_dir(run_dir: Path) -> None:
     """A run directory is never overwritten, and it must be creatable where it is asked for."""
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--run-dir: {run_dir} is a file; give a new or empty directory")
-    # A lock file alone is what a process killed before its first write leaves (taken: _lock).
-    if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
-        raise ConfigError(f"--run-dir: {run_dir} exists and is not empty; refusing to overwrite a run")
-    ancestor = run_dir.absolute()
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise ConfigError(f"--run-dir: {ancestor} is a file, so {run_dir} cannot be created")
-    if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ConfigError(f"--run-dir: {ancestor} is not writable, so {run_dir} cannot be created")
+    from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
+
+    try:
+        unfinished = (run_dir / CONFIG_FILE).is_file() and not (run_dir / SUMMARY_FILE).exists()
+    except OSError:  # a name too long: check_new_run_dir says so
+        unfinished = False
+    hint = f"; it is an unfinished run: rlopt train --resume {run_dir}" if unfinished else "; give a new directory"
+    check_new_run_dir(run_dir, "--run-dir", hint)
 
 
 def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
@@ -103,71 +106,77 @@ def _lock(run_dir: Path, check_only: bool = False) -> IO[str] | None:
         raise ConfigError(f"--run-dir: cannot lock {run_dir} ({err.strerror or err})") from None
 
 
-def _probe_env(env_id: str, seed: int) -> None:
-    """Reset and step one fresh instance of ``env_id`` and check the observations it returns
-    against its observation space, before anything is written (a misbehaving env would otherwise
-    fail at the first rollout and leave an unusable run directory behind)."""
-    from rlopt.envs import make_vec_env
+def _check_resumable(run_dir: Path) -> list[Path]:
+    """``--resume RUN_DIR``'s checks, before torch is imported: a directory with a ``config.yaml``, not in
+    use by another process. Returns its checkpoints (none: killed before its first, started over)."""
+    from rlopt.run_files import CONFIG_FILE, list_checkpoints
 
-    probe = make_vec_env(env_id, 1)
     try:
-        expected = (1, *probe.single_observation_space.shape)
-        for call in ("reset", "step"):
-            try:
-                out = probe.reset(seed=seed) if call == "reset" else probe.step(probe.action_space.sample())
-                shape = getattr(out[0], "shape", None)
-            except Exception as err:  # an env whose reset/step raises, or returns the wrong shape
-                raise ConfigError(f"env.id: {env_id!r} {call}() failed ({type(err).__name__}: "
-                                  f"{' '.join(str(err).split())[:200]})") from None  # fmt: skip
-            if shape != expected:
-                raise ConfigError(f"env.id: {env_id!r} {call}() returned observations of shape {shape}; "
-                                  f"its observation space says {expected}")  # fmt: skip
-    finally:
-        probe.close()
+        if not run_dir.is_dir():
+            raise ConfigError(f"--resume: no run directory {run_dir}")
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"--resume: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
+        _lock(run_dir, check_only=True)  # a live trainer in the run dir: exit 2 at once
+        return list_checkpoints(run_dir)
+    except OSError as err:
+        raise ConfigError(f"--resume: cannot read {run_dir} ({err.strerror or err})") from None
 
 
 def _train(args: argparse.Namespace) -> int:
-    from agents import build_agent
-    from rlopt.checkpoint import list_checkpoints
-    from rlopt.config import load_config
-    from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
-    from rlopt.trainer import Trainer
-
     if args.run_dir is not None and not args.run_dir.strip():
         raise ConfigError('--run-dir: "" is no directory; give a path or leave --run-dir out')
     if args.resume is not None and not args.resume.strip():
         raise ConfigError('--resume: "" is no directory; give the run directory to resume')
     if args.total_steps is not None and not args.resume:
         raise ConfigError("--total-steps extends a run and needs --resume RUN_DIR; for a new run override total_steps=N")
-    notices: list[str] = []  # printed once nothing rejects the run
+    if args.resume and (args.config or args.overrides or args.run_dir):
+        raise ConfigError("--resume takes only the run directory (and --total-steps); its config.yaml is reused")
+    if not args.resume and args.config is None:
+        raise ConfigError("train: a config file is required, e.g. rlopt train ppo_cartpole (rlopt presets lists them)")
+    # The refusals that need only the file system come first, before torch is imported.
+    seen: list[Path] = []
     if args.resume:
-        if args.config or args.overrides or args.run_dir:
-            raise ConfigError("--resume takes only the run directory (and --total-steps); its config.yaml is reused")
         run_dir = Path(args.resume)
-        if not (run_dir / CONFIG_FILE).is_file() or not list_checkpoints(run_dir):
-            raise ConfigError(f"--resume: {run_dir} has no config.yaml and complete checkpoint to resume from")
+        seen = _check_resumable(run_dir)
+    elif args.run_dir:
+        _check_run_dir(Path(args.run_dir))
+        _lock(Path(args.run_dir), check_only=True)
+    return _train_checked(args, Path(args.resume) if args.resume else None, seen)
+
+
+def _train_checked(args: argparse.Namespace, resume_dir: Path | None, seen: list[Path]) -> int:
+    """``rlopt train`` once the file-system checks passed: build, check the rest, lock, train."""
+    from agents import build_agent
+    from rlopt.config import load_config
+    from rlopt.envs import probe_env
+    from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE, list_checkpoints
+    from rlopt.trainer import Trainer
+
+    notices: list[str] = []  # printed once nothing rejects the run
+    restart = resume_dir is not None and not seen  # killed before its first checkpoint
+    if resume_dir is not None:
+        run_dir = resume_dir
         file_cfg = cfg = load_config(run_dir / CONFIG_FILE)
         if args.total_steps is not None:  # config.yaml is rewritten with it when training starts
             cfg = load_config(run_dir / CONFIG_FILE, [f"total_steps={args.total_steps}"])
     else:
-        if args.config is None:
-            raise ConfigError("train: a config file is required, e.g. rlopt train ppo_cartpole (rlopt presets lists them)")
         cfg = load_config(args.config, args.overrides, notices=notices)
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg.agent, cfg.env.id)
         _check_run_dir(run_dir)
     # Everything that can reject the input happens before the mkdir below, so bad input never
     # leaves a run directory behind.
     agent = build_agent(cfg)
-    _probe_env(cfg.env.id, cfg.seed)
+    probe_env(cfg.env.id, cfg.seed)
     for notice in notices:
         print(f"rlopt: note: {notice}", file=sys.stderr)
     trainer = Trainer(agent, run_dir=run_dir, progress=not args.no_progress)
+    extension = ""
     try:
-        if args.resume:  # reads only: a ConfigError names an unreadable .pt/.env or a changed config
-            _lock(run_dir, check_only=True)  # a live trainer in the run dir: exit 2 at once
-            seen = list_checkpoints(run_dir)
+        if resume_dir is not None and not restart:  # reads only: ConfigError for an unreadable .pt/.env, a changed config
             steps = trainer.resume(require_same_config=True)
             extension = _refit_to_run_length(agent, trainer, file_cfg, run_dir, steps, args.total_steps is not None)
+        elif restart:
+            trainer.resume()  # no checkpoint: from step 0, the killed process's TensorBoard points purged
         try:  # the first write, once nothing is left to reject (Trainer.train() accepts an existing dir)
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
@@ -177,16 +186,20 @@ def _train(args: argparse.Namespace) -> int:
         trainer.close()
         raise
     try:
-        if args.resume:
+        if resume_dir is not None:
             if list_checkpoints(run_dir) != seen:  # another process checkpointed between the read and the lock
                 raise ConfigError(f"--resume: {run_dir} got a new checkpoint while it was being read; run again")
-            print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
+            if restart:
+                print(f"rlopt: {run_dir} has no checkpoint (stopped before its first one): "
+                      f"starting it over from step 0 with its {CONFIG_FILE}", file=sys.stderr)  # fmt: skip
+            else:
+                print(f"resuming {run_dir} from {steps} env steps", file=sys.stderr)
             if extension:
                 print(extension, file=sys.stderr)
                 (run_dir / SUMMARY_FILE).unlink(missing_ok=True)  # not finished until it reaches the new total
         else:
             _check_run_dir(run_dir)  # again under the lock: another process may have won the race
-        summary = trainer.train()
+        summary = _train_to_end(trainer, run_dir)
     except BaseException:
         trainer.close()
         raise
@@ -196,6 +209,22 @@ def _train(args: argparse.Namespace) -> int:
     print(json.dumps(summary, allow_nan=False))
     print(f"run written to {run_dir} (tensorboard --logdir {run_dir})", file=sys.stderr)
     return 0
+
+
+def _train_to_end(trainer: Trainer, run_dir: Path) -> dict:
+    """``trainer.train()``; a full disk is a one-line :class:`WriteFailed` (the run can be resumed),
+    skipped updates (NaN rewards) a warning line at the end."""
+    try:
+        summary = trainer.train()
+    except OSError as err:
+        if not is_storage_error(err):
+            raise
+        raise WriteFailed(err, run_dir) from None  # train() closed the writer and envs
+    if summary["skipped_updates"]:  # exit code 0, but not as healthy as that suggests
+        print(f"rlopt: warning: {summary['skipped_updates']} of {trainer.env_steps // trainer.cfg.batch_size} updates "
+              "were skipped (non-finite observations, rewards, losses or gradients; the weights never took them): "
+              "see skipped_updates in summary.json", file=sys.stderr)  # fmt: skip
+    return summary
 
 
 def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_dir: Path, steps: int, flag: bool) -> str:
@@ -219,36 +248,49 @@ def _refit_to_run_length(agent: Agent, trainer: Trainer, file_cfg: Config, run_d
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from rlopt.run_files import CONFIG_FILE, list_checkpoints
+
+    run_dir = Path(args.run_dir)
+    if args.episodes is not None and args.episodes < 1:  # the upper bound comes with the config's checks
+        raise ConfigError(f"--episodes must be >= 1, got {short_repr(args.episodes)}")
+    try:  # the file-system checks first: a refusal costs no torch import
+        if not (run_dir / CONFIG_FILE).is_file():
+            raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
+        candidates = [Path(args.checkpoint)] if args.checkpoint else list_checkpoints(run_dir)[::-1]  # newest first
+        if args.checkpoint and not candidates[0].is_file():
+            raise ConfigError(f"--checkpoint: no such file {candidates[0]}")
+        if not candidates:
+            raise ConfigError(f"eval: {run_dir} has no checkpoint")
+    except OSError as err:
+        raise ConfigError(f"eval: cannot read {run_dir} ({err.strerror or err})") from None
+    return _eval_checked(args, run_dir, candidates)
+
+
+def _eval_checked(args: argparse.Namespace, run_dir: Path, candidates: list[Path]) -> int:
+    """``rlopt eval`` once the file-system checks passed: load, refuse another agent's weights, evaluate."""
     from agents import build_agent
-    from rlopt.checkpoint import list_checkpoints, load_checkpoint
     from rlopt.config import load_config
     from rlopt.config.validation import EVAL_EPISODES_MAX
     from rlopt.evaluation import evaluate, record_video
     from rlopt.run_files import CONFIG_FILE
+    from rlopt.saved_agent import read_newest_agent_state
 
-    run_dir = Path(args.run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise ConfigError(f"eval: {run_dir} has no {CONFIG_FILE}; pass a directory written by rlopt train")
-    if args.episodes is not None and not 1 <= args.episodes <= EVAL_EPISODES_MAX:
-        raise ConfigError(f"--episodes must be >= 1 and <= {EVAL_EPISODES_MAX}, got {args.episodes}")
+    if args.episodes is not None and args.episodes > EVAL_EPISODES_MAX:
+        raise ConfigError(f"--episodes must be >= 1 and <= {EVAL_EPISODES_MAX}, got {short_repr(args.episodes)}")
     cfg = load_config(run_dir / CONFIG_FILE, [] if args.device is None else [f"device={args.device}"])
-    if args.checkpoint:
-        checkpoint = Path(args.checkpoint)
-        if not checkpoint.is_file():
-            raise ConfigError(f"--checkpoint: no such file {checkpoint}")
-    else:
-        found = list_checkpoints(run_dir)
-        if not found:
-            raise ConfigError(f"eval: {run_dir} has no checkpoint")
-        checkpoint = found[-1]
     episodes = cfg.eval.episodes if args.episodes is None else args.episodes
     if episodes < 1:
         raise ConfigError(f"--episodes must be >= 1 (the run's eval.episodes is {episodes})")
+    what = "--checkpoint" if args.checkpoint else "eval"
+    checkpoint, state, skipped = read_newest_agent_state(candidates, cfg.agent, str(run_dir / CONFIG_FILE), what)
+    for message in skipped:  # as --resume: a torn newest checkpoint falls back to the one before
+        print(f"rlopt: warning: {message}; evaluating the previous checkpoint {checkpoint.name}", file=sys.stderr)
     agent = build_agent(cfg)
     try:
-        agent.load_state_dict(load_checkpoint(checkpoint)["agent"])
-    except Exception as err:  # a file that is not an rlopt checkpoint
-        raise ConfigError(f"--checkpoint: {checkpoint} is not a readable rlopt checkpoint ({type(err).__name__})") from None
+        agent.load_state_dict(state)
+    except Exception as err:  # weights of another network shape
+        raise ConfigError(f"{what}: {checkpoint} does not fit the {cfg.agent} agent of {run_dir / CONFIG_FILE} "
+                          f"({type(err).__name__})") from None  # fmt: skip
     result = evaluate(agent, episodes, cfg.seed)
     if args.video:
         try:
@@ -309,8 +351,22 @@ def _sweep_validator() -> Callable[[Config], Config]:
     return validate
 
 
+def _warning_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """``warnings.formatwarning`` of the CLI: one line, ``rlopt: warning: ...``, no source line."""
+    return f"rlopt: warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rlopt`` console script; returns the process exit code."""
+    """Entry point of the ``rlopt`` console script; returns the process exit code. Warnings are
+    printed as one line each while it runs (recorded ones, e.g. by ``pytest.warns``, stay recorded)."""
+    with warnings.catch_warnings():
+        warnings.formatwarning = _warning_line  # type: ignore[assignment]
+        # A skipped first update steps the schedules, not the optimizers, on purpose (and says it was skipped).
+        warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         if args.command == "sweep":
@@ -325,6 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"rlopt: error: {' '.join(str(err).split())}", file=sys.stderr)  # always one line
         return EXIT_BAD_INPUT
+    except WriteFailed as err:
+        print(f"rlopt: error: {err}", file=sys.stderr)
+        return EXIT_WRITE_FAILED
     except NumericalFault as err:
         print(f"rlopt: numerical fault: {err}", file=sys.stderr)
         return EXIT_FAULT

@@ -9,6 +9,7 @@ docstring explains the autoreset convention). Bad input raises ``ConfigError``. 
 from __future__ import annotations
 
 import importlib
+import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -56,6 +57,19 @@ def validate_vector_env(envs: VectorEnv) -> None:
         raise ConfigError(f"env.id: action space must be Discrete or a 1-D Box, got {action_space}")
 
 
+def is_single_observation(obs: Any, expected: tuple[int, ...], env_id: str) -> bool:
+    """Whether ``obs`` (an array) is one observation of shape ``expected`` rather than a batch
+    ``(n, *expected)``; any other shape is a one-line ConfigError naming the shape the policy takes
+    (``agent.predict(np.zeros(3))`` on CartPole)."""
+    expected = tuple(expected)
+    if tuple(obs.shape) == expected:
+        return True
+    if obs.ndim != len(expected) + 1 or tuple(obs.shape[1:]) != expected:
+        raise ConfigError(f"predict: observations of shape {obs.shape}; the policy of {env_id} takes one observation "
+                          f"of shape {expected} or a batch of shape (n, {', '.join(map(str, expected))})")  # fmt: skip
+    return False
+
+
 def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **make_kwargs: Any) -> VectorEnv:
     """Build ``num_envs`` copies of ``env_id`` as one NEXT_STEP-autoresetting vector env.
 
@@ -86,3 +100,27 @@ def make_vec_env(env_id: str, num_envs: int, seed: int | None = None, **make_kwa
         envs.action_space.seed(seed)
         envs.single_action_space.seed(seed)
     return envs
+
+
+def probe_env(env_id: str, seed: int) -> None:
+    """Reset and step one fresh instance of ``env_id`` and check the observations it returns
+    against its observation space, before anything is written (a misbehaving env would otherwise
+    fail at the first rollout and leave an unusable run directory behind; ``rlopt train`` calls it).
+    Gymnasium's env-checker warnings are silenced: the ConfigError says what is wrong in one line."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probe = make_vec_env(env_id, 1)
+        try:
+            expected = (1, *probe.single_observation_space.shape)
+            for call in ("reset", "step"):
+                try:
+                    out = probe.reset(seed=seed) if call == "reset" else probe.step(probe.action_space.sample())
+                    shape = getattr(out[0], "shape", None)
+                except Exception as err:  # an env whose reset/step raises, or returns the wrong shape
+                    raise ConfigError(f"env.id: {env_id!r} {call}() failed ({type(err).__name__}: "
+                                      f"{' '.join(str(err).split())[:200]})") from None  # fmt: skip
+                if shape != expected:
+                    raise ConfigError(f"env.id: {env_id!r} {call}() returned observations of shape {shape}; "
+                                      f"its observation space says {expected}")  # fmt: skip
+        finally:
+            probe.close()

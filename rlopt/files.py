@@ -15,8 +15,10 @@ import tempfile
 from pathlib import Path
 from typing import IO
 
+from rlopt.errors import ConfigError
+
 __all__ = ["LOCK_FILE", "TEMP_SUFFIX", "RunDirLocked", "atomic_write_bytes", "atomic_write_text",
-           "check_run_dir_unlocked", "lock_run_dir"]
+           "check_new_run_dir", "check_run_dir_unlocked", "lock_run_dir"]
 
 LOCK_FILE = ".lock"
 """``RUN_DIR/.lock``: flock'ed by the process using the run directory; holds its pid."""
@@ -31,15 +33,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; a shared run dir needs the usual 0644
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as err:  # a full disk: name the file (a write error names none)
+        Path(tmp).unlink(missing_ok=True)
+        if err.filename is None:
+            raise OSError(err.errno, err.strerror or str(err), str(path)) from err
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     _fsync_directory(path.parent)
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (``/proc/self/status``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (not thread-safe, but only a mode is at stake)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -59,6 +81,28 @@ def _fsync_directory(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def check_new_run_dir(run_dir: Path, what: str, hint: str = "") -> None:
+    """Refuse (one-line ConfigError starting with ``what``) a ``run_dir`` that holds anything but a
+    lock file (a lock alone is what a process killed before its first write leaves), that is a
+    file, or that cannot be created where it is asked for. Reads only; ``hint`` ends the
+    message about a non-empty directory (what to do instead)."""
+    run_dir = Path(run_dir)
+    try:
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ConfigError(f"{what}: {run_dir} is a file; give a new or empty directory")
+        if run_dir.is_dir() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
+            raise ConfigError(f"{what}: {run_dir} exists and is not empty; refusing to overwrite a run{hint}")
+        ancestor = run_dir.absolute()
+        while not ancestor.exists():
+            ancestor = ancestor.parent
+    except OSError as err:  # a name longer than the file system allows, a directory we may not list
+        raise ConfigError(f"{what}: cannot use {run_dir} ({err.strerror or err})") from None
+    if not ancestor.is_dir():
+        raise ConfigError(f"{what}: {ancestor} is a file, so {run_dir} cannot be created")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: {ancestor} is not writable, so {run_dir} cannot be created")
 
 
 class RunDirLocked(Exception):

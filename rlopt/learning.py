@@ -14,8 +14,9 @@ from typing import Any
 import numpy as np
 
 from rlopt.coefficients import refit_run_length
-from rlopt.errors import ConfigError
-from rlopt.files import RunDirLocked, lock_run_dir
+from rlopt.config.validation import TOTAL_STEPS_MAX
+from rlopt.errors import ConfigError, short_repr
+from rlopt.files import RunDirLocked, check_new_run_dir, lock_run_dir
 from rlopt.trainer import Trainer
 
 
@@ -45,12 +46,30 @@ class Learning:
         episodes. ``reset_num_timesteps=True`` restarts the count at 0: fresh episodes, schedules
         from update 0 over ``total_steps``, logs only in the ``run_dir`` given (a new run); the
         weights and optimizer moments are kept.
+
+        A ``run_dir`` is new or empty, or the one this agent's previous call logged into (continued):
+        another run's directory is refused with a one-line ConfigError, as ``rlopt train --run-dir``
+        refuses it (resume a run with ``rlopt train --resume``). The run's total is at most
+        ``TOTAL_STEPS_MAX`` (10**11) env steps.
         """
         agent = self.agent
         steps = agent.cfg.total_steps if total_steps is None else total_steps
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ConfigError(f"learn: total_steps must be an int >= 1, got {steps!r}")
-        trainer, self.trainer = self.trainer, None
+            raise ConfigError(f"learn: total_steps must be an int >= 1, got {short_repr(steps)}")
+        trainer = self.trainer  # the last call's, its envs still open
+        continuing = trainer is not None and not reset_num_timesteps
+        if reset_num_timesteps:
+            done = 0
+        else:  # env steps the run has: the previous call's, or a loaded agent's
+            done = trainer.env_steps if trainer is not None else agent.updates_done * agent.cfg.batch_size
+        if done + int(steps) > TOTAL_STEPS_MAX:
+            raise ConfigError(f"learn: total_steps {short_repr(int(steps))} would take the run past {TOTAL_STEPS_MAX:.0e} "
+                              f"env steps (it has done {done:,}); give at most {TOTAL_STEPS_MAX - done:,}")  # fmt: skip
+        own = continuing and trainer.run_dir is not None and run_dir is not None and _same_dir(trainer.run_dir, run_dir)
+        if run_dir is not None and not own:  # a new run directory, never another run's (as rlopt train --run-dir)
+            hint = "; give a new directory (a later learn call without run_dir continues in this call's)"
+            check_new_run_dir(Path(run_dir), "learn: run_dir", hint)
+        self.trainer = None  # kept only after a call that ends normally (an interrupted one closed its envs)
         if trainer is None or reset_num_timesteps:
             if trainer is not None:
                 trainer.close()
@@ -84,3 +103,8 @@ class Learning:
             self.run_dir_lock = (Path(run_dir).resolve(), lock_run_dir(Path(run_dir)))
         except RunDirLocked as err:
             raise ConfigError(f"learn: run_dir {err}") from None
+
+
+def _same_dir(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name the same directory (resolved; a missing one compares by its path)."""
+    return Path(a).resolve() == Path(b).resolve()

@@ -3,7 +3,7 @@
 ``RUN_DIR/config.yaml`` (the resolved config), ``summary.json`` (strict JSON), the config a
 checkpoint records (to refuse a resume after ``config.yaml`` was edited) and the order of
 TensorBoard event files across resumes. Torch-free, so the sweep driver can name these files
-without importing the trainer.
+without importing the trainer, and the CLI can refuse a run directory before importing torch.
 """
 
 from __future__ import annotations
@@ -15,11 +15,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rlopt.config import Config, config_to_dict
+from rlopt.config.schema import Config
 from rlopt.errors import ConfigError
 
 SUMMARY_FILE = "summary.json"
 CONFIG_FILE = "config.yaml"
+CHECKPOINT_DIR = "checkpoints"
+"""``RUN_DIR/checkpoints/``: ``step_<12 digits>.pt`` (+ ``.env``) and ``best.pt`` (see :mod:`rlopt.checkpoint`)."""
+_CHECKPOINT_NAME = re.compile(r"^step_(\d{12})\.pt$")
 CHECKPOINT_FORMAT_VERSION = 1
 """Format 1 checkpoints written before issue 12 lack ``"config"``; they resume unchecked."""
 RESUME_MUTABLE_KEYS = ("device", "threads")
@@ -31,8 +34,18 @@ schedules are then re-fitted (:func:`rlopt.coefficients.refit_schedules`). The C
 length below the env steps already done."""
 
 
+def list_checkpoints(run_dir: Path) -> list[Path]:
+    """Complete checkpoints of a run, oldest first (torch-free: the CLI lists them before importing torch)."""
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _CHECKPOINT_NAME.match(p.name))
+
+
 def stored_config(cfg: Config) -> str:
     """The resolved config a checkpoint records, as canonical JSON, without ``RESUME_MUTABLE_KEYS``."""
+    from rlopt.config import config_to_dict  # imports torch (the validation); this module does not
+
     tree = config_to_dict(cfg)
     for key in RESUME_MUTABLE_KEYS:
         tree.pop(key, None)

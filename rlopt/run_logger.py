@@ -77,9 +77,10 @@ class RunLogger:
         self.writer.file_writer.add_summary(summary, step)
 
     def show_progress(self, steps: int, sps: float, recent_return: float) -> None:
-        """Advance the bar by ``steps`` env steps (up to its total), showing speed and recent return."""
+        """Advance the bar by ``steps`` env steps (up to its total), showing speed and the mean return
+        of the recent training episodes."""
         assert self.bar is not None
-        self.bar.set_postfix(sps=f"{sps:.0f}", ret=f"{recent_return:.1f}",
+        self.bar.set_postfix(sps=f"{sps:.0f}", train_ret=f"{recent_return:.1f}",  # train_ret: stochastic episodes
                              refresh=False)  # drawn by bar.update at most every mininterval
         self.bar.update(min(steps, self.bar.total - self.bar.n))
 
@@ -107,7 +108,8 @@ class RunLogger:
             atomic_write_text(self.run_dir / SUMMARY_FILE, text + "\n")
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer; idempotent."""
+        """Flush and close the TensorBoard writer; idempotent, also after the writer's flush failed
+        (a full disk: it is not retried)."""
         if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+            writer, self.writer = self.writer, None
+            writer.close()

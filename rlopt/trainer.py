@@ -33,6 +33,7 @@ import numpy as np
 
 from rlopt.checkpoint import (
     checkpoint_path,
+    first_readable,
     list_checkpoints,
     load_checkpoint,
     load_envs,
@@ -143,26 +144,24 @@ class Trainer:
         """Restore the newest readable complete checkpoint (or ``checkpoint``); returns its env steps.
 
         An unreadable checkpoint (a torn ``.pt``, or a torn ``.env`` beside it) is skipped with a
-        RuntimeWarning naming the file, for the one before it; if none is readable, ConfigError.
+        RuntimeWarning naming the file, for the one before it; if none is readable, ConfigError. With no
+        checkpoint at all (a run killed before its first), 0: train() starts over, purging what it logged.
         With ``require_same_config`` (``rlopt train --resume``), a checkpoint trained with another
         config (keys other than ``RESUME_MUTABLE_KEYS`` and ``total_steps``) is a ConfigError too.
         The schedules stay as the checkpoint has them: after a change of ``total_steps``, re-fit
-        them (:func:`rlopt.coefficients.refit_schedules`, as ``rlopt train --total-steps`` does).
+        them (:func:`rlopt.coefficients.refit_run_length`, as ``rlopt train --total-steps`` does).
         """
         if self.run_dir is None:
             raise ValueError("resume needs a Trainer with a run_dir")
         candidates = [Path(checkpoint)] if checkpoint is not None else list_checkpoints(self.run_dir)[::-1]
-        if not candidates:
-            raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint")
-        for index, path in enumerate(candidates):
-            try:
-                return self._restore(path, require_same_config)
-            except _Unreadable as err:
-                if index + 1 == len(candidates):
-                    raise ConfigError(f"--resume: {err}; no readable checkpoint left to resume from") from None
-                warnings.warn(f"{err}; resuming from the previous checkpoint {candidates[index + 1].name}",
-                              RuntimeWarning, stacklevel=2)  # fmt: skip
-        raise AssertionError("unreachable")
+        if not candidates:  # a run killed before its first checkpoint starts over: purge the points it logged
+            self.logger.purge_after(0)
+            return 0
+        path, steps, skipped = first_readable(candidates, lambda p: self._restore(p, require_same_config),
+                                              _Unreadable, "--resume", " to resume from")  # fmt: skip
+        for message in skipped:  # warned about once a checkpoint is restored (none is: one error line)
+            warnings.warn(f"{message}; resuming from the previous checkpoint {path.name}", RuntimeWarning, stacklevel=2)
+        return steps
 
     def _restore(self, checkpoint: Path, require_same_config: bool) -> int:
         """Load one checkpoint into the trainer; raises :class:`_Unreadable` naming the bad file."""
@@ -350,7 +349,8 @@ class Trainer:
         return summary
 
     def close(self, envs: bool = True) -> None:
-        """Flush and close the TensorBoard writer and (with ``envs``) the envs; idempotent."""
+        """Flush and close the TensorBoard writer and (with ``envs``) the envs; idempotent, also after
+        the writer's flush failed (a full disk: it is not retried)."""
         self.logger.close()
         if envs:
             self.envs.close()

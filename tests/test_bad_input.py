@@ -193,12 +193,6 @@ CASES = [
         "--checkpoint",
         {"done/config.yaml": _RUN_CONFIG, "done/checkpoints/step_000000000256.pt": b"not a checkpoint"},
     ),
-    BadInput(
-        "resume without checkpoint",
-        ("train", "--resume", "{tmp}/done"),
-        "--resume",
-        {"done/config.yaml": _RUN_CONFIG},
-    ),
     # issue 12, "Faults to fix" items 4 and 5
     BadInput("total_steps with 400 digits", _train(PPO, "total_steps=" + "9" * 400), "total_steps"),
     BadInput("total_steps 10**30", _train(PPO, "total_steps=1" + "0" * 30), "total_steps"),

@@ -8,6 +8,7 @@ merged over the schema's defaults with OmegaConf, then validated.
 
 from __future__ import annotations
 
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -116,11 +117,31 @@ def _missing_keys(node: Any, prefix: str = "") -> list[str]:
     return [prefix.rstrip(".")] if node == "???" else []
 
 
+_RESOLVER = re.compile(r"\$\{[^}]*:")
+"""``${name:args}``: an OmegaConf resolver (``${oc.env:HOME}``); ``${key}`` is an interpolation."""
+
+
+def _resolver_keys(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys whose string value calls a resolver (``${oc.env:HOME}``, ``${oc.decode:...}``)."""
+    if isinstance(node, Mapping):
+        return [key for name, value in node.items() for key in _resolver_keys(value, f"{prefix}{name}.")]
+    if isinstance(node, list):
+        return [key for i, value in enumerate(node) for key in _resolver_keys(value, f"{prefix.rstrip('.')}[{i}].")]
+    return [prefix.rstrip(".")] if isinstance(node, str) and _RESOLVER.search(node) else []
+
+
 def _reject_missing(layer: DictConfig, where: str) -> None:
-    """OmegaConf's ``???`` would silently keep the value below it; a run needs real values."""
-    missing = _missing_keys(OmegaConf.to_container(layer, resolve=False))
+    """OmegaConf's ``???`` would silently keep the value below it; a run needs real values. A
+    resolver (``${oc.env:HOME}``) would copy the environment into every run's ``config.yaml``:
+    only interpolation between keys (``${actor.optim.lr}``) is allowed."""
+    tree = OmegaConf.to_container(layer, resolve=False)
+    missing = _missing_keys(tree)
     if missing:
         raise ConfigError(f"{missing[0]}: '???' (a missing value) in {where}; give a value")
+    resolvers = _resolver_keys(tree)
+    if resolvers:
+        raise ConfigError(f"{resolvers[0]}: a resolver ${{name:...}} in {where}; only interpolation of "
+                          "another key, e.g. ${actor.optim.lr}, is allowed")  # fmt: skip
 
 
 OPTIM_KEYS = ("actor.optim", "critic.optim")

@@ -22,7 +22,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 from rlopt import optimizers
 from rlopt.coefficients import build_coefficients
 from rlopt.config.schema import Config
-from rlopt.errors import ConfigError, first_line
+from rlopt.errors import ConfigError, first_line, short_repr as _short
 from rlopt.networks import activation_class
 from rlopt.options import any_error_as_config_error
 from rlopt.schedules import build_schedule
@@ -59,17 +59,16 @@ THREADS_MAX = 2**31 - 1
 TOTAL_STEPS_MAX = 10**11
 """Checkpoint names hold 12 digits of env steps (``step_<12 digits>.pt``); 10**11 leaves room for
 the last rollout's overshoot, and is decades of compute at today's speeds."""
+NUM_ENVS_MAX = 4096
+"""Env copies of one run (``env.num_envs``): each is a python object stepped in turn; 10**6
+CartPoles took minutes to build, and the rollout batch ``n_steps * num_envs`` is bounded by memory."""
+PASSES_MAX = 10_000
+"""Passes over one rollout batch (``ppo.epochs``, ``critic.updates``): more is a run that never ends."""
 EVAL_EPISODES_MAX = 100_000
 """Final-evaluation episodes: more only spends hours (10**7 also ran out of memory, issue 12)."""
 _FLOAT32_BYTES = 4
 _SCALARS_PER_TRANSITION = 5
 """RolloutBuffer keeps log-prob, value, reward, advantage and return per transition."""
-
-
-def _short(value: Any, limit: int = 40) -> str:
-    """``repr`` cut to ``limit`` characters (a 400-digit integer stays a one-line message)."""
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[: limit - 3]}... ({len(text)} characters)"
 
 
 def _require(condition: bool, message: str) -> None:
@@ -116,10 +115,16 @@ def _check_ranges(cfg: Config) -> None:
     _require(0.0 <= cfg.gamma <= 1.0, f"gamma must be in [0, 1], got {cfg.gamma}")
     _require(0.0 <= cfg.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {cfg.gae_lambda}")
     _require(bool(cfg.env.id.strip()), "env.id must name a gymnasium environment, e.g. CartPole-v1")
-    _require(cfg.env.num_envs >= 1, f"env.num_envs must be >= 1, got {cfg.env.num_envs}")
+    _require(
+        1 <= cfg.env.num_envs <= NUM_ENVS_MAX,
+        f"env.num_envs must be in [1, {NUM_ENVS_MAX}], got {_short(cfg.env.num_envs)}",
+    )
     _require(cfg.env.obs_clip > 0, f"env.obs_clip must be > 0, got {cfg.env.obs_clip}")
     _require(cfg.env.reward_clip > 0, f"env.reward_clip must be > 0, got {cfg.env.reward_clip}")
-    _require(cfg.rollout.n_steps >= 1, f"rollout.n_steps must be >= 1, got {cfg.rollout.n_steps}")
+    _require(
+        1 <= cfg.rollout.n_steps <= TOTAL_STEPS_MAX,
+        f"rollout.n_steps must be in [1, {TOTAL_STEPS_MAX:.0e}], got {_short(cfg.rollout.n_steps)}",
+    )
     _require(
         _is_finite_real(cfg.actor.log_std_init), f"actor.log_std_init must be finite, got {cfg.actor.log_std_init}"
     )
@@ -130,7 +135,10 @@ def _check_ranges(cfg: Config) -> None:
         )
         activation_class(net.activation, key=f"{name}.activation")
         _check_grad_norm(net.max_grad_norm, f"{name}.max_grad_norm")
-    _require(cfg.critic.updates >= 1, f"critic.updates must be >= 1, got {cfg.critic.updates}")
+    _require(
+        1 <= cfg.critic.updates <= PASSES_MAX,
+        f"critic.updates must be in [1, {PASSES_MAX}], got {_short(cfg.critic.updates)}",
+    )
     _require(cfg.critic.minibatch_size >= 0, f"critic.minibatch_size must be >= 0, got {cfg.critic.minibatch_size}")
     _require(
         cfg.critic.minibatch_size <= cfg.batch_size,
@@ -142,8 +150,9 @@ def _check_ranges(cfg: Config) -> None:
         f"eval.episodes must be in [0, {EVAL_EPISODES_MAX}], got {_short(cfg.eval.episodes)}",
     )
     _require(
-        cfg.eval.max_episode_steps is None or cfg.eval.max_episode_steps >= 1,
-        f"eval.max_episode_steps must be >= 1 or null, got {cfg.eval.max_episode_steps}",
+        cfg.eval.max_episode_steps is None or 1 <= cfg.eval.max_episode_steps <= TOTAL_STEPS_MAX,
+        f"eval.max_episode_steps must be in [1, {TOTAL_STEPS_MAX:.0e}] or null, "
+        f"got {_short(cfg.eval.max_episode_steps)}",
     )
     _require(cfg.eval.every_steps >= 0, f"eval.every_steps must be >= 0, got {_short(cfg.eval.every_steps)}")
     _require(
@@ -188,6 +197,11 @@ def physical_memory_bytes() -> int | None:
         return None
 
 
+def _gib(size: int) -> str:
+    """``size`` bytes in GiB, 3 digits; a size beyond the float range (``hidden: [10**400]``) as >1e+300."""
+    return f"{size / 2**30:.3g}" if size < 10**300 else ">1e+300"
+
+
 def check_fits_in_memory(cfg: Config, obs_dim: int = 1, head_dim: int = 1) -> None:
     """Reject networks and rollout buffers larger than this machine's memory, before allocating.
 
@@ -200,21 +214,20 @@ def check_fits_in_memory(cfg: Config, obs_dim: int = 1, head_dim: int = 1) -> No
     memory = physical_memory_bytes()
     if memory is None:
         return
-    gib = 2**30
     for name, net, out_dim in (("actor", cfg.actor, head_dim), ("critic", cfg.critic, 1)):
         widths = [obs_dim, *net.hidden, out_dim]
         parameters = sum(fan_in * fan_out + fan_out for fan_in, fan_out in zip(widths[:-1], widths[1:]))
         needed = 2 * parameters * _FLOAT32_BYTES
         _require(
             needed <= memory,
-            f"{name}.hidden: {net.hidden} needs at least {needed / gib:.3g} GiB (weights and gradients), "
-            f"more than this machine's {memory / gib:.3g} GiB",
+            f"{name}.hidden: {net.hidden} needs at least {_gib(needed)} GiB (weights and gradients), "
+            f"more than this machine's {_gib(memory)} GiB",
         )
     needed = cfg.batch_size * (obs_dim + 1 + _SCALARS_PER_TRANSITION) * _FLOAT32_BYTES
     _require(
         needed <= memory,
-        f"rollout.n_steps * env.num_envs = {cfg.batch_size} transitions need at least {needed / gib:.3g} GiB, "
-        f"more than this machine's {memory / gib:.3g} GiB",
+        f"rollout.n_steps * env.num_envs = {cfg.batch_size} transitions need at least {_gib(needed)} GiB, "
+        f"more than this machine's {_gib(memory)} GiB",
     )
 
 
