@@ -19,6 +19,14 @@ from rlopt.config.schema import Config
 from rlopt.errors import ConfigError
 
 SUMMARY_FILE = "summary.json"
+SUMMARY_KEYS = (
+    "agent", "env_id", "seed", "total_steps", "wall_seconds", "learn_seconds", "steps_per_second",
+    "eval_return_mean", "eval_return_std", "eval_episodes", "skipped_updates", "eval_truncated_episodes",
+    "eval_max_episode_steps", "eval_return_finite",
+)  # fmt: skip
+"""The keys of ``summary.json`` as :class:`~rlopt.trainer.Trainer` writes it (a sweep's ``metric`` is one of them)."""
+SUMMARY_TEXT_KEYS = ("agent", "env_id", "eval_return_finite")
+"""The keys of ``summary.json`` that hold no number to compare runs by."""
 CONFIG_FILE = "config.yaml"
 CHECKPOINT_DIR = "checkpoints"
 """``RUN_DIR/checkpoints/``: ``step_<12 digits>.pt`` (+ ``.env``) and ``best.pt`` (see :mod:`rlopt.checkpoint`)."""

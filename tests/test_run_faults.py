@@ -42,6 +42,7 @@ class EndlessCartPole(CartPoleEnv):
 
     def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict]:
         obs, reward, _, truncated, info = super().step(action)
+        self.steps_beyond_terminated = None  # not terminated: gymnasium would warn of a step after the end
         return np.clip(obs, -1.0, 1.0).astype(np.float32), 1.0, False, truncated, info
 
 

@@ -26,6 +26,7 @@ from agents import check_config
 from rlopt.checkpoint import list_checkpoints
 from rlopt.config import Config, load_config
 from rlopt.errors import ConfigError
+from rlopt.run_files import SUMMARY_KEYS
 from rlopt.cli import main as cli_main
 from rlopt.sweep import add_sweep_parser, sweep_command
 from rlopt.sweep.spec import load_sweep
@@ -205,7 +206,7 @@ def test_bad_sweep_exits_2_with_one_line_and_writes_nothing(
     ("text", "argv", "expected"),
     [
         ("name: x\nbase: [unclosed\n", [], "malformed YAML"),
-        ("name: x\nbase: a2c_cartpole\n", ["--workers", "0"], "--workers must be >= 1"),
+        ("name: x\nbase: a2c_cartpole\n", ["--workers", "0"], "--workers must be in [1, 1024]"),
         ("name: x\nbase: a2c_cartpole\n", ["--address", "auto"], "--address is for --backend ray"),
     ],
 )
@@ -247,7 +248,8 @@ def test_layout_and_manifest_follow_the_contract(finished: tuple[Path, Path]) ->
         assert entry["overrides"] == {**TINY, **PAIR[entry["arm"]], "seed": 0}
         assert entry["config_hash"] == config_hash(load_config(run_dir / "config.yaml"))
         assert load_config(out / "configs" / entry["arm"] / "seed_0.yaml") == load_config(run_dir / "config.yaml")
-        assert json.loads((run_dir / "summary.json").read_text())["total_steps"] == 512
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["total_steps"] == 512 and list(summary) == list(SUMMARY_KEYS)  # what a metric may name
         assert list_checkpoints(run_dir) and starts(out, entry["arm"], 0) == 1
 
 

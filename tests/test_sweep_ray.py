@@ -12,7 +12,7 @@ from rlopt.sweep.ray_backend import LOCAL_START_ATTEMPTS, start_ray
 from tests.test_resume import scalars
 from tests.test_sweep import PAIR, keep, manifest, sweep, write_sweep
 
-pytest.importorskip("ray")
+pytest.importorskip("ray", reason="the Ray backend's tests need ray: pip install -e '.[ray]'")
 
 TIMING_KEYS = ("wall_seconds", "learn_seconds", "steps_per_second")
 

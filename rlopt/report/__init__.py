@@ -13,16 +13,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlopt.report.defaults import DEFAULT_REPS
+from rlopt.report.defaults import DEFAULT_REPS, MAX_REPS
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``rlopt report OUT [--baseline ARM] [--reps N] [--seed S]`` on the CLI's subparsers."""
-    parser = subparsers.add_parser("report", help="compare a sweep's arms: IQM, bootstrap CIs, plots")
+    parser = subparsers.add_parser("report", help="compare a sweep's arms: IQM, bootstrap CIs, plots", allow_abbrev=False)
     parser.add_argument("out", metavar="OUT", help="a sweep directory written by rlopt sweep")
     parser.add_argument("--baseline", metavar="ARM", help="arm to compare against (default: the sweep's baseline)")
-    parser.add_argument("--reps", type=int, default=DEFAULT_REPS, help=f"bootstrap resamples (default {DEFAULT_REPS})")
-    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
+                        help=f"bootstrap resamples, 1 to {MAX_REPS:,} (default {DEFAULT_REPS})")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap seed, 0 to 2**63 - 1 (default 0)")
     parser.set_defaults(handler=report_command)
     return parser
 

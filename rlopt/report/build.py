@@ -26,8 +26,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlopt.curves import Curve, common_grid, read_scalar
-from rlopt.errors import ConfigError
-from rlopt.report.defaults import DEFAULT_REPS
+from rlopt.errors import ConfigError, short_repr
+from rlopt.report.defaults import DEFAULT_REPS, check_arguments
+from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.render import render_markdown, render_plots
 from rlopt.stats import (
@@ -94,7 +95,7 @@ def resolve_baseline(manifest: dict[str, Any], baseline: str | None) -> str:
     if chosen is None:
         return arms[0]
     if chosen not in manifest["arms"]:
-        raise ConfigError(f"{source}: unknown arm {chosen!r}; arms: {', '.join(arms)}")
+        raise ConfigError(f"{source}: unknown arm {short_repr(chosen)}; arms: {listed(arms)}")
     return str(chosen)
 
 
@@ -151,9 +152,10 @@ def _curve_summary(
 def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = DEFAULT_REPS, seed: int = 0) -> dict[str, Any]:
     """Compute the report of sweep ``out_dir`` and write ``OUT/report/`` (JSON, Markdown, PNGs); return the dict."""
     out = Path(out_dir)
-    if int(reps) < 1:
-        raise ConfigError(f"--reps: must be >= 1, got {reps}")
+    check_arguments(reps, seed, out)
     manifest = load_manifest(out)
+    if (out / REPORT_DIR).exists() and not (out / REPORT_DIR).is_dir():
+        raise ConfigError(f"report: {out / REPORT_DIR} is a file; the report is written into that directory")
     base = resolve_baseline(manifest, baseline)
     metric, tag = manifest["metric"], manifest.get("curve")
     warnings: list[str] = []
@@ -230,7 +232,10 @@ def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = D
         "arms": arms,
         "warnings": warnings,
     }
-    write_report(out / REPORT_DIR, report, name=str(manifest.get("name", out.name)), tag=tag)
+    try:
+        write_report(out / REPORT_DIR, report, name=str(manifest.get("name", out.name)), tag=tag)
+    except OSError as err:  # OUT/report/report.md a directory, a read-only OUT, a full disk
+        raise ConfigError(f"report: cannot write {out / REPORT_DIR} ({err.strerror or type(err).__name__})") from None
     return report
 
 

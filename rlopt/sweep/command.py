@@ -12,7 +12,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from rlopt.errors import ConfigError
+from rlopt.errors import ConfigError, short_repr
+from rlopt.sweep.messages import check_path
 from rlopt.sweep.runner import EXIT_INTERRUPTED
 
 if TYPE_CHECKING:
@@ -20,14 +21,16 @@ if TYPE_CHECKING:
 
 EXIT_BAD_INPUT = 2
 BACKENDS = ("local", "ray")
-
-
+MAX_WORKERS = 1024
+"""``--workers``: runs at a time (each a process of ~0.3 GB on the local pool)."""
 def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``sweep`` sub-command to ``subparsers`` (the result of ``add_subparsers``)."""
-    parser = subparsers.add_parser("sweep", help="run an ablation: arms x seeds of rlopt train, resumable")
+    parser = subparsers.add_parser("sweep", help="run an ablation: arms x seeds of rlopt train, resumable",
+                                   allow_abbrev=False)
     parser.add_argument("sweep_file", metavar="SWEEP.yaml", help="a sweep file, e.g. configs/sweeps/actor_optimizer.yaml")
     parser.add_argument("--out", help="sweep directory (default sweeps/<name>); re-running resumes it")
-    parser.add_argument("--workers", type=int, help="runs at a time (default: usable cores // threads_per_run)")
+    parser.add_argument("--workers", type=int,
+                        help=f"runs at a time, 1 to {MAX_WORKERS} (default: usable cores // threads_per_run)")
     parser.add_argument("--backend", choices=BACKENDS, default="local", help="local subprocess pool or Ray tasks")
     parser.add_argument("--address", help="Ray cluster address (--backend ray; default: start a local Ray)")
     parser.add_argument("--retry-failed", action="store_true", help="restart runs that failed before")
@@ -35,9 +38,25 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def check_arguments(args: argparse.Namespace) -> None:
+    """The checks that need no sweep file: ``--out``, ``--workers``, ``--address`` (ConfigError)."""
+    if args.out is not None and not args.out.strip():
+        raise ConfigError('--out: "" is no directory; give a path or leave --out out (default sweeps/<name>)')
+    for path, what in ((args.sweep_file, "SWEEP.yaml"), (args.out, "--out")):
+        if path is not None:
+            check_path(path, what)
+    if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
+        raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {short_repr(args.workers)}")
+    if args.address is not None and args.backend != "ray":
+        raise ConfigError("--address is for --backend ray")
+    if args.address is not None and not args.address.strip():
+        raise ConfigError('--address: "" is no address; give HOST:PORT, ray://HOST:PORT or auto, or leave it out')
+
+
 def sweep_command(args: argparse.Namespace, validate: Validator) -> int:
     """Run ``rlopt sweep``; returns the exit code (0, 1 if a run failed, 2 bad input, 130 Ctrl-C)."""
     try:
+        check_arguments(args)
         from rlopt.sweep.driver import run_sweep
 
         return run_sweep(args, validate)

@@ -6,6 +6,7 @@ run's HParams. :mod:`rlopt.sweep.command` parses the arguments and calls :func:`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -17,7 +18,6 @@ from typing import Any
 from tqdm import tqdm
 
 from rlopt.files import atomic_write_bytes
-from rlopt.config import config_to_yaml
 from rlopt.errors import ConfigError
 from rlopt.sweep.hparams import hparam_table, write_hparams
 from rlopt.sweep.manifest import (
@@ -28,11 +28,13 @@ from rlopt.sweep.manifest import (
     Manifest,
     PlannedRun,
     SweepLock,
+    check_same_sweep,
     plan_runs,
     read_manifest,
     write_sweep_file,
 )
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
+from rlopt.sweep.rendering import config_texts
 from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
 from rlopt.run_files import SUMMARY_FILE
 
@@ -48,16 +50,8 @@ def default_workers(threads_per_run: int) -> int:
     return max(1, len(os.sched_getaffinity(0)) // threads_per_run)
 
 
-def _check_arguments(args: argparse.Namespace) -> None:
-    if args.workers is not None and args.workers < 1:
-        raise ConfigError(f"--workers must be >= 1, got {args.workers}")
-    if args.address and args.backend != "ray":
-        raise ConfigError("--address is for --backend ray")
-
-
 def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
     """Plan, validate and run the sweep of ``args``; returns 0, 1 (a run failed or is unfinished) or 130."""
-    _check_arguments(args)
     sweep = load_sweep(args.sweep_file, validate)  # every run's config, before anything is written
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / sweep.name
     if out.exists() and not out.is_dir():
@@ -66,23 +60,26 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
         planned = plan_runs(sweep, out, read_manifest(out), args.retry_failed)
         print_plan(sweep, planned, out)
         return 0
-    if args.backend == "ray":
-        from rlopt.sweep.ray_backend import import_ray
+    check_same_sweep(read_manifest(out), sweep, out)  # again under the lock; here, before Ray is contacted
+    session: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+    if args.backend == "ray":  # contacted before OUT is written: a wrong address leaves nothing behind
+        from rlopt.sweep.ray_backend import ray_session
 
-        import_ray()
-    out = out.absolute()
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"--out: cannot create {out} ({err.strerror or err})") from None
-    try:
-        with SweepLock(out):
-            return _run(sweep, out, args)
-    except ConfigError:
-        if created and not any(p.name != ".lock" for p in out.iterdir()):
-            shutil.rmtree(out, ignore_errors=True)  # refused before writing anything but the lock
-        raise
+        session = ray_session(args.address, (args.workers or default_workers(sweep.threads_per_run)) * sweep.threads_per_run)
+    with session as ray:
+        out = out.absolute()
+        created = not out.exists()
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConfigError(f"--out: cannot create {out} ({err.strerror or err})") from None
+        try:
+            with SweepLock(out):
+                return _run(sweep, out, args, ray)
+        except ConfigError:
+            if created and not any(p.name != ".lock" for p in out.iterdir()):
+                shutil.rmtree(out, ignore_errors=True)  # refused before writing anything but the lock
+            raise
 
 
 def print_plan(sweep: Sweep, planned: list[PlannedRun], out: Path) -> None:
@@ -90,22 +87,19 @@ def print_plan(sweep: Sweep, planned: list[PlannedRun], out: Path) -> None:
     print(f"sweep {sweep.name}: {len(planned)} runs -> {out}; base {sweep.base}")
     if sweep.set:
         print("set: " + ", ".join(f"{k}={format_value(v)}" for k, v in sweep.set.items()))
-    rows = [(p.spec.arm, str(p.spec.seed), _ACTION_LABELS[p.action], _arm_overrides(sweep, p.spec)) for p in planned]
+    overrides = {arm.name: ", ".join(f"{k}={format_value(v)}" for k, v in arm.overrides.items()) or "-"
+                 for arm in sweep.arms}  # fmt: skip
+    rows = [(p.spec.arm, str(p.spec.seed), _ACTION_LABELS[p.action], overrides[p.spec.arm]) for p in planned]
     header = ("arm", "seed", "status", "overrides")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(3)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
 
 
-def _arm_overrides(sweep: Sweep, spec: RunSpec) -> str:
-    arm = next(a for a in sweep.arms if a.name == spec.arm)
-    return ", ".join(f"{k}={format_value(v)}" for k, v in arm.overrides.items()) or "-"
-
-
 def _write_configs(out: Path, planned: list[PlannedRun]) -> None:
     """``OUT/configs/<arm>/seed_<k>.yaml``: the resolved config each run is started from."""
-    for run in planned:
-        atomic_write_bytes(out / run.spec.config_file, config_to_yaml(run.spec.config).encode("utf-8"))
+    for run, text in zip(planned, config_texts([run.spec for run in planned])):
+        atomic_write_bytes(out / run.spec.config_file, text.encode("utf-8"))
 
 
 def _job(out: Path, run: PlannedRun, threads: int) -> RunJob:
@@ -133,9 +127,14 @@ def _read_summary(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
+def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> int:
+    """Plan, write the manifest and configs, run what is left (on ``ray`` when connected)."""
     previous = read_manifest(out)
     planned = plan_runs(sweep, out, previous, args.retry_failed)
+    if ray is not None:
+        from rlopt.sweep.ray_backend import check_shared_storage
+
+        check_shared_storage(ray, out)  # a ConfigError here leaves OUT as it was
     manifest = Manifest(sweep, out, planned, previous)
     manifest.write()  # first: a directory with a manifest is a sweep directory, whatever else is missing
     write_sweep_file(sweep, out)
@@ -183,8 +182,8 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace) -> int:
         if args.backend == "ray":
             from rlopt.sweep.ray_backend import run_ray
 
-            interrupted = run_ray(jobs, sweep.threads_per_run, args.workers if cluster else workers,
-                                  args.address, out, on_start, on_done)  # fmt: skip
+            interrupted = run_ray(ray, jobs, sweep.threads_per_run, args.workers if cluster else workers,
+                                  on_start, on_done)  # fmt: skip
         else:
             interrupted = run_local(jobs, workers, on_start, on_done)
     finally:

@@ -14,7 +14,7 @@ import numbers
 from pathlib import Path
 from typing import Any
 
-from rlopt.config import config_to_dict
+from rlopt.sweep.rendering import config_trees
 from rlopt.sweep.spec import Sweep, get_dotted
 
 HPARAMS_SUFFIX = ".hparams"
@@ -37,7 +37,7 @@ def hparam_table(sweep: Sweep) -> dict[tuple[str, int], dict[str, Any]]:
     keys: list[str] = []
     for arm in sweep.arms:
         keys.extend(key for key in arm.overrides if key not in keys)
-    configs = [config_to_dict(run.config) for run in sweep.runs]
+    configs = config_trees(sweep.runs)
     columns = {
         "arm": [run.arm for run in sweep.runs],
         "seed": [float(run.seed) for run in sweep.runs],

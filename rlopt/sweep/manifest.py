@@ -22,8 +22,10 @@ import rlopt
 from rlopt.checkpoint import list_checkpoints
 from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
-from rlopt.errors import ConfigError
-from rlopt.sweep.spec import RunSpec, Sweep, config_hash, format_value
+from rlopt.errors import ConfigError, shorten
+from rlopt.sweep.messages import SHOWN_CHARS
+from rlopt.sweep.rendering import config_hash, config_texts
+from rlopt.sweep.spec import RunSpec, Sweep, format_value
 from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
 
 MANIFEST_FILE = "manifest.json"
@@ -126,21 +128,42 @@ def first_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
     return "config differs"
 
 
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def check_same_sweep(manifest: dict[str, Any] | None, sweep: Sweep, out: Path) -> None:
+    """Refuse OUT when its manifest is another sweep's (its runs would be orphaned, its manifest replaced)."""
+    previous = manifest.get("name") if manifest is not None else sweep.name
+    if previous != sweep.name:
+        raise ConfigError(
+            f"--out {out} holds sweep {shorten(format_value(previous), SHOWN_CHARS)}, not sweep {sweep.name}: use another --out "
+            f"(only a sweep named {shorten(format_value(previous), SHOWN_CHARS)} resumes or extends it)"
+        )
+
+
 def plan_runs(sweep: Sweep, out: Path, manifest: dict[str, Any] | None, retry_failed: bool) -> list[PlannedRun]:
-    """What each run needs; a run whose existing config differs from the sweep's is refused."""
+    """What each run needs; another sweep's OUT, or a run whose existing config differs from the sweep's, is refused."""
+    check_same_sweep(manifest, sweep, out)
     entries = manifest_entries(manifest)
     planned = []
-    for spec in sweep.runs:
+    texts: list[str] | None = None  # each run's config as YAML, made when a run directory exists
+    for index, spec in enumerate(sweep.runs):
         entry = entries.get((spec.arm, spec.seed))
         run_dir = out / spec.run_dir
         if (run_dir / CONFIG_FILE).is_file():  # the config the existing run was trained with
-            previous = load_config(run_dir / CONFIG_FILE)
-            if config_hash(previous) != spec.config_hash:
-                changed = first_difference(config_to_dict(previous), config_to_dict(spec.config))
-                raise ConfigError(
-                    f"sweep {sweep.name}: run {spec.label} already exists in {out} with another config ({changed}); "
-                    "use another --out to sweep a changed config"
-                )
+            texts = texts if texts is not None else config_texts(sweep.runs)
+            if _read_text(run_dir / CONFIG_FILE) != texts[index]:  # the same text is the same config; else load (~0.5 s)
+                previous = load_config(run_dir / CONFIG_FILE)
+                if config_hash(previous) != spec.config_hash:
+                    changed = first_difference(config_to_dict(previous), config_to_dict(spec.config))
+                    raise ConfigError(
+                        f"sweep {sweep.name}: run {spec.label} already exists in {out} with another config "
+                        f"({changed}); use another --out to sweep a changed config"
+                    )
         if (run_dir / SUMMARY_FILE).is_file():
             action = FINISHED
         elif entry is not None and entry.get("status") == "failed" and not retry_failed:

@@ -10,18 +10,28 @@ this package never imports ``agents``.
 from __future__ import annotations
 
 import copy
-import hashlib
+import dataclasses
 import itertools
 import json
+import math
 import numbers
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from tqdm import tqdm
+
 from rlopt.config import Config, config_to_dict, load_config, read_yaml
-from rlopt.errors import ConfigError
+from rlopt.config.validation import SEED_MAX
+from rlopt.errors import ConfigError, short_repr, shorten
 from rlopt.presets import resolve_config
+from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
+from rlopt.sweep.messages import SHOWN_CHARS, listed
+from rlopt.sweep.rendering import config_hash, tree_hash
+
+__all__ = ["Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep", "set_dotted"]
 
 Validator = Callable[[Config], Config]
 """Agent-level check of a run's config, injected by the CLI (returns the config or raises ConfigError)."""
@@ -32,6 +42,16 @@ BASE_ARM = "base"
 """The single arm of a sweep with neither variants nor grid."""
 MAX_ARM_NAME = 200
 """Arm names become directory names (255 bytes on common filesystems)."""
+MAX_SEEDS = 1000
+"""Seeds per sweep (``seeds.count`` or the length of the list)."""
+MAX_ARMS = 1000
+"""Arms per sweep (variants x grid), counted before they are expanded; each is validated (~0.1 s)."""
+MAX_RUNS = 10_000
+"""Runs per sweep (arms x seeds)."""
+METRICS = tuple(key for key in SUMMARY_KEYS if key not in SUMMARY_TEXT_KEYS)
+"""The numbers of a run's ``summary.json`` a sweep's ``metric`` may name."""
+VALIDATION_PROGRESS_DELAY = 2.0
+"""Seconds of validating before a progress bar appears on stderr (a terminal only)."""
 DEFAULT_METRIC = "eval_return_mean"
 DEFAULT_CURVE = "rollout/episode_return"
 RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
@@ -99,12 +119,6 @@ class Sweep:
     runs: list[RunSpec]
     raw: dict[str, Any]
     """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
-
-
-def config_hash(cfg: Config) -> str:
-    """sha256 of the canonical JSON of the resolved config."""
-    canonical = json.dumps(config_to_dict(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def no_check(cfg: Config) -> Config:
@@ -175,9 +189,9 @@ def _check_overrides(value: Any, key: str, fail: _SweepErrors, arm: str | None =
 
 
 def _check_name(value: Any, key: str, fail: _SweepErrors) -> str:
-    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ARM_SEPARATOR in value:
+    if not isinstance(value, str) or not _SAFE_NAME.match(value) or ARM_SEPARATOR in value or len(value) > MAX_ARM_NAME:
         raise fail(
-            f"{key}: {format_value(value)} is not a filesystem-safe name "
+            f"{key}: {shorten(format_value(value), SHOWN_CHARS)} is not a filesystem-safe name of at most {MAX_ARM_NAME} characters "
             f"(letters, digits, _ . = + -, starting with a letter or digit, no '{ARM_SEPARATOR}')"
         )
     return value
@@ -192,19 +206,39 @@ def _parse_seeds(value: Any, fail: _SweepErrors) -> list[int]:
         if not _is_int(start) or start < 0:
             raise fail(f"seeds.start must be an integer >= 0, got {format_value(start)}")
         if not _is_int(count) or count < 1:
-            raise fail(f"seeds.count must be an integer >= 1, got {format_value(count)}")
+            raise fail(f"seeds.count must be an integer >= 1, got {short_repr(count)}")
+        if count > MAX_SEEDS:
+            raise fail(f"seeds.count must be <= {MAX_SEEDS} (seeds per sweep), got {short_repr(count)}")
+        if start + count - 1 > SEED_MAX:
+            raise fail(f"seeds.start + seeds.count - 1 must be <= 2**63 - 1 (the largest seed), got start {short_repr(start)}")
         return list(range(start, start + count))
     if isinstance(value, list):
         if not value:
             raise fail("seeds: the list of seeds is empty")
+        if len(value) > MAX_SEEDS:
+            raise fail(f"seeds: {len(value)} seeds listed; at most {MAX_SEEDS} (seeds per sweep)")
         for seed in value:
-            if not _is_int(seed) or seed < 0:
-                raise fail(f"seeds: {format_value(seed)} is not an integer >= 0")
+            if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
+                raise fail(f"seeds: {short_repr(seed)} is not an integer in [0, 2**63 - 1]")
         duplicates = sorted({seed for seed in value if value.count(seed) > 1})
         if duplicates:
             raise fail(f"seeds: seed {duplicates[0]} is listed twice")
         return list(value)
     raise fail(f"seeds must be {{start: S, count: N}} or a list of integers, got {format_value(value)}")
+
+
+def count_arms(variants: Mapping[str, Any], grid: Mapping[str, list[Any]]) -> int:
+    """How many arms :func:`expand_arms` would make (variants x grid), without making them."""
+    return max(1, len(variants)) * math.prod(len(values) for values in grid.values())
+
+
+def check_size(arms: int, seeds: int, fail: _SweepErrors) -> None:
+    """Refuse more than :data:`MAX_ARMS` arms or :data:`MAX_RUNS` runs (arms x seeds), before expanding."""
+    if arms > MAX_ARMS:
+        raise fail(f"variants x grid make {arms:,} arms; at most {MAX_ARMS:,} arms per sweep: split the sweep")
+    if arms * seeds > MAX_RUNS:
+        raise fail(f"{arms:,} arms x {seeds:,} seeds make {arms * seeds:,} runs; at most {MAX_RUNS:,} runs per sweep: "
+                   "split the sweep")  # fmt: skip
 
 
 def _grid_entry(key: str, value: Any) -> str:
@@ -260,6 +294,19 @@ def _optional_string(raw: Mapping[str, Any], key: str, default: str | None, fail
     return value
 
 
+def _build(base_tree: Mapping[str, Any], values: Mapping[str, Any], seed: int, threads: int, validate: Validator,
+           fail: _SweepErrors, arm: str) -> Config:  # fmt: skip
+    """One run's validated config: base preset < ``values`` (dotted) < seed, threads."""
+    tree = copy.deepcopy(dict(base_tree))
+    try:
+        for key, value in values.items():
+            set_dotted(tree, key, value)
+        tree["seed"], tree["threads"] = seed, threads
+        return validate(load_config(None, values=tree))
+    except ConfigError as err:
+        raise fail(" ".join(str(err).split()), arm) from None
+
+
 def build_runs(
     base_tree: Mapping[str, Any],
     set_values: Mapping[str, Any],
@@ -269,20 +316,30 @@ def build_runs(
     validate: Validator,
     fail: _SweepErrors,
 ) -> list[RunSpec]:
-    """Every run's config: base preset < ``set`` < arm overrides < seed, threads; then validated."""
+    """Every run's config: base preset < ``set`` < arm overrides < seed, threads; then validated.
+
+    The runs of an arm differ only in ``seed``, so each arm is built and validated once (~0.1 s)
+    and its other seeds are copies with the seed set; an arm whose values interpolate (``${...}``,
+    which may follow the seed) is built at every seed. A progress bar shows on a terminal after
+    :data:`VALIDATION_PROGRESS_DELAY` seconds.
+    """
     runs = []
-    for arm in arms:
-        for seed in seeds:
-            tree = copy.deepcopy(dict(base_tree))
-            try:
-                for key, value in [*set_values.items(), *arm.overrides.items()]:
-                    set_dotted(tree, key, value)
-                tree["seed"], tree["threads"] = seed, threads
-                cfg = validate(load_config(None, values=tree))
-            except ConfigError as err:
-                raise fail(" ".join(str(err).split()), arm.name) from None
-            overrides = {**set_values, **arm.overrides, "seed": seed}
-            runs.append(RunSpec(arm.name, seed, overrides, cfg, config_hash(cfg)))
+    bar = tqdm(arms, desc=f"sweep {fail.name}: validating", unit="arm", file=sys.stderr, disable=None, leave=False,
+               delay=VALIDATION_PROGRESS_DELAY, dynamic_ncols=True)  # fmt: skip
+    with bar:
+        for arm in bar:
+            values = {**set_values, **arm.overrides}
+            per_seed = "${" in json.dumps([base_tree, values], default=str)
+            first: tuple[Config, dict[str, Any]] | None = None
+            for seed in seeds:
+                if first is None or per_seed:
+                    cfg = _build(base_tree, values, seed, threads, validate, fail, arm.name)
+                    tree = config_to_dict(cfg)
+                    first = first or (cfg, tree)
+                else:
+                    cfg = dataclasses.replace(copy.deepcopy(first[0]), seed=seed)
+                    tree = {**first[1], "seed": seed}
+                runs.append(RunSpec(arm.name, seed, {**values, "seed": seed}, cfg, tree_hash(tree)))
     return runs
 
 
@@ -299,6 +356,9 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     base = resolve_base(raw.get("base"), path, fail)
     set_values = _check_overrides(raw.get("set"), "set", fail)
     seeds = _parse_seeds(raw.get("seeds", [0]), fail)
+    metric = _optional_string(raw, "metric", DEFAULT_METRIC, fail)
+    if metric not in METRICS:
+        raise fail(f"metric: {short_repr(metric)} is not a number of a run's summary.json; one of {', '.join(METRICS)}")
     variants_raw = raw.get("variants") or {}
     if not isinstance(variants_raw, dict):
         raise fail(f"variants must be a mapping of arm names to overrides, got {format_value(variants_raw)}")
@@ -313,11 +373,11 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     for key, values in grid_raw.items():
         if not isinstance(values, list) or not values:
             raise fail(f"grid.{key} must be a non-empty list of values, got {format_value(values)}")
+    check_size(count_arms(variants, grid_raw), len(seeds), fail)
     arms = expand_arms(variants, grid_raw, fail)
     baseline = _optional_string(raw, "baseline", None, fail)
     if baseline is not None and baseline not in {arm.name for arm in arms}:
-        raise fail(f"baseline: {baseline!r} is not an arm; arms: {', '.join(arm.name for arm in arms)}")
-    metric = _optional_string(raw, "metric", DEFAULT_METRIC, fail)
+        raise fail(f"baseline: {short_repr(baseline)} is not an arm; arms: {listed([arm.name for arm in arms])}")
     curve = _optional_string(raw, "curve", DEFAULT_CURVE, fail)
     threads = raw.get("threads_per_run", 1)
     if not _is_int(threads) or threads < 1:
