@@ -1,8 +1,12 @@
 """Losses as functions of a batch: each returns ``(loss, info)`` with named diagnostic tensors.
 
 Shapes: ``log_probs``, ``old_log_probs``, ``advantages``, ``entropy``, ``values``, ``returns``
-are all ``[B]``. Losses are minimised, so policy objectives carry a minus sign. No ``.item()``:
-info values stay tensors until the trainer logs them.
+are all ``[B]``, or ``[K, B]`` for K seeds trained together (:mod:`rlopt.stacked`): every mean is
+over the last dim, so a ``[K, B]`` batch gives per-seed ``[K]`` losses and info (the backward of
+their sum gives each seed exactly its own gradient), and a ``[B]`` batch the same values as one
+lone mean. ``mask`` (optional, bool, same shape) keeps only its True entries in every mean: a
+seed's rows padded to a common length count for nothing. Losses are minimised, so policy
+objectives carry a minus sign. No ``.item()``: info values stay tensors until the trainer logs them.
 """
 
 from __future__ import annotations
@@ -13,30 +17,53 @@ from torch import Tensor
 LossInfo = dict[str, Tensor]
 
 
-def normalize(advantages: Tensor, eps: float = 1e-8) -> Tensor:
-    """Standardise to zero mean and unit variance (a batch of one is only centred)."""
-    if advantages.numel() < 2:
-        return advantages - advantages.mean()
-    return (advantages - advantages.mean()) / (advantages.std() + eps)
+def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Mean over the last dim; with a bool ``mask``, of its True entries only (0 if there are none)."""
+    if mask is None:
+        return values.mean(-1)
+    return torch.where(mask, values, 0.0).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+def normalize(advantages: Tensor, eps: float = 1e-8, mask: Tensor | None = None) -> Tensor:
+    """Standardise over the last dim to zero mean and unit variance (a row of one is only centred).
+
+    With a bool ``mask``, the statistics are those of the row's True entries; a full row gets
+    exactly the unmasked values (``std(-1)``; a ragged one a two-pass unbiased variance)."""
+    if mask is None:
+        if advantages.shape[-1] < 2:
+            return advantages - advantages.mean(-1, keepdim=True)
+        return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + eps)
+    centred = advantages - masked_mean(advantages, mask).unsqueeze(-1)
+    if advantages.shape[-1] < 2:
+        return centred
+    count = mask.sum(-1, keepdim=True)
+    ragged_var = torch.where(mask, centred.square(), 0.0).sum(-1, keepdim=True) / (count - 1).clamp(min=1)
+    std = torch.where(count == advantages.shape[-1], advantages.std(-1, keepdim=True), ragged_var.sqrt())
+    return torch.where(count >= 2, centred / (std + eps), centred)
 
 
 def policy_gradient_loss(
-    log_probs: Tensor, advantages: Tensor, entropy: Tensor, entropy_coef: float
+    log_probs: Tensor, advantages: Tensor, entropy: Tensor, entropy_coef: float, mask: Tensor | None = None
 ) -> tuple[Tensor, LossInfo]:
     """REINFORCE / A2C: L = −E[log π(a|s) Â] − c_H E[H(π(·|s))] (Williams 1992; Mnih et al. 2016)."""
-    policy_loss = -(log_probs * advantages).mean()
-    entropy_mean = entropy.mean()
+    policy_loss = -masked_mean(log_probs * advantages, mask)
+    entropy_mean = masked_mean(entropy, mask)
     loss = policy_loss - entropy_coef * entropy_mean
     return loss, {"policy_loss": policy_loss.detach(), "entropy": entropy_mean.detach()}
 
 
 def surrogate_loss(
-    log_probs: Tensor, old_log_probs: Tensor, advantages: Tensor, entropy: Tensor, entropy_coef: float
+    log_probs: Tensor,
+    old_log_probs: Tensor,
+    advantages: Tensor,
+    entropy: Tensor,
+    entropy_coef: float,
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, LossInfo]:
     """NPG/TRPO surrogate: L = −E[π_θ/π_old · Â] − c_H E[H] (Schulman et al. 2015, eq. 14)."""
     ratio = torch.exp(log_probs - old_log_probs)
-    policy_loss = -(ratio * advantages).mean()
-    entropy_mean = entropy.mean()
+    policy_loss = -masked_mean(ratio * advantages, mask)
+    entropy_mean = masked_mean(entropy, mask)
     loss = policy_loss - entropy_coef * entropy_mean
     return loss, {"policy_loss": policy_loss.detach(), "entropy": entropy_mean.detach()}
 
@@ -56,15 +83,16 @@ def ppo_clip_loss(
     entropy: Tensor,
     clip: float,
     entropy_coef: float,
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, LossInfo]:
     """PPO-clip: L = −E[min(r Â, clip(r, 1−ε, 1+ε) Â)] − c_H E[H] (Schulman et al. 2017, eq. 7)."""
     ratio = torch.exp(log_probs - old_log_probs)
     unclipped = ratio * advantages
     clipped = torch.clamp(ratio, 1.0 - clip, 1.0 + clip) * advantages
-    policy_loss = -torch.min(unclipped, clipped).mean()
-    entropy_mean = entropy.mean()
+    policy_loss = -masked_mean(torch.min(unclipped, clipped), mask)
+    entropy_mean = masked_mean(entropy, mask)
     loss = policy_loss - entropy_coef * entropy_mean
-    clip_fraction = ((ratio - 1.0).abs() > clip).float().mean()
+    clip_fraction = masked_mean(((ratio - 1.0).abs() > clip).float(), mask)
     return loss, {
         "policy_loss": policy_loss.detach(),
         "entropy": entropy_mean.detach(),
@@ -73,7 +101,11 @@ def ppo_clip_loss(
 
 
 def value_loss(
-    values: Tensor, returns: Tensor, old_values: Tensor | None = None, clip_value: float | None = None
+    values: Tensor,
+    returns: Tensor,
+    old_values: Tensor | None = None,
+    clip_value: float | None = None,
+    mask: Tensor | None = None,
 ) -> tuple[Tensor, LossInfo]:
     """Critic regression ½E[(V − R)²]; with ``clip_value``, PPO's pessimistic clipped variant
     max((V − R)², (V_old + clip(V − V_old, ±c) − R)²) (Schulman et al. 2017 baselines code)."""
@@ -81,7 +113,7 @@ def value_loss(
     if clip_value is not None and old_values is not None:
         clipped_values = old_values + torch.clamp(values - old_values, -clip_value, clip_value)
         squared_error = torch.max(squared_error, (clipped_values - returns).pow(2))
-    loss = 0.5 * squared_error.mean()
+    loss = 0.5 * masked_mean(squared_error, mask)
     return loss, {"value_loss": loss.detach()}
 
 

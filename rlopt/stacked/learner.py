@@ -1,0 +1,186 @@
+"""K seeds of one config learning together (issue 17): REINFORCE, A2C and PPO on stacked networks.
+
+Built from K lone agents (``agents.stacked.build_stacked`` builds each with ``agents.build_agent``:
+seed ``k``'s initial weights and random stream are exactly its lone run's), it runs their update on ``[K, ...]`` tensors with the pure
+pieces the agents use -- the agent's own ``compute_targets`` hook, :mod:`rlopt.losses` (per-seed
+``[K]`` losses; one backward of their sum gives each seed its own gradient), per-seed clipping
+(:mod:`rlopt.stacked.clipping`) and one torch.optim optimizer and LR schedule per network over all
+seeds' leaves (exactly per seed: :mod:`rlopt.stacked.networks`). Per seed: minibatch permutations
+from its own generator, PPO's ``target_kl`` stop (the stopped seed's tensors stay untouched), and
+a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacked.update`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlopt.config import Config
+from rlopt.errors import ConfigError
+from rlopt.optim import build_optimizer
+from rlopt.schedules import build_lr_scheduler, build_schedule
+from rlopt.stacked.batch import StackedBatch, compute_targets_stacked, stack_rollouts
+from rlopt.stacked.networks import StackedActor, StackedCritic
+from rlopt.stacked.random import sample_per_seed
+from rlopt.stacked.snapshot import SeedSnapshots
+
+SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo")
+"""Agents with a stacked update; NPG, TRPO and ACKTR (trust-region steps) are refused."""
+MAX_SEEDS = 256
+"""At most this many seeds in one stack (each seed builds its own env and networks)."""
+_NOT_ELEMENTWISE = ("lbfgs", "kfac", "trust_region")
+"""Optimizers whose step couples tensors (line search over all, factored curvature): refused."""
+
+
+def check_stackable(cfg: Config, seeds: Sequence[int]) -> None:
+    """One-line ConfigError for what a stack does not run (yet): agent, optimizers, seeds."""
+    if cfg.agent not in SUPPORTED_AGENTS:
+        raise ConfigError(f"agent: {cfg.agent} has no stacked update yet; stacked seeds support {', '.join(SUPPORTED_AGENTS)}")
+    for key, spec in (("actor.optim", cfg.actor.optim), ("critic.optim", cfg.critic.optim)):
+        name = str(dict(spec).get("name", "")).lower()
+        if name in _NOT_ELEMENTWISE:
+            raise ConfigError(f"{key}.name: {name} is not a per-tensor optimizer; stacked seeds need one (adam, sgd, rmsprop, ...)")
+    if not seeds:
+        raise ConfigError("seeds: at least one seed is needed")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"seeds: {len(seeds)} seeds in one stack, at most {MAX_SEEDS}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: must be distinct, got {list(seeds)}")
+
+
+class StackedLearner:
+    """K lone agents (same config but the seed) updated together; ``agents[k]`` stays a usable lone
+    agent (``predict``, evaluation, ``state_dict`` after :meth:`sync_agents`)."""
+
+    def __init__(self, agents: Sequence[Any], generators: Sequence[torch.Generator]) -> None:
+        """``agents[k]``: seed ``k``'s lone agent (an ``agents.base.Agent``; the library layer does not
+        import the agents), ``generators[k]``: its random stream, where its lone run draws next."""
+        if len(agents) != len(generators):
+            raise ValueError(f"{len(agents)} agents for {len(generators)} generators")
+        self.agents = list(agents)
+        self.generators = list(generators)
+        self.cfg = cfg = agents[0].cfg
+        check_stackable(cfg, [a.cfg.seed for a in agents])
+        self.device = agents[0].device
+        self.actor = StackedActor([a.actor for a in agents])
+        self.critic = StackedCritic([a.critic for a in agents]) if agents[0].critic is not None else None
+        horizon = cfg.num_updates
+        self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")
+        self.actor_scheduler = build_lr_scheduler(
+            self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule")
+        )
+        self.critic_optimizer = self.critic_scheduler = None
+        if self.critic is not None:
+            self.critic_optimizer = build_optimizer(self.critic.leaves(), dict(cfg.critic.optim), key="critic.optim")
+            self.critic_scheduler = build_lr_scheduler(
+                self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
+            )
+        networks = [n for n in (self.actor, self.critic) if n is not None]
+        self.snapshots = SeedSnapshots(
+            [[n.leaves()[k] for n in networks] for k in range(len(agents))],
+            [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
+        )
+        self.updates_done = 0
+        self._rollout_stack: tuple[Any, Any] | None = None
+        self.frozen = [False] * len(agents)
+        """Seeds that stopped learning (too many faults in a row): they collect but never step."""
+
+    @property
+    def num_seeds(self) -> int:
+        return len(self.agents)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [a.cfg.seed for a in self.agents]
+
+    # ----------------------------------------------------------------- acting
+    def _rollout_params(self) -> tuple[Any, Any]:
+        """The stacked weights the rollout acts with, stacked once per rollout (dropped by :meth:`update`)."""
+        if self._rollout_stack is None:
+            with torch.no_grad():
+                self._rollout_stack = (self.actor.stack_params(), None if self.critic is None else self.critic.stack_params())
+        return self._rollout_stack
+
+    @torch.inference_mode()
+    def act(self, obs: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """One rollout step of every seed: ``obs`` ``[K, N, obs_dim]`` → actions, log-probs, values."""
+        actor_params, critic_params = self._rollout_params()
+        dist = self.actor(obs, actor_params)
+        actions = sample_per_seed(dist, self.generators)
+        values = self.critic(obs, critic_params) if self.critic is not None else torch.zeros(obs.shape[:2], device=obs.device)
+        return actions, dist.log_prob(actions), values
+
+    @torch.inference_mode()
+    def value(self, obs: Tensor) -> Tensor:
+        """V(s) of every seed, ``[K, N]`` (zeros without a critic)."""
+        if self.critic is None:
+            return torch.zeros(obs.shape[:2], device=obs.device)
+        return self.critic(obs, self._rollout_params()[1])
+
+    # ----------------------------------------------------------------- the update
+    def prepare_batch(self, storage: Any) -> StackedBatch:
+        """Advantages and returns of every seed from the agent's ``compute_targets`` hook (run once
+        on the seeds' envs side by side), written into ``storage``; the padded batch."""
+        advantages, returns = compute_targets_stacked(self.agents[0].compute_targets, storage)
+        storage.advantages.copy_(advantages)
+        storage.returns.copy_(returns)
+        return stack_rollouts(storage)
+
+    def coefficient(self, key: str) -> float:
+        """The scheduled coefficient ``key`` at the current update (the same for every seed)."""
+        return self.agents[0].coefficients[key].value(self.updates_done)
+
+    def update(self, batch: StackedBatch) -> list[Any]:
+        """One update of every seed; returns each seed's ``UpdateStats`` (see :mod:`rlopt.stacked.update`)."""
+        from rlopt.stacked.update import stacked_update
+
+        self._rollout_stack = None  # the weights move: the next rollout stacks them again
+        return stacked_update(self, batch)
+
+    def step_schedules(self) -> None:
+        """Advance the shared LR schedules by one update (also over a skipped one, as alone)."""
+        self.updates_done += 1
+        self.actor_scheduler.step()
+        if self.critic_scheduler is not None:
+            self.critic_scheduler.step()
+
+    # ----------------------------------------------------------------- per-seed state
+    def sync_agents(self) -> None:
+        """Copy the stacked optimizers' per-seed states, the schedules and the update count into
+        each lone agent, so that ``agents[k].state_dict()`` is exactly its lone run's state."""
+        pairs = [(self.actor, self.actor_optimizer, self.actor_scheduler, "actor")]
+        if self.critic is not None:
+            pairs.append((self.critic, self.critic_optimizer, self.critic_scheduler, "critic"))
+        for k, agent in enumerate(self.agents):
+            agent.updates_done = self.updates_done
+            for network, optimizer, scheduler, name in pairs:
+                own = getattr(agent, f"{name}_optimizer")
+                own.state.clear()
+                state = optimizer.state.get(network.leaves()[k])
+                if state:  # the flat leaf's state, cut into its parameters' shapes (copies)
+                    for i, param in enumerate(getattr(agent, f"{name}_parameters")):
+                        own.state[param] = {
+                            key: (network.flat.split(v)[i].clone() if v.shape == network.leaves()[k].shape else v.clone())
+                            if isinstance(v, Tensor) else copy.deepcopy(v)
+                            for key, v in state.items()
+                        }  # fmt: skip
+                own.param_groups[0]["lr"] = optimizer.param_groups[0]["lr"]
+                getattr(agent, f"{name}_scheduler").load_state_dict(scheduler.state_dict())
+
+    def seed_state_dicts(self) -> list[dict[str, Any]]:
+        """Each seed's lone ``Agent.state_dict()`` (what its lone checkpoint holds; the weights are
+        copies, not views of the flat leaves)."""
+        self.sync_agents()
+        states = []
+        for agent in self.agents:
+            state = agent.state_dict()
+            for name in ("actor", "critic"):
+                if name in state:
+                    state[name] = {key: t.clone() for key, t in state[name].items()}
+            states.append(state)
+        return states
+

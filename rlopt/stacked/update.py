@@ -1,0 +1,237 @@
+"""The stacked update of REINFORCE / A2C (``agents.base.Agent``: one actor step on the whole batch,
+then the critic's regression epochs) and of PPO (``agents.ppo.PPO.optimize``: epochs x minibatches
+of one actor + critic step), seed by seed exactly as alone, on ``[K, ...]`` tensors.
+
+Per gradient step, with ``participating`` the seeds that have rows in it and have not stopped:
+one backward of the sum of the participating seeds' losses, per-seed clipping, then every seed
+that did not step (not participating, or a non-finite gradient) gets ``grad = None`` so that the
+optimizers leave its tensors and states untouched. A seed with a non-finite observation, advantage
+or gradient stops stepping and is restored from the snapshot taken at the start of the update
+(the lone trainer's all-or-nothing rule, per seed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlopt.distributions import ActionDistribution
+from rlopt.learner import UpdateStats
+from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
+from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distribution, take_rows
+from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed
+
+
+NetworkStep = tuple[torch.optim.Optimizer, Any, "float | None"]
+"""(the optimizer over every seed's flat leaf, the stacked network, max gradient norm or None)."""
+Info = dict[str, tuple["Tensor | float", "Tensor | None"]]
+"""Statistics by name: ``[K]`` values and ``[K]`` bool "measured" (or a float shared by the seeds, None)."""
+
+
+class _Totals:
+    """Per-seed lists of per-step ``[K]`` values, averaged over the steps each seed took."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[Tensor]] = {}
+        self.taken: dict[str, list[Tensor]] = {}
+
+    def add(self, name: str, value: Tensor, taken: Tensor) -> None:
+        self.values.setdefault(name, []).append(value.detach())
+        self.taken.setdefault(name, []).append(taken)
+
+    def means(self) -> Info:
+        """``{name: (mean over taken steps [K], any step taken [K] bool)}``."""
+        out = {}
+        for name, values in self.values.items():
+            taken = torch.stack(self.taken[name])
+            stacked = torch.where(taken, torch.stack(values), 0.0)
+            out[name] = (stacked.sum(0) / taken.sum(0).clamp(min=1), taken.any(0))
+        return out
+
+
+def _gradient_step(loss: Tensor, stepping: Tensor, *networks: NetworkStep) -> tuple[list[Tensor], Tensor]:
+    """Backward of ``loss[stepping].sum()``, per-seed clip of each (optimizer, stacked network, max
+    norm) -- the norm over the seed's parameter tensors, as alone -- and ``grad = None`` for every
+    seed that does not step; step. Returns the ``[K]`` norms and the ``[K]`` bool of the seeds
+    that stepped (among ``stepping``, those whose norms were all finite)."""
+    for optimizer, _, _ in networks:
+        optimizer.zero_grad(set_to_none=True)
+    loss[stepping].sum().backward()
+    norms = []
+    for _, network, max_norm in networks:
+        flat_grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in network.leaves()]
+        norms.append(clip_flat_grad_norms_per_seed(flat_grads, network.flat.segments, max_norm))
+    finite = stepping & torch.isfinite(torch.stack(norms)).all(0)
+    keep = finite.tolist()
+    for _, network, _ in networks:
+        for leaf, kept in zip(network.leaves(), keep):
+            if not kept:
+                leaf.grad = None
+    if any(keep):
+        for optimizer, _, _ in networks:
+            optimizer.step()
+    return norms, finite
+
+
+def _finite_rows(batch: StackedBatch) -> Tensor:
+    """``[K]``: every observation and advantage of the seed is finite (else its update is skipped)."""
+    return torch.isfinite(batch.obs).flatten(1).all(1) & torch.isfinite(batch.advantages).all(1)
+
+
+def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
+    """One update of every seed (the lone ``Agent.update``, per seed); each seed's ``UpdateStats``."""
+    learner.snapshots.take()
+    ok = _finite_rows(batch) & torch.tensor([s > 0 and not f for s, f in zip(batch.sizes, learner.frozen)])
+    with torch.no_grad():
+        old_dist = learner.actor(batch.obs).detach()
+    if learner.cfg.agent == "ppo":
+        info, ok = _ppo_optimize(learner, batch, old_dist, ok)
+    else:
+        info, ok = _actor_critic_optimize(learner, batch, old_dist, ok)
+    skipped = [not flag for flag in ok.tolist()]
+    for k, is_skipped in enumerate(skipped):
+        if is_skipped:
+            learner.snapshots.restore(k)
+    with torch.no_grad():
+        kl = masked_mean(old_dist.kl(learner.actor(batch.obs)), batch.mask)
+        if learner.critic is not None:
+            info["critic_explained_variance"] = (_explained_variance(learner.critic(batch.obs), batch.returns, batch.mask), ok)
+    info["actor_kl"] = (kl, ok)
+    if "actor_kl_max" in info:
+        kl_max, has = info["actor_kl_max"]
+        info["actor_kl_max"] = (torch.where(has, torch.maximum(kl_max, kl), kl), ok)
+    else:
+        info["actor_kl_max"] = (kl, ok)
+    stats = _per_seed_stats(info, skipped)
+    for s in stats:
+        s.actor_lr = learner.actor_optimizer.param_groups[0]["lr"]
+        if learner.critic_optimizer is not None:
+            s.critic_lr = learner.critic_optimizer.param_groups[0]["lr"]
+    learner.step_schedules()
+    return stats
+
+
+def _per_seed_stats(info: Info, skipped: Sequence[bool]) -> list[UpdateStats]:
+    """Seed ``k``'s ``UpdateStats`` from ``{name: (values [K] or a float, recorded [K] bool)}`` with one
+    host transfer; a skipped (rolled-back) seed records nothing."""
+    names = [n for n, (v, _) in info.items() if isinstance(v, Tensor)]
+    table = torch.stack([info[n][0].float() for n in names]).tolist() if names else []
+    recorded = torch.stack([info[n][1] for n in names]).tolist() if names else []
+    stats = []
+    for k, is_skipped in enumerate(skipped):
+        s = UpdateStats(skipped=is_skipped)
+        if not is_skipped:
+            values = {n: table[i][k] for i, n in enumerate(names) if recorded[i][k]}
+            values.update({n: float(v) for n, (v, _) in info.items() if not isinstance(v, Tensor)})
+            s.record(values)
+        stats.append(s)
+    return stats
+
+
+def _explained_variance(predictions: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    """``rlopt.losses.explained_variance`` per seed over its real rows, ``[K]``."""
+
+    def variance(x: Tensor) -> Tensor:
+        return masked_mean((x - masked_mean(x, mask).unsqueeze(-1)).square(), mask)
+
+    return 1.0 - variance(targets - predictions) / variance(targets)
+
+
+def _advantages(batch_advantages: Tensor, mask: Tensor, enabled: bool) -> Tensor:
+    return normalize(batch_advantages, mask=mask) if enabled else batch_advantages
+
+
+def _minibatches(
+    learner: Any, batch: StackedBatch, minibatch_size: int, active: Tensor
+) -> Iterator[tuple[Tensor, Tensor, Tensor]]:
+    """One epoch's minibatches (:func:`plan_minibatches`, drawn for the ``active`` seeds):
+    ``(positions [K, W], mask [K, W], seeds with rows in it [K])``, those with no such seed skipped."""
+    plan = plan_minibatches(batch.sizes, batch.rows, minibatch_size, learner.generators, active.tolist())
+    for positions, mask, counts in zip(plan.positions, plan.masks, plan.counts):
+        participating = active & torch.tensor([c > 0 for c in counts])
+        if bool(participating.any()):
+            yield positions, mask, participating
+
+
+def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
+    """``Agent.optimize``: one actor step on the whole batch, then ``critic.updates`` epochs of
+    minibatches of ``critic.minibatch_size`` (a seed whose actor step failed fits no critic)."""
+    cfg, agent = learner.cfg, learner.agents[0]
+    entropy_coef = agent.current_entropy_coef
+    dist = learner.actor(batch.obs)
+    advantages = _advantages(batch.advantages, batch.mask, agent.normalize_advantage)
+    loss, info = policy_gradient_loss(dist.log_prob(batch.actions), advantages, dist.entropy(), entropy_coef, mask=batch.mask)
+    (grad_norm,), ok = _gradient_step(loss, ok, (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm))
+    out = {"actor_loss": (loss, ok), "actor_entropy": (info["entropy"], ok), "actor_grad_norm": (grad_norm, ok),
+           "schedule/entropy_coef": (entropy_coef, None)}  # fmt: skip
+    if learner.critic is None:
+        return out, ok
+    totals = _Totals()
+    for _ in range(cfg.critic.updates):
+        for positions, mask, stepping in _minibatches(learner, batch, cfg.critic.minibatch_size, ok):
+            values = learner.critic(take_rows(batch.obs, positions))
+            vloss, _ = value_loss(values, take_rows(batch.returns, positions), mask=mask)
+            (vgrad,), finite = _gradient_step(
+                vloss, stepping, (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm)
+            )
+            ok = ok & ~(stepping & ~finite)  # a seed's non-finite step ends its update (rolled back)
+            totals.add("critic_loss", vloss, finite)
+            totals.add("critic_grad_norm", vgrad, finite)
+    out.update(totals.means())
+    return out, ok
+
+
+def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
+    """``PPO.optimize`` per seed: epochs x minibatches; a seed whose minibatch KL exceeds
+    ``ppo.target_kl`` stops (that minibatch does not step), as does one with a non-finite gradient."""
+    cfg = learner.cfg
+    clip, entropy_coef = learner.coefficient("ppo.clip"), learner.agents[0].current_entropy_coef
+    active = ok.clone()
+    totals = _Totals()
+    for _ in range(cfg.ppo.epochs):
+        for positions, mask, participating in _minibatches(learner, batch, cfg.ppo.minibatch_size, active):
+            participating = participating & active  # a seed stopped earlier in this epoch
+            if not bool(participating.any()):
+                continue
+            obs = take_rows(batch.obs, positions)
+            dist = learner.actor(obs)
+            advantages = _advantages(take_rows(batch.advantages, positions), mask, cfg.ppo.normalize_advantage)
+            loss, info = ppo_clip_loss(dist.log_prob(take_rows(batch.actions, positions)),
+                                       take_rows(batch.log_probs, positions), advantages, dist.entropy(), clip,
+                                       entropy_coef, mask=mask)  # fmt: skip
+            with torch.no_grad():
+                kl = masked_mean(take_distribution(old_dist, positions).kl(dist.detach()), mask)
+            stepping = participating
+            if cfg.ppo.target_kl is not None:
+                stop = participating & (kl > cfg.ppo.target_kl)
+                totals.add("actor_kl_max", kl, stop)
+                active = active & ~stop
+                stepping = participating & ~stop
+                if not bool(stepping.any()):
+                    continue
+            vloss, _ = value_loss(learner.critic(obs), take_rows(batch.returns, positions),
+                                  take_rows(batch.values, positions), cfg.ppo.clip_value, mask=mask)  # fmt: skip
+            (grad_norm, vgrad_norm), finite = _gradient_step(
+                loss + vloss, stepping,
+                (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm),
+                (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm),
+            )  # fmt: skip
+            failed = stepping & ~finite
+            ok, active = ok & ~failed, active & ~failed
+            for name, value in (("actor_loss", loss), ("actor_entropy", info["entropy"]),
+                                ("actor/clip_fraction", info["clip_fraction"]), ("actor_grad_norm", grad_norm),
+                                ("critic_loss", vloss), ("critic_grad_norm", vgrad_norm), ("actor_kl_max", kl)):  # fmt: skip
+                totals.add(name, value, finite)
+    out = totals.means()
+    if "actor_kl_max" in out:  # the max, not the mean, of the minibatches' KLs
+        out["actor_kl_max"] = _kl_max(totals)
+    return {**out, "schedule/ppo_clip": (clip, None), "schedule/entropy_coef": (entropy_coef, None)}, ok
+
+
+def _kl_max(totals: _Totals) -> tuple[Tensor, Tensor]:
+    taken = torch.stack(totals.taken["actor_kl_max"])
+    values = torch.where(taken, torch.stack(totals.values["actor_kl_max"]), -torch.inf)
+    return values.max(0).values, taken.any(0)

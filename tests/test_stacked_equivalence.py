@@ -1,0 +1,181 @@
+"""Seed k of a stack is its lone run (issue 17): same initial weights and random stream, the same
+first rollout, the first update's statistics within 1e-5 relative; no seed influences another."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from agents import build_agent
+from rlopt.config import load_config
+from rlopt.errors import ConfigError
+from agents.stacked import build_stacked, train_stacked
+from rlopt.stacked import StackedTraining
+from rlopt.trainer import Trainer
+
+SMALL = {  # a few hundred env steps per update at most
+    "ppo_cartpole": ["rollout.n_steps=32"],
+    "a2c_cartpole": [],
+    "reinforce_cartpole": ["rollout.n_steps=32"],
+    "ppo_pendulum": ["rollout.n_steps=64", "ppo.epochs=2"],
+    "reinforce_pendulum": ["rollout.n_steps=32", "critic.updates=2", "critic.minibatch_size=64"],
+}
+
+
+def _cfg(preset: str, *overrides: str):
+    return load_config(preset, [*SMALL[preset], "eval.episodes=1", *overrides])
+
+
+def _states_equal(a: torch.nn.Module | None, b: torch.nn.Module | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+@pytest.mark.parametrize("preset", ["ppo_cartpole", "reinforce_pendulum"])
+def test_initial_weights_and_random_stream_are_the_lone_runs(preset):
+    stack = build_stacked(_cfg(preset), [3, 7])
+    for k, seed in enumerate((3, 7)):
+        lone = build_agent(_cfg(preset, f"seed={seed}"))
+        assert _states_equal(stack.agents[k].actor, lone.actor) and _states_equal(stack.agents[k].critic, lone.critic)
+        assert torch.equal(stack.generators[k].get_state(), torch.get_rng_state())
+
+
+def _first_update(preset: str, seeds=(0, 1), overrides=()):
+    """The stack's and each lone run's first rollout and update."""
+    stack = build_stacked(_cfg(preset, *overrides), seeds)
+    training = StackedTraining(stack)
+    training.collector.collect(stack.act, stack.value)
+    batch = stack.prepare_batch(training.collector.buffer)
+    stacked_stats = stack.update(batch)
+    lone_runs = []
+    for seed in seeds:
+        lone = build_agent(_cfg(preset, *overrides, f"seed={seed}"))
+        trainer = Trainer(lone, run_dir=None, progress=False)
+        trainer.collector.collect(lone.act, lone.value)
+        lone_buffer = trainer.collector.buffer
+        lone_batch = lone.prepare_batch(lone_buffer)
+        lone_runs.append((lone, lone_buffer, lone_batch, lone.update(lone_batch)))
+        trainer.close()
+    training.collector.close()
+    return stack, training, batch, stacked_stats, lone_runs
+
+
+@pytest.mark.parametrize(
+    "preset,overrides",
+    [(p, ()) for p in SMALL]
+    + [("ppo_pendulum", ("env.normalize_obs=true",)), ("ppo_cartpole", ("ppo.minibatch_size=62",))],  # ragged
+    ids=str,
+)
+def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
+    stack, training, batch, stacked_stats, lone_runs = _first_update(preset, overrides=overrides)
+    discrete = stack.actor.is_discrete
+    for k, (lone, lone_buffer, lone_batch, lone_stats) in enumerate(lone_runs):
+        buffer = training.collector.buffer.seeds[k]
+        for name in ("obs", "actions", "log_probs", "values", "rewards", "valid", "last_values"):
+            assert torch.equal(getattr(buffer, name), getattr(lone_buffer, name)), name  # identical actions
+        size = batch.sizes[k]
+        assert size == len(lone_batch)
+        for name in ("obs", "actions", "advantages", "returns"):
+            assert torch.equal(getattr(batch, name)[k, :size], getattr(lone_batch, name)), name
+        ours, theirs = stacked_stats[k].scalars(), lone_stats.scalars()
+        # A lone Gaussian's "old" log-std aliases the parameter (DiagGaussian.detach shares storage),
+        # so its KL misses the log-std's move; the stack measures the true KL: compare KLs on Discrete.
+        compared = [t for t in theirs if discrete or "kl" not in t]
+        assert set(ours) == set(theirs)
+        for tag in compared:
+            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-5, abs_tol=1e-7), (tag, ours[tag], theirs[tag])
+        for ours_p, lone_p in zip(stack.agents[k].actor.parameters(), lone.actor.parameters()):
+            torch.testing.assert_close(ours_p, lone_p, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "preset,overrides", [("ppo_cartpole", ()), ("ppo_cartpole", ("ppo.minibatch_size=62",)), ("ppo_pendulum", ())], ids=str
+)
+def test_no_seed_influences_another(preset, overrides):
+    """Seeds whose batches differ in length (CartPole's reset steps) and so in their number of
+    minibatches (``ppo.minibatch_size=62``: 4 for 248 rows or fewer, 5 above) included."""
+    runs = []
+    for seeds in ((0, 1), (0, 5)):
+        stack = build_stacked(_cfg(preset, "total_steps=768", *overrides), seeds)
+        StackedTraining(stack).train(evaluate=False)
+        runs.append(stack)
+    (a, b) = runs
+    assert _states_equal(a.agents[0].actor, b.agents[0].actor) and _states_equal(a.agents[0].critic, b.agents[0].critic)
+    assert torch.equal(a.generators[0].get_state(), b.generators[0].get_state())
+    assert not _states_equal(a.agents[1].actor, b.agents[1].actor)
+    if overrides:  # seeds 0 and 1 took different numbers of Adam steps, each its own count
+        steps = [int(a.actor_optimizer.state[leaf]["step"]) for leaf in a.actor.leaves()]
+        assert steps[0] != steps[1]
+
+
+def test_target_kl_stops_a_seed_with_its_tensors_untouched():
+    # target_kl 1e-12: every seed steps on its first minibatch (KL 0) and stops at its second.
+    # The lone run stops there too: its weights and Adam state are the stack's seed's.
+    stack, _, _, stats, lone_runs = _first_update("ppo_cartpole", overrides=["ppo.target_kl=1e-12"])
+    for k, (lone, _, _, lone_stats) in enumerate(lone_runs):
+        steps = {int(stack.actor_optimizer.state[stack.actor.leaves()[k]]["step"])}
+        lone_steps = {int(lone.actor_optimizer.state[p]["step"]) for p in lone.actor_parameters}
+        assert steps == lone_steps == {1}
+        assert stats[k].actor_kl_max > 1e-12 and lone_stats.actor_kl_max > 1e-12
+        for ours, theirs in zip(stack.agents[k].actor.parameters(), lone.actor.parameters()):
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_non_finite_update_rolls_back_only_its_seed():
+    runs = []
+    for poison in (False, True):
+        stack = build_stacked(_cfg("ppo_cartpole"), (0, 1))
+        training = StackedTraining(stack)
+        before = [p.detach().clone() for p in stack.agents[1].actor.parameters()]
+        training.collector.collect(stack.act, stack.value)
+        batch = stack.prepare_batch(training.collector.buffer)
+        if poison:
+            batch.advantages[1, 3] = math.nan
+        stats = stack.update(batch)
+        training.collector.close()
+        runs.append((stack, stats, before))
+    (clean, clean_stats, _), (poisoned, stats, before) = runs
+    assert not stats[0].skipped and stats[1].skipped and not clean_stats[1].skipped
+    assert all(torch.equal(p, q) for p, q in zip(poisoned.agents[1].actor.parameters(), before))
+    assert poisoned.actor.leaves()[1] not in poisoned.actor_optimizer.state
+    assert _states_equal(clean.agents[0].actor, poisoned.agents[0].actor)
+
+
+def test_seed_state_dicts_load_into_lone_agents():
+    stack = build_stacked(_cfg("a2c_cartpole", "total_steps=256"), (2, 4))
+    StackedTraining(stack).train(evaluate=False)
+    for k, state in enumerate(stack.seed_state_dicts()):
+        lone = build_agent(_cfg("a2c_cartpole", "seed=9"))
+        lone.load_state_dict(state)
+        assert _states_equal(lone.actor, stack.agents[k].actor)
+        assert lone.updates_done == stack.updates_done == 2
+        flat_state = stack.actor_optimizer.state[stack.actor.leaves()[k]]
+        for i, p in enumerate(lone.actor_parameters):
+            assert torch.equal(lone.actor_optimizer.state[p]["exp_avg"], stack.actor.flat.split(flat_state["exp_avg"])[i])
+            assert int(lone.actor_optimizer.state[p]["step"]) == int(flat_state["step"]) == 2
+
+
+def test_train_stacked_returns_one_evaluated_summary_per_seed():
+    summaries = train_stacked(_cfg("ppo_cartpole"), [0, 1], total_steps=256)
+    assert [s["seed"] for s in summaries] == [0, 1]
+    assert all(s["total_steps"] == 256 and s["eval_episodes"] == 1 and s["eval_return_mean"] > 0 for s in summaries)
+
+
+@pytest.mark.parametrize(
+    "preset,overrides,message",
+    [
+        ("trpo_cartpole", [], "agent: trpo has no stacked update"),
+        ("a2c_cartpole", ["actor.optim={name: lbfgs, lr: 1.0}"], "actor.optim.name: lbfgs"),
+    ],
+)
+def test_unsupported_configs_are_refused_with_one_line(preset, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        build_stacked(load_config(preset, overrides), [0, 1])
+
+
+def test_seed_lists_are_checked():
+    with pytest.raises(ConfigError, match="distinct"):
+        build_stacked(_cfg("ppo_cartpole"), [1, 1])
