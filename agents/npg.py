@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from agents.base import Agent, Distribution
+from agents.actor_critic import A2C
+from agents.base import Distribution
 from rlopt import optimizers
 from rlopt.config import DEFAULT_TRUST_REGION, Config, check_optimizer_spec
 from rlopt.errors import ConfigError
@@ -70,8 +71,8 @@ def actor_metric_inputs(
     )
 
 
-class NPG(Agent):
-    """Actor: one preconditioned trust-region step per rollout; critic: regression."""
+class NPG(A2C):
+    """Actor: one preconditioned trust-region step per rollout; critic: regression (A2C's)."""
 
     name = "npg"
     line_search_default: ClassVar[bool] = False
