@@ -17,12 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from rlopt.config.schema import Config
 from rlopt.errors import ConfigError
 from rlopt.files import atomic_write_text, check_new_run_dir
-from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, CONFIG_FILE, SUMMARY_FILE, stored_config, strict_json_summary
+from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, stored_config, strict_json_summary
 
 STACKED_FILE = "stacked.json"
 """``DIR/stacked.json``: ``{"seeds": [...]}``, written first; marks DIR as a stack of seed run dirs."""
@@ -83,41 +81,30 @@ def check_new_stack_dir(run_dir: Path) -> None:
 
 
 class SeedRun:
-    """One seed's run directory inside a stack: the files a lone :class:`rlopt.trainer.Trainer` writes."""
+    """One seed's run directory inside a stack: the files a lone :class:`rlopt.trainer.Trainer` writes,
+    through the lone run's own :class:`rlopt.run_logger.RunLogger` (its bar off: the stack has one)."""
 
     def __init__(self, run_dir: Path, cfg: Config, purge_step: int | None = None) -> None:
         """``purge_step``: resumed, TensorBoard drops what was logged at and after it (as a lone resume)."""
-        from torch.utils.tensorboard import SummaryWriter
-
-        from rlopt.config import config_to_yaml
-        from rlopt.run_files import wait_for_later_event_file_name
+        from rlopt.run_logger import RunLogger
 
         self.run_dir, self.cfg = Path(run_dir), cfg
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(cfg))
+        self.logger = RunLogger(progress=False)
         if purge_step is not None:
-            wait_for_later_event_file_name(self.run_dir)
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
+            self.logger.purge_after(purge_step - 1)
+        self.logger.start(self.run_dir, cfg, total=0, done=0)  # config.yaml and the TensorBoard writer
+        self.logger.end_progress()
 
     def log(self, stats: Any, rollout: Any, skipped_updates: int, sps: float, env_steps: int) -> None:
-        """The scalars of one update, with the lone trainer's tags (``Trainer._log``)."""
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        scalars = stats.scalars()
-        scalars["health/skipped_updates"] = skipped_updates
-        if rollout.episode_returns:
-            scalars["rollout/episode_return"] = float(np.mean(rollout.episode_returns))
-            scalars["rollout/episode_length"] = float(np.mean(rollout.episode_lengths))
-        scalars["time/sps"] = sps
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
-        self.writer.file_writer.add_summary(summary, env_steps)
+        """The scalars of one update, with the lone trainer's tags (:meth:`RunLogger.log_update`)."""
+        self.logger.log_update(env_steps, stats, rollout, sps, skipped_updates)
 
     def save_checkpoint(self, env_steps: int, state: dict[str, Any], envs: Any) -> Path:
         """Flush the scalars, then write ``step_<env_steps>.pt`` and the seed's pickled vector env
         (:func:`rlopt.checkpoint.save_checkpoint`: between rollouts the lone envs hold the state)."""
         from rlopt.checkpoint import rng_state, save_checkpoint
 
-        self.writer.flush()
+        self.logger.flush()
         state = {"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
                  "env_steps": env_steps, "rng": rng_state(), **state}  # fmt: skip
         return save_checkpoint(self.run_dir, env_steps, state, envs, self.cfg.checkpoint.keep)
@@ -125,11 +112,11 @@ class SeedRun:
     def write_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
         """``summary.json`` (strict JSON, as the lone trainer writes it); returns what was written."""
         summary = strict_json_summary(summary)
-        atomic_write_text(self.run_dir / SUMMARY_FILE, json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        self.logger.write_summary(summary)
         return summary
 
     def close(self) -> None:
-        self.writer.close()
+        self.logger.close()
 
 
 def open_stack(run_dir: Path, cfgs: list[Config], purge_step: int | None = None) -> list[SeedRun]:
