@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from agents.registry import agent_from_config, load_agent
+from agents.registry import agent_from_config, config_for, load_agent
 from rlopt.checkpoint import atomic_torch_save
 from rlopt.gradient_steps import gradient_steps
 from rlopt import optimizers
@@ -168,10 +168,15 @@ class Agent(ABC):
 
     @classmethod
     def from_config(
-        cls, config: Config | str | Path | None = None, overrides: Sequence[str] = (), **values: Any
-    ) -> "Agent":
+        cls, config: Config | str | Path | None = None, overrides: Sequence[str] = (), seeds: Any = None, **values: Any
+    ) -> Any:
         """Build from a Config, a YAML path, and/or keyword values (``seed=1, env={"id": ...}``);
-        ``agents.build_agent`` checks, seeds and builds (:func:`agents.registry.agent_from_config`)."""
+        ``agents.build_agent`` checks, seeds and builds (:func:`agents.registry.agent_from_config`).
+        With ``seeds`` (e.g. ``range(10)``): a stack of those seeds (:class:`agents.stacked.StackedAgents`)."""
+        if seeds is not None:
+            from agents.stacked import StackedAgents
+
+            return StackedAgents(config_for(cls, config, overrides, values), seeds)
         return agent_from_config(cls, config, overrides, values)
 
     # ----------------------------------------------------------------- acting

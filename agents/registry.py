@@ -79,12 +79,15 @@ def agent_from_config(
     """``cls.from_config``: the config from a Config, a YAML path and/or keyword values, its
     ``agent`` set to ``cls.name`` (the abstract ``Agent`` has none: then the config decides), built
     by :func:`build_agent`."""
+    return build_agent(config_for(cls, config, overrides, values))
+
+
+def config_for(cls: Any, config: Config | str | Path | None, overrides: Sequence[str], values: dict[str, Any]) -> Config:
+    """The config ``cls.from_config`` builds from (see :func:`agent_from_config`)."""
     forced = {"agent": cls.name} if hasattr(cls, "name") else {}
     if isinstance(config, Config):
-        cfg = load_config(None, overrides, values={**config_to_dict(config), **values, **forced})
-    else:
-        cfg = load_config(config, overrides, values={**values, **forced})
-    return build_agent(cfg)
+        return load_config(None, overrides, values={**config_to_dict(config), **values, **forced})
+    return load_config(config, overrides, values={**values, **forced})
 
 
 def load(path: str | Path, device: str | None = None) -> Any:

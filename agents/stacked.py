@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from agents import build_agent
+from agents.registry import build_agent
 from rlopt.config import Config
 from rlopt.errors import ConfigError
 from rlopt.stacked.learner import StackedLearner, check_stackable

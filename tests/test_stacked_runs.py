@@ -183,10 +183,7 @@ def test_resume_continues_every_seed_exactly(stacked_and_lone, tmp_path, capsys)
 
 
 def test_stacked_agents_learn_returns_one_summary_per_seed(tmp_path):
-    from agents.stacked import StackedAgents
-    from rlopt.config import load_config
-
-    stack = StackedAgents(load_config("ppo_cartpole", ["rollout.n_steps=32", *COMMON]), range(2))
+    stack = PPO.from_config("ppo_cartpole", ["rollout.n_steps=32", *COMMON], seeds=range(2))
     summaries = stack.learn(256, run_dir=tmp_path / "stack", progress=False)
     assert [(s["seed"], s["total_steps"]) for s in summaries] == [(0, 256), (1, 256)]
     assert list(summaries[0]) == list(SUMMARY_KEYS)
