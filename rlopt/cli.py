@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from rlopt.arguments import Parser as _Parser, VersionAction as _Version
 from rlopt.errors import ConfigError, Interrupted, NumericalFault, WriteFailed, is_storage_error, short_repr
 from rlopt.files import check_new_run_dir, lock_or_refuse
 from rlopt.report import add_report_parser, report_command
@@ -36,34 +37,6 @@ EXIT_FAULT = 3
 EXIT_WRITE_FAILED = 4
 """The run directory could not be written (a full disk): the checkpoints are intact, resume later."""
 EXIT_INTERRUPTED = 130
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports usage errors as ConfigError (exit 2, one line) and takes no
-    abbreviated options (``--episode 2`` is an error, not ``--episodes 2``)."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        kwargs["allow_abbrev"] = False
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        command = self.prog.removeprefix("rlopt").strip()  # "train", "eval" or "" for the top level
-        raise ConfigError(f"{command}: {message}" if command else message)
-
-
-class _Version(argparse.Action):
-    """``rlopt --version``: the installed package's version (read only when asked: importlib.metadata
-    scans the installed distributions), falling back to ``rlopt.__version__`` in a bare checkout."""
-
-    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            number = version("rlopt")
-        except PackageNotFoundError:
-            from rlopt import __version__ as number
-        sys.stdout.write(f"rlopt {number}\n")
-        parser.exit()
 
 
 def _build_parser() -> argparse.ArgumentParser:
