@@ -31,6 +31,7 @@ from rlopt.report.defaults import DEFAULT_REPS, check_arguments
 from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.render import render_markdown, render_plots
+from rlopt.report.tuning import add_tuning, write_tuning
 from rlopt.stats import (
     BOOTSTRAP_METHOD,
     bootstrap_ci,
@@ -232,8 +233,10 @@ def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = D
         "arms": arms,
         "warnings": warnings,
     }
+    add_tuning(out, report, reps, seed)  # arms.<arm>.tuning of a sweep with a search: block
     try:
         write_report(out / REPORT_DIR, report, name=str(manifest.get("name", out.name)), tag=tag)
+        write_tuning(out / REPORT_DIR, report)
     except OSError as err:  # OUT/report/report.md a directory, a read-only OUT, a full disk
         raise ConfigError(f"report: cannot write {out / REPORT_DIR} ({err.strerror or type(err).__name__})") from None
     return report

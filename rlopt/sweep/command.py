@@ -34,6 +34,7 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--backend", choices=BACKENDS, default="local", help="local subprocess pool or Ray tasks")
     parser.add_argument("--address", help="Ray cluster address (--backend ray; default: start a local Ray)")
     parser.add_argument("--retry-failed", action="store_true", help="restart runs that failed before")
+    parser.add_argument("--storage", help="Optuna storage URL of the studies of a search: block (default sqlite:///OUT/tuning.db)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their status; write nothing")
     return parser
 

@@ -13,7 +13,7 @@ import shutil
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tqdm import tqdm
 
@@ -56,11 +56,22 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
     out = Path(args.out) if args.out else DEFAULT_OUT_ROOT / sweep.name
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file")
+    if args.dry_run and sweep.searches:  # the final runs' configs are known once tuned
+        from rlopt.sweep.tuning import print_tuning_plan
+
+        print_tuning_plan(sweep, out)
+        return 0
     if args.dry_run:
         planned = plan_runs(sweep, out, read_manifest(out), args.retry_failed)
         print_plan(sweep, planned, out)
         return 0
     check_same_sweep(read_manifest(out), sweep, out)  # again under the lock; here, before Ray is contacted
+    if args.storage is not None:  # opened before OUT is written: a bad URL leaves nothing behind
+        if not sweep.searches:
+            raise ConfigError("--storage is for a sweep with a search: block")
+        from rlopt.sweep.tuning import open_storage
+
+        open_storage(args.storage)
     session: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
     if args.backend == "ray":  # contacted before OUT is written: a wrong address leaves nothing behind
         from rlopt.sweep.ray_backend import ray_session
@@ -75,7 +86,7 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
             raise ConfigError(f"--out: cannot create {out} ({err.strerror or err})") from None
         try:
             with SweepLock(out):
-                return _run(sweep, out, args, ray)
+                return _tune_and_run(sweep, out, args, ray, validate) if sweep.searches else _run(sweep, out, args, ray)
         except ConfigError:
             if created and not any(p.name != ".lock" for p in out.iterdir()):
                 shutil.rmtree(out, ignore_errors=True)  # refused before writing anything but the lock
@@ -179,13 +190,7 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> 
         sys.stdout.flush()
 
     try:
-        if args.backend == "ray":
-            from rlopt.sweep.ray_backend import run_ray
-
-            interrupted = run_ray(ray, jobs, sweep.threads_per_run, args.workers if cluster else workers,
-                                  on_start, on_done)  # fmt: skip
-        else:
-            interrupted = run_local(jobs, workers, on_start, on_done)
+        interrupted = _backend(sweep, args, ray)(jobs, on_start, on_done)
     finally:
         bar.close()
     statuses = Counter(manifest.statuses())
@@ -195,6 +200,32 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> 
         print("rlopt: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0 if statuses["finished"] == len(planned) else EXIT_RUNS_FAILED
+
+
+def _backend(sweep: Sweep, args: argparse.Namespace, ray: Any) -> Callable[[list[RunJob], Any, Any], bool]:
+    """``run_jobs(jobs, on_start, on_done) -> interrupted`` on the local pool or on ``ray``."""
+    workers = args.workers or default_workers(sweep.threads_per_run)
+    if args.backend == "ray":
+        from rlopt.sweep.ray_backend import run_ray
+
+        limit = args.workers if args.address else workers
+        return lambda jobs, on_start, on_done: run_ray(ray, jobs, sweep.threads_per_run, limit, on_start, on_done)
+    return lambda jobs, on_start, on_done: run_local(jobs, workers, on_start, on_done)
+
+
+def _tune_and_run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any, validate: Validator) -> int:
+    """A sweep with a ``search:`` block: tune each arm (:mod:`rlopt.sweep.tuning`), then the final runs."""
+    from rlopt.sweep.tuning import default_storage, open_storage, open_studies, tune
+
+    previous = read_manifest(out)
+    check_same_sweep(previous, sweep, out)  # the final runs' configs are checked once tuned, by _run
+    storage = open_storage(args.storage or default_storage(out))
+    studies = open_studies(sweep, storage)  # refuses a stored study with another space
+    if previous is None:  # OUT is a sweep directory from the start: a killed tuning resumes
+        Manifest(sweep, out, plan_runs(sweep, out, None, args.retry_failed), None).write()
+    env = {name: str(sweep.threads_per_run) for name in THREAD_VARIABLES}
+    tuned = tune(sweep, out, studies, validate, env, _backend(sweep, args, ray))
+    return tuned if isinstance(tuned, int) else _run(tuned, out, args, ray)
 
 
 def _finish(sweep: Sweep, out: Path, spec: RunSpec, hparams: dict[tuple[str, int], dict[str, Any]],

@@ -56,7 +56,7 @@ DEFAULT_METRIC = "eval_return_mean"
 DEFAULT_CURVE = "rollout/episode_return"
 RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
 """Config keys the sweep sets itself -> the sweep key that sets them."""
-SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run")
+SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run", "search")
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -119,6 +119,8 @@ class Sweep:
     runs: list[RunSpec]
     raw: dict[str, Any]
     """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
+    searches: dict[str, Any] = dataclasses.field(default_factory=dict)
+    """Tuned arm -> its :class:`rlopt.sweep.search.Search` (the ``search:`` block; empty = no tuning)."""
 
 
 def no_check(cfg: Config) -> Config:
@@ -362,9 +364,11 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     variants_raw = raw.get("variants") or {}
     if not isinstance(variants_raw, dict):
         raise fail(f"variants must be a mapping of arm names to overrides, got {format_value(variants_raw)}")
+    searches = {v: o["search"] for v, o in variants_raw.items() if isinstance(o, dict) and "search" in o}
     variants = {
-        _check_name(variant, f"variants.{variant}", fail): _check_overrides(overrides, f"variants.{variant}", fail, variant)
-        for variant, overrides in variants_raw.items()
+        _check_name(variant, f"variants.{variant}", fail): _check_overrides(
+            {k: x for k, x in o.items() if k != "search"} if isinstance(o, dict) else o, f"variants.{variant}", fail, variant)
+        for variant, o in variants_raw.items()
     }
     grid_raw = raw.get("grid") or {}
     if not isinstance(grid_raw, dict):
@@ -387,7 +391,10 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     except ConfigError as err:
         raise fail(f"base: {err}") from None
     runs = build_runs(base_tree, set_values, arms, seeds, threads, validate, fail)
+    from rlopt.sweep.search import arm_searches  # noqa: PLC0415 (search imports nothing of spec)
+    searches = arm_searches(raw.get("search"), searches, arms, runs, lambda arm, values: _build(
+        base_tree, {**set_values, **arm.overrides, **values}, seeds[0], threads, validate, fail, arm.name), fail)
     return Sweep(
         name=name, path=path, base=base, set=set_values, seeds=seeds, arms=arms, baseline=baseline,
-        metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw,
+        metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw, searches=searches,
     )  # fmt: skip
