@@ -3,21 +3,22 @@ LR schedule) for each, and an ``update(batch) -> UpdateStats`` that never touche
 
 The agents are the top floor over the library (``rlopt``): an agent implements the
 :class:`rlopt.learner.Learner` protocol the trainer is typed against, and owns its agent-level
-config rules (``check_config``: which actor step, the defaults that depend on the agent).
-Construction has no process-wide side effects: ``agents.build_agent`` seeds and sets threads.
+config rules (``check_config``: which actor step, its own config section, the defaults that
+depend on the agent). Construction has no process-wide side effects: ``agents.build_agent``
+seeds and sets threads.
 
-Subclasses override one hook each:
+:class:`Agent` is abstract; ``update`` is the same for every agent and calls the hooks:
 
-* ``compute_targets`` — advantages and critic targets from a rollout (REINFORCE: Monte-Carlo);
-* ``actor_step``      — how the actor moves on the batch (NPG/TRPO: the trust-region step);
-* ``optimize``        — the whole actor+critic loop (PPO: epochs × minibatches).
-
-The base class itself is the advantage actor-critic (A2C) update.
+* ``compute_targets`` — advantages and critic targets from a rollout (default GAE;
+  REINFORCE: Monte-Carlo);
+* ``optimize``        — how the networks move on the batch (abstract: A2C's actor step then
+  critic regression, whose ``actor_step`` NPG/TRPO replace; PPO's epochs × minibatches).
 """
 
 from __future__ import annotations
 
 import copy
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Iterable, Mapping, Sequence
 
@@ -26,8 +27,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from agents.registry import agent_from_config, load_agent
 from rlopt.checkpoint import atomic_torch_save
-from rlopt.gradient_steps import gradient_steps, minibatches
+from rlopt.gradient_steps import gradient_steps
 from rlopt import optimizers
 from rlopt.coefficients import build_coefficients, param_group_values
 from rlopt.config import (
@@ -35,19 +37,18 @@ from rlopt.config import (
     DEFAULT_CRITIC_OPTIM,
     Config,
     check_optimizer_spec,
-    config_to_dict,
-    load_config,
 )
 from rlopt.distributions import ActionDistribution
 from rlopt.envs import is_single_observation
 from rlopt.errors import ConfigError
-from rlopt.losses import explained_variance, normalize, policy_gradient_loss, value_loss
+from rlopt.learning import Learning
+from rlopt.losses import explained_variance, normalize
 from rlopt.networks import Actor, Critic, clip_action_to_space
 from rlopt.normalization import RunningMeanStd
 from rlopt.returns import compute_gae
 from rlopt.rollout import RolloutBatch, RolloutBuffer
 from rlopt.learner import UpdateStats
-from rlopt.saved_agent import read_saved_agent, saved_agent
+from rlopt.saved_agent import saved_agent
 from rlopt.runtime import resolve_device
 from rlopt.schedules import ScheduledValue, build_lr_scheduler, build_schedule
 from rlopt.optimizers.trust_region import TRUST_REGION_FAMILY
@@ -55,10 +56,14 @@ from rlopt.optimizers.trust_region import TRUST_REGION_FAMILY
 Distribution = ActionDistribution
 
 
-class Agent:
-    """Advantage actor-critic on the shared update layer; the other agents override one hook."""
+class Agent(ABC):
+    """The update layer every agent shares; a concrete agent implements :meth:`optimize`."""
 
-    name: ClassVar[str] = "a2c"
+    name: ClassVar[str]
+    """The agent's config name (``agent: ppo``), set by each concrete class."""
+    config_section: ClassVar[str] = "pg"
+    """The config section of this agent's own options (``ppo``, ``reinforce``; ``pg`` for the
+    agents without a section of their own)."""
 
     def __init__(self, cfg: Config, observation_space: gym.Space, action_space: gym.Space) -> None:
         """Networks, optimizers and schedules for ``cfg`` (resolved with this agent's defaults).
@@ -109,6 +114,8 @@ class Agent:
         """The actor's parameters, listed once (what every actor gradient step clips)."""
         self.critic_parameters: list[nn.Parameter] = [] if self.critic is None else list(self.critic.parameters())
         """The critic's parameters, listed once."""
+        self._learning = Learning(self)
+        """What :meth:`learn` keeps between calls (the trainer, its envs open; the run-dir lock)."""
 
     # ----------------------------------------------------------------- config
     @classmethod
@@ -163,14 +170,9 @@ class Agent:
     def from_config(
         cls, config: Config | str | Path | None = None, overrides: Sequence[str] = (), **values: Any
     ) -> "Agent":
-        """Build from a Config, a YAML path, and/or keyword values (``seed=1, env={"id": ...}``)."""
-        if isinstance(config, Config):
-            cfg = load_config(None, overrides, values={**config_to_dict(config), **values, "agent": cls.name})
-        else:
-            cfg = load_config(config, overrides, values={**values, "agent": cls.name})
-        from agents import build_agent  # the package registry; imported late (it imports this module)
-
-        return build_agent(cfg)
+        """Build from a Config, a YAML path, and/or keyword values (``seed=1, env={"id": ...}``);
+        ``agents.build_agent`` checks, seeds and builds (:func:`agents.registry.agent_from_config`)."""
+        return agent_from_config(cls, config, overrides, values)
 
     # ----------------------------------------------------------------- acting
     def preprocess(self, obs: np.ndarray | Tensor) -> Tensor:
@@ -225,11 +227,9 @@ class Agent:
     ) -> dict:
         """Train ``total_steps`` more env steps (default: the config's); returns the summary. Calls
         continue counting (SB3's ``reset_num_timesteps=False``) and re-fit the schedules to the new
-        total; ``reset_num_timesteps=True`` restarts the count. Details: :func:`rlopt.learning.learn`.
+        total; ``reset_num_timesteps=True`` restarts the count. Details: :class:`rlopt.learning.Learning`.
         """
-        from rlopt.learning import learn
-
-        return learn(self, total_steps, run_dir, progress, reset_num_timesteps)
+        return self._learning.learn(total_steps, run_dir, progress, reset_num_timesteps)
 
     # ----------------------------------------------------------------- the update
     def compute_targets(self, buffer: RolloutBuffer) -> tuple[Tensor, Tensor]:
@@ -253,7 +253,8 @@ class Agent:
 
     @property
     def normalize_advantage(self) -> bool:
-        return self.cfg.pg.normalize_advantage
+        """``<config_section>.normalize_advantage``: standardise the advantages (a key of every agent section)."""
+        return getattr(self.cfg, self.config_section).normalize_advantage
 
     def update(self, batch: RolloutBatch) -> UpdateStats:
         """One policy update on a rollout batch; returns what it measured, writes no log."""
@@ -287,42 +288,13 @@ class Agent:
         if self.critic_scheduler is not None:
             self.critic_scheduler.step()
 
-    def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor]:
-        """Hook: the actor step on the whole batch, then the critic regression."""
-        info = self.actor_step(batch, old_dist)
-        if self.critic is not None and not info.get("skipped", False):
-            info.update(self.fit_critic(batch))
-        return info
+    @abstractmethod
+    def optimize(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor | float]:
+        """Hook: move the networks on the batch; returns the statistics (``UpdateStats`` names or
+        ``group/name`` tags) and ``"skipped": True`` if a non-finite gradient stopped it."""
 
     def advantages(self, batch: RolloutBatch) -> Tensor:
         return normalize(batch.advantages) if self.normalize_advantage else batch.advantages
-
-    def actor_step(self, batch: RolloutBatch, old_dist: Distribution) -> dict[str, Tensor | float]:
-        """Hook: one gradient step on L = −E[log π Â] − c_H E[H] with the actor's torch.optim optimizer."""
-        entropy_coef = self.current_entropy_coef
-        dist = self.actor(batch.obs)
-        loss, info = policy_gradient_loss(
-            dist.log_prob(batch.actions), self.advantages(batch), dist.entropy(), entropy_coef
-        )
-        grad_norm, ok = self.gradient_step(self.actor_optimizer, loss, self.actor_parameters, self.cfg.actor.max_grad_norm)
-        return {"actor_loss": loss.detach(), "actor_entropy": info["entropy"], "actor_grad_norm": grad_norm,
-                "schedule/entropy_coef": entropy_coef, "skipped": not ok}  # fmt: skip
-
-    def fit_critic(self, batch: RolloutBatch) -> dict[str, Tensor]:
-        """``critic.updates`` epochs of ½(V − R)² regression in minibatches of ``critic.minibatch_size``."""
-        assert self.critic is not None and self.critic_optimizer is not None
-        losses, norms = [], []
-        for _ in range(self.cfg.critic.updates):
-            for idx in minibatches(batch.returns.shape[0], self.cfg.critic.minibatch_size):
-                loss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx])
-                grad_norm, ok = self.gradient_step(
-                    self.critic_optimizer, loss, self.critic_parameters, self.cfg.critic.max_grad_norm
-                )
-                if not ok:
-                    return {"skipped": True}
-                losses.append(loss.detach())
-                norms.append(grad_norm)
-        return {"critic_loss": torch.stack(losses).mean(), "critic_grad_norm": torch.stack(norms).mean()}
 
     def coefficient(self, key: str) -> float:
         """The scheduled coefficient ``key`` (e.g. ``"ppo.clip"``) at the current update."""
@@ -384,32 +356,8 @@ class Agent:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "Agent":
-        """The agent saved in ``path``: a file written by :meth:`save`, a run directory written by
-        ``learn(run_dir=...)``/``rlopt train`` (its ``config.yaml`` and newest checkpoint), or one
-        checkpoint of a run directory. ``device`` overrides the saved one.
-
-        Called on a concrete agent class, a file of another agent is a one-line ConfigError naming
-        both; ``Agent.load`` (and ``agents.load``) builds whichever class the config names. The
-        env is built once to learn its spaces; torch's global RNG is left as it was.
-        """
-        cfg, state, source = read_saved_agent(Path(path), [] if device is None else [f"device={device}"])
-        from agents import AGENTS, check_config, env_spaces  # the registry; imported late (it imports this module)
-
-        saved_cls = AGENTS.get(cfg.agent)
-        if saved_cls is None or (cls is not Agent and saved_cls is not cls):
-            shown = saved_cls.__name__ if saved_cls is not None else repr(cfg.agent)
-            raise ConfigError(
-                f"{cls.__name__}.load: {source} holds a {shown} agent (agent: {cfg.agent}), not {cls.__name__}; "
-                f"use {shown}.load or agents.load"
-            )
-        cfg = check_config(cfg)
-        observation_space, action_space = env_spaces(cfg.env.id)
-        with torch.random.fork_rng(devices=[]):  # the throw-away initial weights draw no user randomness
-            agent = saved_cls(cfg, observation_space, action_space)
-        try:
-            agent.load_state_dict(state)
-        except Exception as err:  # weights of another env/network shape
-            raise ConfigError(
-                f"{cls.__name__}.load: {source} does not fit a {cfg.agent} agent on {cfg.env.id} ({type(err).__name__})"
-            ) from None
-        return agent
+        """The agent saved in ``path`` (a file of :meth:`save`, a run directory, or one of its
+        checkpoints); ``device`` overrides the saved one. Called on a concrete class, a file of
+        another agent is a one-line ConfigError naming both; ``Agent.load`` (and ``agents.load``)
+        builds whichever class the config names (:func:`agents.registry.load_agent`)."""
+        return load_agent(None if cls is Agent else cls, path, device)

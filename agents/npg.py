@@ -3,7 +3,7 @@
 The actor's optimizer is :class:`rlopt.trust_region.TrustRegion` (``actor.optim.name:
 trust_region``): the gradient g of the surrogate is preconditioned by the metric M(θ) (Fisher
 by default) with conjugate gradient, and the step is scaled to the KL radius,
-δθ* = √(2δ / gᵀM⁻¹g) · M⁻¹g (seed 003; Schulman et al. 2015, App. C). NPG takes that step
+δθ* = √(2δ / gᵀM⁻¹g) · M⁻¹g (Schulman et al. 2015, App. C; docs/theory.md#trust-region-step). NPG takes that step
 as it is (``line_search: false``); :class:`agents.trpo.TRPO` only switches the line search on.
 The one hook overridden here is :meth:`actor_step`; the config rules are NPG's own
 (:meth:`check_config`: the actor step is the ``trust_region`` family's, its spec completed from
@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call
 
-from agents.base import Agent, Distribution
+from agents.actor_critic import A2C
+from agents.base import Distribution
 from rlopt import optimizers
 from rlopt.config import DEFAULT_TRUST_REGION, Config, check_optimizer_spec
 from rlopt.errors import ConfigError
@@ -70,8 +71,8 @@ def actor_metric_inputs(
     )
 
 
-class NPG(Agent):
-    """Actor: one preconditioned trust-region step per rollout; critic: regression."""
+class NPG(A2C):
+    """Actor: one preconditioned trust-region step per rollout; critic: regression (A2C's)."""
 
     name = "npg"
     line_search_default: ClassVar[bool] = False

@@ -17,17 +17,31 @@ from rlopt.gradient_steps import minibatches
 from rlopt.losses import normalize, ppo_clip_loss, value_loss
 from rlopt.rollout import RolloutBatch
 from rlopt.config import Config
-from rlopt.errors import ConfigError
+from rlopt.config.validation import PASSES_MAX
+from rlopt.errors import ConfigError, short_repr
+
+MEANS = ("actor_loss", "actor_entropy", "actor/clip_fraction", "actor_grad_norm", "critic_loss", "critic_grad_norm")
+"""The statistics PPO averages over the minibatches of an update (``UpdateStats`` names and tags)."""
 
 
 class PPO(Agent):
     """Clipped-surrogate actor and regression critic, updated together per minibatch."""
 
     name = "ppo"
+    config_section = "ppo"
 
     @classmethod
     def check_config(cls, cfg: Config) -> Config:
-        """Base rules, plus: a minibatch fits in the rollout batch."""
+        """The ``ppo`` section's ranges, the base rules, then: a minibatch fits in the rollout batch."""
+        ppo = cfg.ppo
+        for ok, message in (
+            (1 <= ppo.epochs <= PASSES_MAX, f"ppo.epochs must be in [1, {PASSES_MAX}], got {short_repr(ppo.epochs)}"),
+            (ppo.minibatch_size >= 1, f"ppo.minibatch_size must be >= 1, got {ppo.minibatch_size}"),
+            (ppo.clip_value is None or ppo.clip_value > 0, f"ppo.clip_value must be > 0 or null, got {ppo.clip_value}"),
+            (ppo.target_kl is None or ppo.target_kl > 0, f"ppo.target_kl must be > 0 or null, got {ppo.target_kl}"),
+        ):
+            if not ok:
+                raise ConfigError(message)
         resolved = super().check_config(cfg)
         if cfg.ppo.minibatch_size > cfg.batch_size:
             raise ConfigError(
@@ -42,43 +56,37 @@ class PPO(Agent):
         entropy_coef = self.current_entropy_coef
         schedule = {"schedule/ppo_clip": clip, "schedule/entropy_coef": entropy_coef}  # the values this update used
         assert self.critic is not None and self.critic_optimizer is not None
-        totals: dict[str, list[Tensor]] = {k: [] for k in ("loss", "entropy", "clip", "grad", "vloss", "vgrad", "kl")}
+        totals: dict[str, list[Tensor]] = {k: [] for k in MEANS + ("actor_kl_max",)}
         for _ in range(cfg.epochs):
             for idx in minibatches(batch.returns.shape[0], cfg.minibatch_size):
                 dist = self.actor(batch.obs[idx])
-                advantages = normalize(batch.advantages[idx]) if cfg.normalize_advantage else batch.advantages[idx]
+                advantages = normalize(batch.advantages[idx]) if self.normalize_advantage else batch.advantages[idx]
                 loss, info = ppo_clip_loss(
                     dist.log_prob(batch.actions[idx]), batch.log_probs[idx], advantages, dist.entropy(), clip, entropy_coef
                 )
                 with torch.no_grad():
                     kl = old_dist[idx].kl(dist.detach()).mean()
                 if cfg.target_kl is not None and bool(kl > cfg.target_kl):
-                    totals["kl"].append(kl)
+                    totals["actor_kl_max"].append(kl)
                     return {**self._summarise(totals), **schedule}
-                vloss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
+                critic_loss, _ = value_loss(self.critic(batch.obs[idx]), batch.returns[idx], batch.values[idx], cfg.clip_value)
                 # One backward for both networks (disjoint parameters: each gets its own loss's gradient).
-                (grad_norm, vgrad_norm), ok = self.gradient_steps(
-                    loss + vloss,
+                (actor_grad_norm, critic_grad_norm), ok = self.gradient_steps(
+                    loss + critic_loss,
                     (self.actor_optimizer, self.actor_parameters, self.cfg.actor.max_grad_norm),
                     (self.critic_optimizer, self.critic_parameters, self.cfg.critic.max_grad_norm),
                 )
                 if not ok:
                     return {**self._summarise(totals), **schedule, "skipped": True}
-                for key, value in zip(
-                    totals, (loss.detach(), info["entropy"], info["clip_fraction"], grad_norm, vloss.detach(), vgrad_norm, kl)
-                ):
+                for key, value in zip(totals, (loss.detach(), info["entropy"], info["clip_fraction"], actor_grad_norm,
+                                               critic_loss.detach(), critic_grad_norm, kl)):  # fmt: skip
                     totals[key].append(value)
         return {**self._summarise(totals), **schedule}
 
     @staticmethod
     def _summarise(totals: dict[str, list[Tensor]]) -> dict[str, Tensor]:
-        """Means over the minibatches that stepped; the max KL over all of them."""
-        out: dict[str, Tensor] = {}
-        names = {"loss": "actor_loss", "entropy": "actor_entropy", "clip": "actor/clip_fraction",
-                 "grad": "actor_grad_norm", "vloss": "critic_loss", "vgrad": "critic_grad_norm"}
-        for key, name in names.items():
-            if totals[key]:
-                out[name] = torch.stack(totals[key]).mean()
-        if totals["kl"]:
-            out["actor_kl_max"] = torch.stack(totals["kl"]).max()
+        """Means over the minibatches that stepped (:data:`MEANS`); the max KL over all of them."""
+        out = {name: torch.stack(totals[name]).mean() for name in MEANS if totals[name]}
+        if totals["actor_kl_max"]:
+            out["actor_kl_max"] = torch.stack(totals["actor_kl_max"]).max()
         return out

@@ -1,7 +1,7 @@
 """Trust region policy optimization (Schulman et al. 2015).
 
-TRPO *is* NPG with a backtracking line search on the KL constraint (the Lagrangian view of
-seed 002): the step δθ* is shrunk by ``backtrack_coef``^k until the surrogate improves and
+TRPO *is* NPG with a backtracking line search on the KL constraint (docs/theory.md#npg-trpo,
+docs/theory.md#line-search): the step δθ* is shrunk by ``backtrack_coef``^k until the surrogate improves and
 KL(π_old‖π_θ) ≤ ``max_kl``; if no k < ``max_backtracks`` qualifies the parameters are restored
 bit-exactly. Nothing but the default of ``actor.optim.line_search`` differs from NPG.
 """

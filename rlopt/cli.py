@@ -50,8 +50,24 @@ class _Parser(argparse.ArgumentParser):
         raise ConfigError(f"{command}: {message}" if command else message)
 
 
+class _Version(argparse.Action):
+    """``rlopt --version``: the installed package's version (read only when asked: importlib.metadata
+    scans the installed distributions), falling back to ``rlopt.__version__`` in a bare checkout."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("rlopt")
+        except PackageNotFoundError:
+            from rlopt import __version__ as number
+        sys.stdout.write(f"rlopt {number}\n")
+        parser.exit()
+
+
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="rlopt", description="Policy-optimization agents on one optimizer layer.")
+    parser.add_argument("--version", action=_Version, nargs=0, help="print the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train an agent from a YAML preset")
     train.add_argument("config", nargs="?", help="a preset's name (rlopt presets lists them) or a YAML file")

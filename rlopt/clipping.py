@@ -21,7 +21,7 @@ from rlopt.errors import ConfigError
 
 __all__ = ["GradClipResult", "clip_gradients"]
 
-# L2 norm: the clipping rule g <- g * tau / ||g||_2 of seed 000 §4 (Pascanu et al., 2013).
+# L2 norm: the clipping rule g <- g * tau / ||g||_2 (Pascanu et al., 2013; docs/theory.md#gradient-clipping).
 _NORM_TYPE = 2.0
 
 

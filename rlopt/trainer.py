@@ -2,9 +2,9 @@
 
 Data flows one way: env → rollout batch → learner.update → UpdateStats → TensorBoard. The
 trainer is typed against the :class:`~rlopt.learner.Learner` protocol and imports no agent; the
-learner never sees the logger. The trainer owns the run directory, checkpoints, fault counting
-and the final evaluation; its ``config.yaml`` and ``summary.json`` are written atomically
-(:mod:`rlopt.files`), like the checkpoints.
+learner never sees the logger. The trainer owns the loop, checkpoints, fault counting and the
+evaluations; what a run writes besides checkpoints (``config.yaml``, TensorBoard, the progress
+bar, ``summary.json``) is its :class:`~rlopt.run_logger.RunLogger`'s.
 
 What makes a run trustworthy (issue "Runs you can trust"):
 
@@ -20,7 +20,6 @@ What makes a run trustworthy (issue "Runs you can trust"):
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import threading
@@ -31,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 from rlopt.checkpoint import (
     checkpoint_path,
@@ -44,25 +42,21 @@ from rlopt.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from rlopt.config import config_to_yaml
 from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError, Interrupted, NumericalFault
 from rlopt.evaluation import evaluate_during_training, evaluate_episodes
-from rlopt.files import atomic_write_text
 from rlopt.learner import Learner, UpdateStats
 from rlopt.normalization import RewardScaler
 from rlopt.rollback import WeightsSnapshot
 from rlopt.rollout import RolloutCollector
 from rlopt.run_files import (
     CHECKPOINT_FORMAT_VERSION,
-    CONFIG_FILE,
-    SUMMARY_FILE,
     check_resume_config,
     saved_total_steps,
     stored_config,
     strict_json_summary,
-    wait_for_later_event_file_name,
 )
+from rlopt.run_logger import RunLogger
 
 class _Unreadable(Exception):
     """A checkpoint file (``.pt`` or its ``.env``) that cannot be loaded; the message names it."""
@@ -76,11 +70,14 @@ class _Unreadable(Exception):
 class Trainer:
     """Runs one learner in its configured vector env; with a ``run_dir`` it logs and checkpoints."""
 
-    def __init__(self, agent: Learner, run_dir: str | Path | None = None, progress: bool = True) -> None:
+    def __init__(
+        self, agent: Learner, run_dir: str | Path | None = None, progress: bool = True, env_steps: int = 0
+    ) -> None:
+        """``env_steps``: the steps the agent has already trained (``agent.learn`` of a loaded agent)."""
         self.agent = agent
         self.cfg = cfg = agent.cfg
         self.run_dir = Path(run_dir) if run_dir is not None else None
-        self.progress = progress
+        self.logger = RunLogger(progress)
         self.envs = make_vec_env(cfg.env.id, cfg.env.num_envs, seed=cfg.seed)
         self.collector = RolloutCollector(
             self.envs, cfg.rollout.n_steps, device=agent.device, obs_normalizer=agent.obs_normalizer, seed=cfg.seed,
@@ -89,7 +86,7 @@ class Trainer:
             if cfg.env.normalize_reward
             else None,
         )
-        self.env_steps = 0
+        self.env_steps = env_steps
         self.skipped_updates = 0
         self.consecutive_faults = 0
         self.wall_seconds = 0.0  # rollouts + updates
@@ -97,24 +94,19 @@ class Trainer:
         self.recent_returns: deque[float] = deque(maxlen=100)
         self.best_eval_return = -math.inf
         self.best_eval_step: int | None = None
-        self.writer: Any = None
         self.last_checkpoint: Path | None = None
         self._interrupt_requested = False
-        self._purge_step: int | None = None
         self._previous_sigint_handler: Any = None
         self.resumed_total_steps: int | None = None  # what the checkpoint resume() restored was trained for
         self._snapshot = WeightsSnapshot(*agent.trainables())  # taken before every update, restored if skipped
 
     # ----------------------------------------------------------------- run directory
-    def _open_writer(self, purge_step: int | None = None) -> None:
-        if self.run_dir is None or self.writer is not None:
-            return
-        from torch.utils.tensorboard import SummaryWriter
-
-        if purge_step is not None:
-            wait_for_later_event_file_name(self.run_dir)
-        self.writer = SummaryWriter(str(self.run_dir), purge_step=purge_step)
-        self._purge_step = None  # once: a later train() on this trainer must not purge its own steps
+    def set_output(self, run_dir: str | Path | None, progress: bool) -> None:
+        """Before another :meth:`train` (``agent.learn`` called again): log and checkpoint into
+        ``run_dir`` from now on (None keeps the current directory); draw a progress bar or not."""
+        if run_dir is not None:
+            self.run_dir = Path(run_dir)
+        self.logger.progress = progress
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly (the envs themselves are pickled aside)."""
@@ -142,8 +134,7 @@ class Trainer:
         """
         if self.run_dir is None:
             return None
-        if self.writer is not None:
-            self.writer.flush()
+        self.logger.flush()
         self.last_checkpoint = save_checkpoint(
             self.run_dir, self.env_steps, self.state_dict(), self.envs, self.cfg.checkpoint.keep
         )
@@ -158,13 +149,13 @@ class Trainer:
         With ``require_same_config`` (``rlopt train --resume``), a checkpoint trained with another
         config (keys other than ``RESUME_MUTABLE_KEYS`` and ``total_steps``) is a ConfigError too.
         The schedules stay as the checkpoint has them: after a change of ``total_steps``, re-fit
-        them (:func:`rlopt.coefficients.refit_schedules`, as ``rlopt train --total-steps`` does).
+        them (:func:`rlopt.coefficients.refit_run_length`, as ``rlopt train --total-steps`` does).
         """
         if self.run_dir is None:
             raise ValueError("resume needs a Trainer with a run_dir")
         candidates = [Path(checkpoint)] if checkpoint is not None else list_checkpoints(self.run_dir)[::-1]
         if not candidates:  # a run killed before its first checkpoint starts over: purge the points it logged
-            self._purge_step = 1
+            self.logger.purge_after(0)
             return 0
         path, steps, skipped = first_readable(candidates, lambda p: self._restore(p, require_same_config),
                                               _Unreadable, "--resume", " to resume from")  # fmt: skip
@@ -218,9 +209,7 @@ class Trainer:
         self.best_eval_step = None if best_step is None else int(best_step)
         self.last_checkpoint = Path(checkpoint)
         self.resumed_total_steps = saved_total_steps(state.get("config"))
-        # Points logged after this checkpoint and before the crash are dropped (purge_step) by the
-        # writer train() opens: resume itself writes nothing (rlopt train locks the run dir after it).
-        self._purge_step = self.env_steps + 1
+        self.logger.purge_after(self.env_steps)  # the points the crashed run logged after this checkpoint
         return self.env_steps
 
     # ----------------------------------------------------------------- the loop
@@ -233,12 +222,7 @@ class Trainer:
         :class:`NumericalFault` after ``health.max_consecutive_faults`` skipped updates in a row.
         """
         total = int(total_steps if total_steps is not None else self.cfg.total_steps)
-        if self.run_dir is not None:
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / CONFIG_FILE, config_to_yaml(self.cfg))
-            self._open_writer(purge_step=self._purge_step)
-        bar = tqdm(total=total, initial=min(self.env_steps, total), unit="step", disable=not self.progress,
-                   dynamic_ncols=True, leave=True)
+        self.logger.start(self.run_dir, self.cfg, total, self.env_steps)
         next_checkpoint = self._next_checkpoint_step()
         next_eval = self._next_eval_step()
         in_main_thread = threading.current_thread() is threading.main_thread()
@@ -258,11 +242,10 @@ class Trainer:
                 self.env_steps += rollout.env_steps
                 self.recent_returns.extend(rollout.episode_returns)
                 self._count_faults(stats)
-                self._log(stats, rollout, rollout.env_steps / max(elapsed, 1e-9))
+                sps = rollout.env_steps / max(elapsed, 1e-9)
+                self.logger.log_update(self.env_steps, stats, rollout, sps, self.skipped_updates)
                 self._stop_if_unhealthy()
-                bar.set_postfix(sps=f"{rollout.env_steps / max(elapsed, 1e-9):.0f}",  # train_ret: stochastic episodes
-                                train_ret=f"{self._recent_return():.1f}", refresh=False)  # drawn by bar.update
-                bar.update(min(rollout.env_steps, total - bar.n))
+                self.logger.show_progress(rollout.env_steps, sps, self._recent_return())
                 # Before the interval checkpoint, so that it records the best return so far.
                 if next_eval is not None and self.env_steps >= next_eval:
                     self._evaluate_during_training()
@@ -282,7 +265,7 @@ class Trainer:
         finally:
             if in_main_thread and self._previous_sigint_handler is not None:
                 signal.signal(signal.SIGINT, self._previous_sigint_handler)
-            bar.close()
+            self.logger.end_progress()
         summary = self._summarise()
         self.close(envs=not keep_envs)
         return summary
@@ -307,10 +290,7 @@ class Trainer:
         """Deterministic evaluation on separate envs (training RNG streams untouched), logged as
         ``eval/*`` at this env step; a new best mean return rewrites ``checkpoints/best.pt``."""
         result = evaluate_during_training(self.agent, self.cfg.eval.episodes_during, self.cfg.seed, self.env_steps)
-        if self.writer is not None:
-            self.writer.add_scalar("eval/return_mean", result["return_mean"], self.env_steps)
-            self.writer.add_scalar("eval/return_std", result["return_std"], self.env_steps)
-            self.writer.add_scalar("eval/episode_length", result["episode_length"], self.env_steps)
+        self.logger.log_eval(self.env_steps, result)
         if result["return_mean"] > self.best_eval_return:  # NaN is never a best
             self.best_eval_return = result["return_mean"]
             self.best_eval_step = self.env_steps
@@ -347,22 +327,6 @@ class Trainer:
     def _recent_return(self) -> float:
         return float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
 
-    def _log(self, stats: UpdateStats, rollout: Any, sps: float) -> None:
-        """All scalars of this update as one TensorBoard event (one ``Summary`` with a value per tag):
-        the same tags, steps and values as one ``add_scalar`` each, at a fraction of the cost."""
-        if self.writer is None:
-            return
-        from tensorboard.compat.proto.summary_pb2 import Summary
-
-        scalars = stats.scalars()
-        scalars["health/skipped_updates"] = self.skipped_updates
-        if rollout.episode_returns:
-            scalars["rollout/episode_return"] = float(np.mean(rollout.episode_returns))
-            scalars["rollout/episode_length"] = float(np.mean(rollout.episode_lengths))
-        scalars["time/sps"] = sps
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
-        self.writer.file_writer.add_summary(summary, self.env_steps)
-
     def _summarise(self) -> dict[str, Any]:
         result = evaluate_episodes(self.agent, self.cfg.eval.episodes, self.cfg.seed)
         summary = {
@@ -381,16 +345,12 @@ class Trainer:
             "eval_max_episode_steps": result["max_episode_steps"],
         }
         summary = strict_json_summary(summary)
-        if self.run_dir is not None:
-            text = json.dumps(summary, indent=2, allow_nan=False)
-            atomic_write_text(self.run_dir / SUMMARY_FILE, text + "\n")
+        self.logger.write_summary(summary)
         return summary
 
     def close(self, envs: bool = True) -> None:
         """Flush and close the TensorBoard writer and (with ``envs``) the envs; idempotent, also after
         the writer's flush failed (a full disk: it is not retried)."""
-        if self.writer is not None:
-            writer, self.writer = self.writer, None
-            writer.close()
+        self.logger.close()
         if envs:
             self.envs.close()

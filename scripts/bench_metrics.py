@@ -40,7 +40,7 @@ METRIC_ORDER = (
     "identity", "fisher", "empirical_fisher", "gradient_covariance",
     "gauss_newton", "generalized_gauss_newton", "hessian",
 )  # fmt: skip
-"""Metrics in seed 003's order (loss-independent first); each is a row with ``solver: cg``."""
+"""Metrics in the table's order (docs/theory.md#metrics: loss-independent first); each is a row with ``solver: cg``."""
 
 
 def main(argv: list[str] | None = None) -> int:

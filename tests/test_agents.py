@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents import AGENTS, NPG, PPO, TRPO, A2C, REINFORCE, Agent
+from agents import ACKTR, AGENTS, NPG, PPO, TRPO, A2C, REINFORCE, Agent
 from rlopt.envs import make_vec_env
 from rlopt.errors import ConfigError
 from rlopt.rollout import RolloutCollector
@@ -136,12 +136,21 @@ def test_npg_and_trpo_share_the_trust_region_step() -> None:
     assert npg_with_search.actor_optimizer.param_groups[0]["line_search"] is True
 
 
-def test_each_agent_overrides_one_hook() -> None:
+def test_each_agent_overrides_one_hook_of_its_parent() -> None:
     hooks = ("compute_targets", "actor_step", "optimize")
     overridden = {
-        cls.name: [h for h in hooks if getattr(cls, h) is not getattr(Agent, h)] for cls in (REINFORCE, A2C, NPG, PPO)
+        cls.name: [h for h in hooks if h in vars(cls) and hasattr(cls.__base__, h)]
+        for cls in (REINFORCE, A2C, NPG, TRPO, PPO, ACKTR)
     }
-    assert overridden == {"reinforce": ["compute_targets"], "a2c": [], "npg": ["actor_step"], "ppo": ["optimize"]}
+    assert overridden == {"reinforce": ["compute_targets"], "a2c": ["optimize"], "npg": ["actor_step"], "trpo": [],
+                          "ppo": ["optimize"], "acktr": []}  # fmt: skip
+    assert A2C.__base__ is PPO.__base__ is Agent and Agent.__abstractmethods__ == {"optimize"}
+
+
+def test_the_base_class_is_abstract() -> None:
+    agent = make_agent("a2c", "CartPole-v1")
+    with pytest.raises(TypeError, match="abstract"):
+        Agent(agent.cfg, agent.observation_space, agent.action_space)
 
 
 def test_trust_region_only_for_npg_and_trpo() -> None:

@@ -1,6 +1,7 @@
 """The import graph of the library (``rlopt``) and the agents has no cycle: every ``import`` and
 ``from ... import`` of every module counts, late imports inside functions and ``TYPE_CHECKING``
-blocks included (issue 19: the optim ↔ kfac_optimizer cycle is gone, and none may come back).
+blocks included (issue 19: the optim ↔ kfac_optimizer and agents.base ↔ agents cycles are gone,
+and none may come back).
 
 An edge goes from a module to the module it names: ``from rlopt.trust_region.cg import x`` points
 at ``rlopt.trust_region.cg``, ``from rlopt import optimizers`` at ``rlopt.optimizers`` and ``from
@@ -14,14 +15,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("rlopt", "agents")
-KNOWN_CYCLE_EDGES: set[tuple[str, str]] = {
-    ("agents.base", "agents"),  # Agent.from_config/load import the registry late; issue 19 moves them out of the base class
-}
-"""Edges still closing a cycle, each with the change that removes it (none may be added)."""
 
 
 def module_name(path: Path) -> str:
@@ -84,10 +79,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_library_and_the_agents_import_without_a_cycle() -> None:
-    graph = import_graph()
-    for source, target in KNOWN_CYCLE_EDGES:
-        graph.get(source, set()).discard(target)
-    assert find_cycle(graph) is None
+    assert find_cycle(import_graph()) is None
 
 
 def test_the_walk_sees_late_and_relative_imports(tmp_path: Path) -> None:
@@ -106,8 +98,3 @@ def test_the_old_optim_kfac_cycle_would_be_found() -> None:
     graph = import_graph()
     assert "rlopt.optim" in graph and "rlopt.kfac_optimizer" in graph  # both still importable names
     assert find_cycle({**graph, "rlopt.optimizers": graph["rlopt.optimizers"] | {"rlopt.optim"}}) is not None
-
-
-@pytest.mark.parametrize("source, target", sorted(KNOWN_CYCLE_EDGES))
-def test_each_known_edge_is_documented(source: str, target: str) -> None:
-    assert source in internal_modules() and target in internal_modules()

@@ -45,6 +45,16 @@ def test_no_library_module_imports_the_agents() -> None:
     assert any(m.split(".")[0] == "agents" for m in _imported_modules(ROOT / "rlopt" / "cli.py"))  # the test can fail
 
 
+def test_the_registry_sits_under_the_agent_classes() -> None:
+    """``Agent.from_config``/``Agent.load`` reach the registry without importing the package or a
+    subclass (late imports included): the modules the package is made of never import it back."""
+    parts = {m for m in _imported_modules(ROOT / "agents" / "__init__.py") if m.startswith("agents.")}
+    assert {"agents.base", "agents.registry", "agents.actor_critic", "agents.ppo"} <= parts
+    assert _imported_modules(ROOT / "agents" / "base.py") & parts == {"agents.registry"}
+    assert not any(m.split(".")[0] == "agents" for m in _imported_modules(ROOT / "agents" / "registry.py"))
+    assert not any("agents" in _imported_modules(ROOT / f"{m.replace('.', '/')}.py") for m in parts)
+
+
 def test_the_ast_check_sees_imports_under_type_checking(tmp_path: Path) -> None:
     module = tmp_path / "m.py"
     module.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from agents.base import Agent\n")
@@ -89,6 +99,9 @@ def test_every_agent_is_a_learner(name: str) -> None:
         ("npg", ["actor.optim={name: sgd, lr: 0.1}"], "actor.optim.name"),
         ("trpo", ["actor.optim.cg_iters=0"], "actor.optim.cg_iters"),
         ("ppo", ["ppo.minibatch_size=4096"], "ppo.minibatch_size"),
+        ("ppo", ["ppo.epochs=0"], "ppo.epochs"),
+        ("ppo", ["ppo.target_kl=-0.1"], "ppo.target_kl"),
+        ("reinforce", ["reinforce.baseline=critic"], "reinforce.baseline"),
     ],
 )
 def test_each_agent_class_checks_its_own_rules(name: str, bad: list[str], key: str) -> None:
@@ -105,6 +118,15 @@ def test_ppo_minibatch_rule_is_ppo_s_own() -> None:
     assert check_config(cfg).ppo.minibatch_size == 100000
     with pytest.raises(ConfigError, match="^ppo.minibatch_size"):
         PPO.check_config(cfg)
+
+
+@pytest.mark.parametrize(("section", "bad"), [("ppo", "ppo.epochs=0"), ("reinforce", "reinforce.baseline=critic")])
+def test_an_agent_section_is_checked_by_its_agent_alone(section: str, bad: str) -> None:
+    """The schema checks no agent section; the agent that reads it does (``check_config``)."""
+    cfg = load_config(None, ["agent=a2c", bad])  # validate() accepts it
+    check_config(cfg)  # a2c reads neither section
+    with pytest.raises(ConfigError, match=f"^{bad.split('=')[0]}"):
+        check_config(load_config(None, [f"agent={section}", bad]))
 
 
 # --------------------------------------------------------------------------------- side effects

@@ -1,4 +1,4 @@
-"""The seven trust-region metrics M(θ) of seed 003 against dense matrices built with torch.func.
+"""The seven trust-region metrics M(θ) (docs/theory.md#metrics) against dense matrices built with torch.func.
 
 A tiny rlopt Actor (one hidden layer, float64) for a Discrete and a Box action space; the dense
 references use ``jacrev``/``hessian`` of pure functions of the flat θ (per-sample outer products
@@ -195,7 +195,7 @@ def test_per_sample_gradients_are_computed_once_per_step(name: str, row: str) ->
 def test_natural_step_equals_dense_damped_solve(name: str, space: str) -> None:
     problem = Problem(space)
     dense = problem.dense(name)
-    # λ large enough that M + λI is positive definite for the indefinite metrics (seed 003, Damping).
+    # λ large enough that M + λI is positive definite for the indefinite metrics (docs/theory.md#damping).
     damping = max(0.1, 0.5 - float(torch.linalg.eigvalsh(dense).min()))
     damped = dense + damping * torch.eye(dense.shape[0], dtype=DTYPE)
     gradient = flat_grad(problem.closure()[0], problem.params)

@@ -1,8 +1,8 @@
-"""build_optimizer: torch's update rules against seed 000's formulas on its quadratic, and errors.
+"""build_optimizer: torch's update rules against the textbook formulas on a quadratic, and errors.
 
-Problem (seed 000 §1): f(x) = ½ xᵀQx, Q = diag(5, 1), x0 = (3, -3); λmax = 5, λmin = 1, so
+Problem (docs/theory.md#first-order-optimizers): f(x) = ½ xᵀQx, Q = diag(5, 1), x0 = (3, -3); λmax = 5, λmin = 1, so
 plain GD is stable iff η < 2/λmax = 0.4 and η* = 2/(λmin + λmax) = 1/3. The reference
-recursions are written out in numpy/float64 below exactly as the seed states them.
+recursions (``seed_*`` below: the textbook forms) are written out in numpy/float64 exactly as stated.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def seed_momentum(lr: float, beta: float) -> SeedStep:
 
 
 def test_momentum_matches_heavy_ball_formula_with_default_beta_0_9() -> None:
-    lr = 0.024  # seed 000 §2's setting
+    lr = 0.024  # ηλmax = 0.12, well inside heavy ball's stability bound 2(1 + β)
     torch_path, optimizer = run_torch({"name": "momentum", "lr": lr})
     assert optimizer.param_groups[0]["momentum"] == 0.9
     assert optimizer.param_groups[0]["nesterov"] is False
@@ -260,7 +260,7 @@ def test_rmsprop_eps_sits_outside_the_square_root() -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Adam (Kingma & Ba, 2014): the seed's formula, ε outside sqrt(v̂), is torch's.
+# Adam (Kingma & Ba, 2014): the paper's formula, ε outside sqrt(v̂), is torch's.
 # ---------------------------------------------------------------------------------------------
 
 

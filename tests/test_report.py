@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import scipy.stats
 from torch.utils.tensorboard import SummaryWriter
 
 from rlopt.errors import ConfigError
@@ -20,7 +21,8 @@ TAG = "rollout/episode_return"
 METRIC = "eval_return_mean"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARM_KEYS = {"overrides", "n", "failed", "missing", "scores", "mean", "std", "median", "iqm", "iqm_ci",
-            "poi_vs_baseline", "poi_ci", "curve"}
+            "poi_vs_baseline", "poi_ci", "curve", "runs", "mw_p", "holm_p", "paired", "success_rate",
+            "success_wilson_ci", "steps_to_threshold", "auc"}
 
 # arm -> [(seed, status, score or None, last curve step)]; the curve of seed k is value = (k + 1) * step.
 PLAN: dict[str, list[tuple[int, str, float | None, int]]] = {
@@ -76,9 +78,10 @@ def _strict(text: str) -> Any:
 def test_report_json_contract_and_hand_values(sweep: Path, report: dict[str, Any]) -> None:
     on_disk = _strict((sweep / REPORT_DIR / "report.json").read_text())
     assert on_disk == report
-    assert set(report) == {"metric", "baseline", "bootstrap", "arms", "warnings"}
+    assert set(report) == {"metric", "metric_mode", "threshold", "baseline", "bootstrap", "arms", "warnings"}
     assert report["metric"] == METRIC and report["baseline"] == "adam"
-    assert report["bootstrap"] == {"method": "percentile", "reps": 500, "seed": 0}
+    assert report["metric_mode"] == "max" and report["threshold"] is None
+    assert report["bootstrap"] == {"method": "percentile", "reps": 500, "curve_reps": 2000, "seed": 0}
     assert list(report["arms"]) == list(PLAN)
     for entry in report["arms"].values():
         assert set(entry) == ARM_KEYS
@@ -92,6 +95,15 @@ def test_report_json_contract_and_hand_values(sweep: Path, report: dict[str, Any
     assert adam["iqm"] == pytest.approx(25.0)  # mean(20, 30)
     assert adam["iqm_ci"][0] <= 25.0 <= adam["iqm_ci"][1]
     assert adam["poi_vs_baseline"] is None and adam["poi_ci"] is None
+    assert adam["mw_p"] is None and adam["holm_p"] is None and adam["paired"] is None
+    assert adam["success_rate"] is None and adam["success_wilson_ci"] is None and adam["steps_to_threshold"] is None
+    assert [(r["seed"], r["run_dir"], r["score"], r["status"]) for r in adam["runs"]] == [
+        (0, "runs/adam/seed_0", 10.0, "finished"), (1, "runs/adam/seed_1", 20.0, "finished"),
+        (2, "runs/adam/seed_2", 30.0, "finished"), (3, "runs/adam/seed_3", 100.0, "finished")]
+    sgd_runs = report["arms"]["sgd"]["runs"]
+    assert [(r["seed"], r["score"], r["status"]) for r in sgd_runs][3:] == [(3, None, "failed"), (4, None, "pending")]
+    # The curve of seed k is (k + 1) * step on [0, last step]: its mean over the steps is (k + 1) * last / 2.
+    assert [r["auc"] for r in adam["runs"]] == pytest.approx([50.0, 90.0, 150.0, 160.0])
 
 
 def test_counts_poi_and_warnings(report: dict[str, Any]) -> None:
@@ -104,8 +116,17 @@ def test_counts_poi_and_warnings(report: dict[str, Any]) -> None:
     assert (rms["n"], rms["failed"], rms["missing"]) == (0, 2, 0)
     assert rms["scores"] == [] and rms["iqm"] is None and rms["iqm_ci"] is None and rms["poi_vs_baseline"] is None
     assert (mom["n"], mom["failed"], mom["missing"]) == (1, 0, 1)  # the NaN score counts as missing
-    assert mom["std"] is None and mom["iqm_ci"] == [50.0, 50.0]
-    assert mom["poi_vs_baseline"] == pytest.approx(0.75)  # 50 beats 10, 20, 30
+    assert mom["std"] is None and mom["iqm_ci"] is None  # n = 1: no interval rather than [50, 50]
+    assert mom["poi_vs_baseline"] == pytest.approx(0.75) and mom["poi_ci"] is None  # 50 beats 10, 20, 30
+    assert any(w.startswith("momentum: n=1 < 2, no confidence intervals") for w in report["warnings"])
+    assert all(v is None for v in mom["curve"]["ci_low"] + mom["curve"]["ci_high"]) and mom["curve"]["iqm"]
+    # Seeds 0-2 are shared with adam: differences -5, -5, -5.
+    assert sgd["paired"]["n_pairs"] == 3 and sgd["paired"]["mean_diff"] == pytest.approx(-5.0)
+    # Tied |differences|: the normal approximation, T+ = 0, mean 3, tie-corrected variance 3.5 - 24/48 = 3.
+    assert sgd["paired"]["mean_diff_ci"] == [-5.0, -5.0]
+    assert sgd["paired"]["wilcoxon_p"] == pytest.approx(2 * scipy.stats.norm.cdf(-3 / math.sqrt(3)))
+    assert mom["paired"]["n_pairs"] == 1 and mom["paired"]["mean_diff_ci"] is None
+    assert mom["paired"]["wilcoxon_p"] is None
     warnings = report["warnings"]
     assert any(w.startswith("sgd: n=3 < 4") for w in warnings)
     assert any(w.startswith("sgd: 1 run(s) failed") for w in warnings)

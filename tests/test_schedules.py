@@ -1,4 +1,4 @@
-"""Schedules: seed 000 §4 closed forms, torch's LR schedulers, warm-up, pickling, state dicts."""
+"""Schedules: closed forms (docs/theory.md#schedules), torch's LR schedulers, warm-up, pickling, state dicts."""
 
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def ours(schedule: Schedule) -> Callable[[torch.optim.Optimizer], Any]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Closed forms (seed 000 §4): η_k = η0 γ^⌊k/s⌋,  η0/√k,  η0 ½(1 + cos(πk/K)).
+# Closed forms (docs/theory.md#schedules): η_k = η0 γ^⌊k/s⌋,  η0/√k,  η0 ½(1 + cos(πk/K)).
 # ---------------------------------------------------------------------------------------------
 
 

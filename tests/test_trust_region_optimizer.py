@@ -1,7 +1,7 @@
 """TrustRegion optimizer on a tiny categorical policy with the surrogate −mean(ratio · A) (float64).
 
 The dense reference builds the Fisher matrix explicitly (Hessian of the mean KL at θ_old) and
-solves with torch.linalg.solve: Δθ = −lr · √(2δ / gᵀF̃⁻¹g) · F̃⁻¹g, F̃ = F + λI (seed 003).
+solves with torch.linalg.solve: Δθ = −lr · √(2δ / gᵀF̃⁻¹g) · F̃⁻¹g, F̃ = F + λI (docs/theory.md#trust-region-step).
 """
 
 from __future__ import annotations

@@ -110,6 +110,11 @@ class PolicyGradientConfig:
     """Standardise advantages over the batch (policy-gradient agent classes without a section of their own)."""
 
 
+# ``normalize_advantage`` is a key of each agent section (ppo, reinforce, pg); an agent reads it from
+# its own section only (``Agent.config_section``). One field inherited from a shared base dataclass would
+# come first in every section, which would reorder RUN_DIR/config.yaml and the "valid keys" lists.
+
+
 @dataclass
 class EvalConfig:
     episodes: int = 10

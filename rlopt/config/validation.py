@@ -27,7 +27,6 @@ from rlopt.networks import activation_class
 from rlopt.options import any_error_as_config_error
 from rlopt.schedules import build_schedule
 
-BASELINES = ("none", "value")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -100,7 +99,8 @@ def _check_types(cfg: Config) -> None:
 
 
 def _check_ranges(cfg: Config) -> None:
-    """Range checks that types alone cannot express (all comparisons reject nan)."""
+    """Range checks that types alone cannot express (all comparisons reject nan). The agent
+    sections (``ppo``, ``reinforce``) are their agent classes' (``check_config``)."""
     _require(bool(cfg.agent.strip()), "agent must name an agent, e.g. ppo")
     _require(0 <= cfg.seed <= SEED_MAX, f"seed must be an integer in [0, 2**63 - 1], got {cfg.seed}")
     _require(
@@ -144,20 +144,6 @@ def _check_ranges(cfg: Config) -> None:
         cfg.critic.minibatch_size <= cfg.batch_size,
         f"critic.minibatch_size ({cfg.critic.minibatch_size}) is larger than the rollout batch "
         f"rollout.n_steps * env.num_envs = {cfg.batch_size}",
-    )
-    _require(1 <= cfg.ppo.epochs <= PASSES_MAX, f"ppo.epochs must be in [1, {PASSES_MAX}], got {_short(cfg.ppo.epochs)}")
-    _require(cfg.ppo.minibatch_size >= 1, f"ppo.minibatch_size must be >= 1, got {cfg.ppo.minibatch_size}")
-    _require(
-        cfg.ppo.clip_value is None or cfg.ppo.clip_value > 0,
-        f"ppo.clip_value must be > 0 or null, got {cfg.ppo.clip_value}",
-    )
-    _require(
-        cfg.ppo.target_kl is None or cfg.ppo.target_kl > 0,
-        f"ppo.target_kl must be > 0 or null, got {cfg.ppo.target_kl}",
-    )
-    _require(
-        cfg.reinforce.baseline in BASELINES,
-        f"reinforce.baseline: unknown baseline '{cfg.reinforce.baseline}'; valid: {', '.join(BASELINES)}",
     )
     _require(
         0 <= cfg.eval.episodes <= EVAL_EPISODES_MAX,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rlopt.report.defaults import DEFAULT_REPS, MAX_REPS
+from rlopt.report.defaults import DEFAULT_CURVE_REPS, DEFAULT_REPS, MAX_REPS, METRIC_MODES
 
 
 def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -23,7 +23,12 @@ def add_report_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--baseline", metavar="ARM", help="arm to compare against (default: the sweep's baseline)")
     parser.add_argument("--reps", type=int, default=DEFAULT_REPS,
                         help=f"bootstrap resamples, 1 to {MAX_REPS:,} (default {DEFAULT_REPS})")
+    parser.add_argument("--curve-reps", type=int, default=DEFAULT_CURVE_REPS,
+                        help=f"bootstrap resamples per learning-curve band, 1 to {MAX_REPS:,} (default {DEFAULT_CURVE_REPS})")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed, 0 to 2**63 - 1 (default 0)")
+    parser.add_argument("--mode", choices=METRIC_MODES, help="max: higher scores are better, min: lower "
+                        "(default: the sweep file's metric_mode, else max)")
+    parser.add_argument("--threshold", type=float, help="success / steps-to-threshold level (default: the sweep file's)")
     parser.set_defaults(handler=report_command)
     return parser
 
@@ -34,7 +39,8 @@ def report_command(args: argparse.Namespace) -> int:
     from rlopt.report.render import table_rows
 
     out = Path(args.out)
-    report = build_report(out, baseline=args.baseline, reps=args.reps, seed=args.seed)
+    report = build_report(out, baseline=args.baseline, reps=args.reps, seed=args.seed,
+                          curve_reps=args.curve_reps, mode=args.mode, threshold=args.threshold)
     rows = [[row[0], row[1], row[2], row[5]] for row in table_rows(report)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:

@@ -1,14 +1,15 @@
 """``rlopt report OUT``: compare the arms of a sweep with IQM, bootstrap CIs and probability of improvement.
 
-Reads the sweep contract (``OUT/manifest.json``, each finished run's ``summary.json`` and its
-TensorBoard curve) and writes ``OUT/report/``: ``report.json`` (machine-readable, strict JSON:
-``null`` where a number cannot be computed), ``report.md`` (one table sorted by IQM, warnings,
-plots), ``curves.png``, ``final.png`` and ``poi.png``. Every file is written atomically
-(:mod:`rlopt.files`).
+Reads the sweep contract (``OUT/manifest.json``, each finished run's ``summary.json`` and its curve:
+the compact curve file ``OUT/curves/<arm>/seed_<k>.csv``, else the TensorBoard event files) and writes
+``OUT/report/``: ``report.json`` (machine-readable, strict JSON: ``null`` where a number cannot be
+computed), ``report.md`` (one table sorted by IQM, warnings, plots), ``scores.csv`` and ``curves.csv``
+(:mod:`~rlopt.report.export`) and the PNG plots (:mod:`~rlopt.report.plots`). Every file is written
+atomically (:mod:`rlopt.files`). Comparisons with the baseline, success rates and sample efficiency
+are in :mod:`~rlopt.report.compare`.
 
 Analysis layer above the runs, torch-free (``import rlopt.report.build`` loads no torch): this module
-reads the sweep and computes the report dict; :mod:`rlopt.report.render` turns it into Markdown
-and PNGs.
+reads the sweep and computes the report dict; :mod:`rlopt.report.render` turns it into Markdown.
 
 Counting: ``n`` = runs with status ``finished`` and a finite metric in summary.json; ``failed`` =
 status ``failed``; ``missing`` = every other planned run (pending, running, or finished without
@@ -25,21 +26,22 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from rlopt.curves import Curve, common_grid, read_scalar
+from rlopt.curves import Curve, common_grid
+from rlopt.report.curve_file import load_curve
 from rlopt.errors import ConfigError, short_repr
-from rlopt.report.defaults import DEFAULT_REPS, check_arguments
+from rlopt.report.compare import MIN_RUNS_FOR_CI, compare_with_baseline, interval, sample_efficiency, success
+from rlopt.report.defaults import DEFAULT_CURVE_REPS, DEFAULT_REPS, check_arguments, report_settings
+from rlopt.report.export import curves_csv, scores_csv
 from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
-from rlopt.report.render import render_markdown, render_plots
+from rlopt.report.plots import render_plots
+from rlopt.report.render import render_markdown
 from rlopt.report.tuning import add_tuning, write_tuning
 from rlopt.stats import (
     BOOTSTRAP_METHOD,
-    bootstrap_ci,
     bootstrap_ci_columns,
     iqm,
     iqm_along,
-    poi_ci,
-    probability_of_improvement,
 )
 
 MANIFEST = "manifest.json"
@@ -141,7 +143,10 @@ def _curve_summary(
     if grid.steps.size == 0:
         return {"steps": [], "iqm": [], "ci_low": [], "ci_high": []}
     center = iqm_along(grid.values.T, axis=-1)
-    low, high = bootstrap_ci_columns(grid.values, iqm_along, reps=reps, seed=seed)
+    if grid.values.shape[0] < MIN_RUNS_FOR_CI:  # one run: a band of zero width would look certain
+        low = high = np.full(center.shape, np.nan)
+    else:
+        low, high = bootstrap_ci_columns(grid.values, iqm_along, reps=reps, seed=seed)
     return {
         "steps": [int(s) for s in grid.steps],
         "iqm": [_finite(v) for v in center],
@@ -150,14 +155,30 @@ def _curve_summary(
     }
 
 
-def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = DEFAULT_REPS, seed: int = 0) -> dict[str, Any]:
-    """Compute the report of sweep ``out_dir`` and write ``OUT/report/`` (JSON, Markdown, PNGs); return the dict."""
+def _settings(manifest: dict[str, Any], mode: str | None, threshold: float | None) -> tuple[str, float | None]:
+    """``metric_mode`` and ``threshold``: the arguments, else the manifest's (the sweep file's), else max/None."""
+    recorded = {"metric_mode": manifest.get("metric_mode", "max"), "threshold": manifest.get("threshold")}
+    chosen = {**recorded, **({} if mode is None else {"metric_mode": mode}),
+              **({} if threshold is None else {"threshold": threshold})}
+    return report_settings(chosen, lambda message: ConfigError(f"report: {message}"))
+
+
+def build_report(
+    out_dir: str | Path, baseline: str | None = None, reps: int = DEFAULT_REPS, seed: int = 0,
+    curve_reps: int = DEFAULT_CURVE_REPS, mode: str | None = None, threshold: float | None = None,
+) -> dict[str, Any]:
+    """Compute the report of sweep ``out_dir`` and write ``OUT/report/`` (JSON, Markdown, CSV, PNGs); return the dict.
+
+    ``reps`` resamples per final-score interval, ``curve_reps`` per learning-curve band; ``mode`` and
+    ``threshold`` override the sweep file's ``metric_mode`` and ``threshold``.
+    """
     out = Path(out_dir)
-    check_arguments(reps, seed, out)
+    check_arguments(reps, seed, out, curve_reps, mode)
     manifest = load_manifest(out)
     if (out / REPORT_DIR).exists() and not (out / REPORT_DIR).is_dir():
         raise ConfigError(f"report: {out / REPORT_DIR} is a file; the report is written into that directory")
     base = resolve_baseline(manifest, baseline)
+    mode, threshold = _settings(manifest, mode, threshold)
     metric, tag = manifest["metric"], manifest.get("curve")
     warnings: list[str] = []
 
@@ -169,12 +190,15 @@ def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = D
             warnings.append(f"manifest run {run.get('run_dir')!r} names unknown arm {run.get('arm')!r}; ignored")
 
     arms: dict[str, dict[str, Any]] = {}
-    scores: dict[str, list[float]] = {}
+    by_seed: dict[str, dict[int, float]] = {}
     for arm, runs in by_arm.items():
         finished, failed, missing, unreadable = [], [], [], []
+        listing: list[dict[str, Any]] = []
         for run in runs:
             status = run.get("status")
             score = _read_score(out / str(run.get("run_dir", "")), metric) if status == "finished" else None
+            listing.append({"seed": run.get("seed"), "run_dir": run.get("run_dir"), "score": score, "status": status,
+                            "steps_to_threshold": None, "auc": None})
             if status == "failed":
                 failed.append(run)
             elif score is None:
@@ -182,7 +206,7 @@ def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = D
             else:
                 finished.append((run, score))
         arm_scores = [score for _, score in finished]
-        scores[arm] = arm_scores
+        by_seed[arm] = {run.get("seed"): score for run, score in finished}
         n = len(arm_scores)
         if failed:
             warnings.append(f"{arm}: {len(failed)} run(s) failed (seeds {_seeds(failed)})")
@@ -193,43 +217,53 @@ def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = D
             warnings.append(f"{arm}: {len(missing)} run(s) missing, not finished (seeds {_seeds(missing)})")
         if n == 0:
             warnings.append(f"{arm}: no scores, no statistics")
+        elif n < MIN_RUNS_FOR_CI:
+            warnings.append(f"{arm}: n={n} < {MIN_RUNS_FOR_CI}, no confidence intervals")
         elif n < MIN_RUNS_FOR_IQM:
             warnings.append(f"{arm}: n={n} < {MIN_RUNS_FOR_IQM}, so the IQM is the plain mean and the CI is wide")
         x = np.asarray(arm_scores, dtype=np.float64)
-        curves: list[Curve] = []
-        labels: list[str] = []
-        if tag:
-            for run, _ in finished:
-                curves.append(read_scalar(out / str(run["run_dir"]), tag))
-                labels.append(f"seed {run.get('seed')}")
+        curves = [load_curve(out, run, tag) for run, _ in finished] if tag else []
+        labels = [f"seed {run.get('seed')}" for run, _ in finished]
+        rate, rate_ci = success(arm_scores, threshold, mode)
+        to_threshold, auc, run_steps, run_aucs = sample_efficiency(curves, threshold, mode, reps, seed)
+        for (run, _), steps, area in zip(finished, run_steps, run_aucs):
+            entry = next(e for e in listing if e["seed"] == run.get("seed") and e["run_dir"] == run.get("run_dir"))
+            entry.update(steps_to_threshold=steps, auc=area)
         arms[arm] = {
             "overrides": manifest["arms"][arm].get("overrides", {}) if isinstance(manifest["arms"][arm], dict) else {},
             "n": n,
             "failed": len(failed),
             "missing": len(missing) + len(unreadable),
             "scores": [float(s) for s in arm_scores],
+            "runs": listing,
             "mean": _finite(x.mean()) if n else None,
             "std": _finite(x.std(ddof=1)) if n > 1 else None,
             "median": _finite(np.median(x)) if n else None,
             "iqm": _finite(iqm(x)) if n else None,
-            "iqm_ci": _pair(*bootstrap_ci(x, iqm_along, reps=reps, seed=seed)) if n else None,
+            "iqm_ci": interval(arm_scores, reps, seed),
             "poi_vs_baseline": None,
             "poi_ci": None,
-            "curve": _curve_summary(arm, curves, labels, reps, seed, warnings)
+            "mw_p": None,
+            "holm_p": None,
+            "paired": None,
+            "success_rate": rate,
+            "success_wilson_ci": rate_ci,
+            "steps_to_threshold": to_threshold if tag else None,
+            "auc": auc if tag else None,
+            "curve": _curve_summary(arm, curves, labels, curve_reps, seed, warnings)
             if tag
             else {"steps": [], "iqm": [], "ci_low": [], "ci_high": []},
         }
-    if not scores[base]:
+    if not by_seed[base]:
         warnings.append(f"baseline {base}: no scores, so no probability of improvement")
-    for arm, entry in arms.items():
-        if arm != base and scores[arm] and scores[base]:
-            entry["poi_vs_baseline"] = _finite(probability_of_improvement(scores[arm], scores[base]))
-            entry["poi_ci"] = _pair(*poi_ci(scores[arm], scores[base], reps=reps, seed=seed))
+    compare_with_baseline(arms, by_seed, base, mode, reps, seed, warnings)
 
     report = {
         "metric": metric,
+        "metric_mode": mode,
+        "threshold": threshold,
         "baseline": base,
-        "bootstrap": {"method": BOOTSTRAP_METHOD, "reps": int(reps), "seed": int(seed)},
+        "bootstrap": {"method": BOOTSTRAP_METHOD, "reps": int(reps), "curve_reps": int(curve_reps), "seed": int(seed)},
         "arms": arms,
         "warnings": warnings,
     }
@@ -248,9 +282,11 @@ def build_report(out_dir: str | Path, baseline: str | None = None, reps: int = D
 
 
 def write_report(folder: Path, report: dict[str, Any], name: str, tag: str | None) -> None:
-    """Write report.json (strict JSON), report.md and the three PNGs atomically into ``folder``."""
+    """Write report.json (strict JSON), report.md, scores.csv, curves.csv and the PNGs atomically into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
+    atomic_write_text(folder / "scores.csv", scores_csv(report))
+    atomic_write_text(folder / "curves.csv", curves_csv(report))
     for filename, data in render_plots(report, tag).items():
         atomic_write_bytes(folder / filename, data)
     atomic_write_text(folder / "report.md", render_markdown(report, name))

@@ -107,7 +107,7 @@ def tuning_markdown(report: dict[str, Any]) -> str:
 
 def tuning_plots(report: dict[str, Any]) -> dict[str, bytes]:
     """``tuning.png`` (expected max vs trials, bands) and ``tuning_params.png`` (score vs each parameter, per arm)."""
-    from rlopt.report.render import _figure, _png
+    from rlopt.report.plots import _figure, _png
 
     tuned = _tuned(report)
     figure = _figure(3.5)

@@ -2,7 +2,7 @@
 
 One family serves learning rates (through :class:`ParamGroupScheduler`, a ``LambdaLR``) and scalar
 coefficients such as the entropy coefficient, the PPO clip range or the TRPO KL radius (through
-:class:`ScheduledValue`). Every schedule is a closed form of t (seed 000 §4), is a plain class
+:class:`ScheduledValue`). Every schedule is a closed form of t (docs/theory.md#schedules), is a plain class
 (never a lambda or closure, which break pickling: SB3 #2115, Tianshou #992) and keeps only plain
 python values in ``__dict__``. ``LambdaLR.state_dict()`` copies that ``__dict__``, so a scheduler
 state dict stays plain data and loads with ``torch.load(..., weights_only=True)``.

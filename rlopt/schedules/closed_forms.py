@@ -119,7 +119,7 @@ class Linear(Schedule):
 
 
 class StepDecay(Schedule):
-    """gamma ** floor(t / step_size) (seed 000 §4, step decay)."""
+    """gamma ** floor(t / step_size) (step decay, docs/theory.md#schedules)."""
 
     name = "step"
     fields: ClassVar[Mapping[str, Any]] = {"step_size": POSITIVE_INT, "gamma": POSITIVE}
@@ -135,7 +135,7 @@ class StepDecay(Schedule):
 
 
 class InverseSqrt(Schedule):
-    """1 / sqrt(1 + t / timescale); with timescale 1 and k = t + 1 this is seed 000's 1/sqrt(k)."""
+    """1 / sqrt(1 + t / timescale); with timescale 1 and k = t + 1 this is the textbook 1/sqrt(k)."""
 
     name = "inverse_sqrt"
     fields: ClassVar[Mapping[str, Any]] = {"timescale": POSITIVE}
@@ -150,7 +150,7 @@ class InverseSqrt(Schedule):
 
 
 def _cosine_factor(elapsed: float, length: float, min_factor: float) -> float:
-    """m + (1 - m) * (1 + cos(pi * elapsed / length)) / 2 (seed 000 §4, cosine decay)."""
+    """m + (1 - m) * (1 + cos(pi * elapsed / length)) / 2 (cosine decay, docs/theory.md#schedules)."""
     return min_factor + (1.0 - min_factor) * 0.5 * (1.0 + math.cos(math.pi * elapsed / length))
 
 

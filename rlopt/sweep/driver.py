@@ -36,6 +36,7 @@ from rlopt.sweep.manifest import (
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
 from rlopt.sweep.rendering import config_texts
 from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
+from rlopt.report.curve_file import write_run_curve
 from rlopt.run_files import SUMMARY_FILE
 
 EXIT_RUNS_FAILED = 1
@@ -230,10 +231,11 @@ def _tune_and_run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any, v
 
 def _finish(sweep: Sweep, out: Path, spec: RunSpec, hparams: dict[tuple[str, int], dict[str, Any]],
             summary: dict[str, Any] | None = None) -> None:  # fmt: skip
-    """Write a finished run's HParams (once) into its run directory."""
+    """Write a finished run's HParams (once) into its run directory and its curve file (``OUT/curves/``)."""
     run_dir = out / spec.run_dir
     summary = summary if summary is not None else _read_summary(run_dir)
     if summary is None:
         return
+    write_run_curve(out, spec.arm, spec.seed, spec.run_dir, sweep.curve)
     write_hparams(run_dir, hparams[(spec.arm, spec.seed)], sweep.metric, summary.get(sweep.metric),
                   int(summary.get("total_steps", 0)))  # fmt: skip

@@ -22,6 +22,7 @@ import rlopt
 from rlopt.checkpoint import list_checkpoints
 from rlopt.config import config_to_dict, load_config
 from rlopt.files import atomic_write_bytes
+from rlopt.report.defaults import REPORT_KEYS, report_settings
 from rlopt.errors import ConfigError, shorten
 from rlopt.sweep.messages import SHOWN_CHARS
 from rlopt.sweep.rendering import config_hash, config_texts
@@ -193,6 +194,7 @@ class Manifest:
             "rlopt_version": rlopt.__version__,
             "metric": sweep.metric,
             "curve": sweep.curve,
+            **dict(zip(REPORT_KEYS, report_settings(sweep.raw, ConfigError))),  # metric_mode, threshold
             "baseline": sweep.baseline,
             "arms": {arm.name: {"overrides": arm.overrides} for arm in sweep.arms},
             "runs": [],

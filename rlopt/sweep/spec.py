@@ -27,6 +27,7 @@ from rlopt.config import Config, config_to_dict, load_config, read_yaml
 from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError, short_repr, shorten
 from rlopt.presets import resolve_config
+from rlopt.report.defaults import REPORT_KEYS, report_settings
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
 from rlopt.sweep.messages import SHOWN_CHARS, listed
 from rlopt.sweep.rendering import config_hash, tree_hash
@@ -56,7 +57,7 @@ DEFAULT_METRIC = "eval_return_mean"
 DEFAULT_CURVE = "rollout/episode_return"
 RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
 """Config keys the sweep sets itself -> the sweep key that sets them."""
-SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run", "search")
+SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run", "search", *REPORT_KEYS)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -383,6 +384,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     if baseline is not None and baseline not in {arm.name for arm in arms}:
         raise fail(f"baseline: {short_repr(baseline)} is not an arm; arms: {listed([arm.name for arm in arms])}")
     curve = _optional_string(raw, "curve", DEFAULT_CURVE, fail)
+    report_settings(raw, fail)  # metric_mode and threshold, which the manifest reads from raw
     threads = raw.get("threads_per_run", 1)
     if not _is_int(threads) or threads < 1:
         raise fail(f"threads_per_run must be an integer >= 1, got {format_value(threads)}")
@@ -394,7 +396,5 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     from rlopt.sweep.search import arm_searches  # noqa: PLC0415 (search imports nothing of spec)
     searches = arm_searches(raw.get("search"), searches, arms, runs, lambda arm, values: _build(
         base_tree, {**set_values, **arm.overrides, **values}, seeds[0], threads, validate, fail, arm.name), fail)
-    return Sweep(
-        name=name, path=path, base=base, set=set_values, seeds=seeds, arms=arms, baseline=baseline,
-        metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw, searches=searches,
-    )  # fmt: skip
+    return Sweep(name=name, path=path, base=base, set=set_values, seeds=seeds, arms=arms, baseline=baseline,
+                 metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw, searches=searches)

@@ -1,4 +1,4 @@
-"""Trust-region updates (seed 003): flat views, CG, metrics M(θ), solvers, line search, the
+"""Trust-region updates (docs/theory.md#trust-region-step): flat views, CG, metrics M(θ), solvers, line search, the
 optimizer (its hyper-parameters declared once in :mod:`.hyperparameters`), and
 ``build_trust_region`` (config spec → optimizer, which the ``trust_region`` optimizer family of
 :mod:`rlopt.optimizers` builds through)."""

@@ -1,4 +1,4 @@
-"""Conjugate gradient: solve A x = b for SPD A given only v ↦ A v ("Hessian-free", seed 003).
+"""Conjugate gradient: solve A x = b for SPD A given only v ↦ A v ("Hessian-free"; docs/theory.md#conjugate-gradient).
 
 TRPO never forms the Fisher matrix; it solves (F + λI) x = −g with a few CG iterations, each
 costing one matrix-vector product (Schulman et al. 2015, App. C).

@@ -1,6 +1,6 @@
 """Backtracking line search on a trust-region step (TRPO, Schulman et al. 2015, App. C).
 
-The quadratic model behind the step (seed 003) is only local, so TRPO shrinks the step
+The quadratic model behind the step (docs/theory.md#trust-region-step) is only local, so TRPO shrinks the step
 geometrically, θ_old + βᵏ·Δθ, until the true surrogate improves and the true mean KL stays
 within δ. If no fraction passes, the parameters go back to θ_old exactly (Tianshou PR #1287 is
 the bug where a failed search left them moved).

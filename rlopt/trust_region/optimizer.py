@@ -1,8 +1,8 @@
-"""TrustRegion: a ``torch.optim.Optimizer`` whose step solves the trust-region problem of seed 003.
+"""TrustRegion: a ``torch.optim.Optimizer`` solving the trust-region problem of docs/theory.md#trust-region-step.
 
     min_δθ  ∇Lᵀδθ   subject to  ½ δθᵀ (M(θ) + λI) δθ ≤ δ
 
-has the solution δθ* = −√(2δ / gᵀM̃⁻¹g) · M̃⁻¹g with M̃ = M + λI (seed 003, Lagrangian slide;
+has the solution δθ* = −√(2δ / gᵀM̃⁻¹g) · M̃⁻¹g with M̃ = M + λI (its Lagrangian, Pierrot et al. 2018;
 Schulman et al. 2015, App. C). M̃⁻¹g comes from conjugate gradient on v ↦ M̃ v (``solver="cg"``),
 or from K-FAC's Kronecker factors or diag(M) (``"kfac"``, ``"diagonal"``: :mod:`.solvers`). With M = Fisher
 this is the natural policy gradient step (NPG, Kakade 2002); followed by a backtracking line

@@ -1,6 +1,6 @@
 """The trust-region metric M(θ) as an object that returns its matrix-vector product.
 
-Seed 003 (Sigaud, after Pierrot et al. 2018): the step minimises ∇Lᵀδθ subject to
+Pierrot et al. 2018 (docs/theory.md#metrics): the step minimises ∇Lᵀδθ subject to
 δθᵀ M(θ) δθ ≤ ε², and six choices of M give six methods. CG only needs v ↦ M v, so a metric is
 a factory of such products; none forms M. ``actor.optim.metric`` picks one by name:
 
@@ -16,7 +16,7 @@ name                         M(θ)                                        module
 ``hessian``                  H(θ) = ∇²L                                  :mod:`.hessian`
 ===========================  ==========================================  ===========================
 
-Damping λI (seed 003, "Damping") is added by the caller, not by the metric. The last two (and
+Damping λI (docs/theory.md#damping) is added by the caller, not by the metric. The last two (and
 GGN with the non-convex surrogate) may be indefinite; CG then stops at negative curvature.
 :func:`fisher_vector_product` is the pure numerical piece of the Fisher metric (tested against
 dense Fisher matrices).

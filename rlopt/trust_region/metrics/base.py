@@ -2,7 +2,7 @@
 that differentiate its outputs or its per-sample terms.
 
 A metric is a factory of matrix-vector products v ↦ M(θ) v over the flat parameter vector
-(:mod:`~rlopt.trust_region.flat` order); CG never sees M itself (seed 003, "Practical computation").
+(:mod:`~rlopt.trust_region.flat` order); CG never sees M itself (docs/theory.md#conjugate-gradient).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def flatten(tensors: Sequence[Tensor]) -> Tensor:
 
 
 class Metric(ABC):
-    """M(θ) of the trust region δθᵀ M δθ ≤ ε² (seed 003), exposed as a matrix-vector product.
+    """M(θ) of the trust region δθᵀ M δθ ≤ ε² (docs/theory.md#metrics), exposed as a matrix-vector product.
 
     ``mvp(params, loss, kl, inputs)`` is called once per optimizer step with graph tensors at the
     current θ and returns v ↦ M(θ) v (undamped, n-vectors over the flat ``params``). Expensive

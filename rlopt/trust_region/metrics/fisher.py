@@ -1,6 +1,6 @@
-"""Loss-independent metrics of seed 003 that need only the closure: the identity and the Fisher.
+"""Loss-independent metrics (Pierrot et al. 2018) that need only the closure: the identity and the Fisher.
 
-* ``identity``: M = I, "Vanilla gradient descent" (seed 003, row 1).
+* ``identity``: M = I, vanilla gradient descent (docs/theory.md#metrics).
 * ``fisher``: M = ∇²_θ KL(π_old‖π_θ)|_{θ=θ_old} = E_s[Jᵀ F_out J], the Fisher information
   (natural gradient, Kakade 2002; TRPO, Schulman et al. 2015), Hessian-free by Pearlmutter's trick.
 """
@@ -35,7 +35,7 @@ def fisher_vector_product(kl_grad: Tensor, params: Sequence[Tensor], vector: Ten
 class FisherMetric(Metric):
     """M = F, the Hessian of the mean KL(π_old‖π_θ) at θ_old (natural gradient / TRPO).
 
-    Seed 003: "E_(x,y)[∇_θ log p_θ(y|x) ∇_θ log p_θ(y|x)ᵀ] + λI — Natural gradient", here with
+    Pierrot et al. 2018: E_(x,y)[∇_θ log p_θ(y|x) ∇_θ log p_θ(y|x)ᵀ] + λI, natural gradient, here with
     y ~ π_θ(·|x) in expectation (exact, through the KL's Hessian) rather than the batch's actions.
     """
 
@@ -62,7 +62,7 @@ class FisherMetric(Metric):
 class IdentityMetric(Metric):
     """M = I: the trust region is a Euclidean ball, the step is along −∇L.
 
-    Seed 003, row 1: "I — Vanilla gradient descent".
+    Pierrot et al. 2018, first row: I, vanilla gradient descent.
     """
 
     name: ClassVar[str] = "identity"

@@ -2,7 +2,7 @@
 (logits, or mean and log-std), with ``torch.func``: v ↦ J v by ``jvp``, then Jᵀ u by ``vjp``
 (the linearisation's backward is built once per step); no Jacobian is materialised.
 
-* ``gauss_newton``: H = I (seed 003, "I. Classical Gauss-Newton"; Bottou, Curtis & Nocedal 2018).
+* ``gauss_newton``: H = I (classical Gauss-Newton; Bottou, Curtis & Nocedal 2018; docs/theory.md#metrics).
 * ``generalized_gauss_newton``: H = H_y, the Hessian of the surrogate loss w.r.t. the outputs,
   applied as a forward-over-reverse Hessian-vector product in output space (Schraudolph 2002).
   With the surrogate −ratio·Â this H_y is indefinite where Â < 0: CG stops at negative curvature.
@@ -74,7 +74,7 @@ def _linearise(
 class GaussNewtonMetric(Metric):
     """M = E_s[J_sᵀ J_s], J_s = ∂y(s)/∂θ for the policy outputs y (loss-independent).
 
-    Seed 003: "E_x[J(x, θ)ᵀ J(x, θ)] + λI — Classical Gauss-Newton".
+    Pierrot et al. 2018: E_x[J(x, θ)ᵀ J(x, θ)] + λI, classical Gauss-Newton.
     """
 
     name: ClassVar[str] = "gauss_newton"
@@ -97,7 +97,7 @@ class GaussNewtonMetric(Metric):
 class GeneralizedGaussNewtonMetric(Metric):
     """M = E_s[J_sᵀ H_y J_s], H_y = ∇²_y l the Hessian of the per-sample loss in output space.
 
-    Seed 003: "E_(x,y)[J(x, θ)ᵀ H_y(h_θ(x)) J(x, θ)] + λI — Generalized Gauss-Newton".
+    Pierrot et al. 2018: E_(x,y)[J(x, θ)ᵀ H_y(h_θ(x)) J(x, θ)] + λI, generalized Gauss-Newton.
     """
 
     name: ClassVar[str] = "generalized_gauss_newton"

@@ -1,4 +1,4 @@
-"""Newton's method: M = H(θ), the Hessian of the surrogate loss (seed 003, "IV. Newton's method").
+"""Newton's method: M = H(θ), the Hessian of the surrogate loss (Pierrot et al. 2018; docs/theory.md#metrics).
 
 Not positive semi-definite in general: CG stops at the first direction with dᵀM̃d ≤ 0 and the
 step falls back (:func:`~rlopt.trust_region.optimizer.propose_step`, ``negative_curvature``).
@@ -26,7 +26,7 @@ def hessian_vector_product(first_grad: Tensor, params: Sequence[Tensor], vector:
 class HessianMetric(Metric):
     """M = H(θ) = ∇²_θ L of the surrogate loss, by double backward.
 
-    Seed 003: "H(θ) + λI — Newton's method".
+    Pierrot et al. 2018: H(θ) + λI, Newton's method.
     """
 
     name: ClassVar[str] = "hessian"

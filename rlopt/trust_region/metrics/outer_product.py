@@ -1,4 +1,4 @@
-"""Outer-product metrics M = E_i[g_i g_iᵀ] from per-sample gradients g_i (seed 003).
+"""Outer-product metrics M = E_i[g_i g_iᵀ] from per-sample gradients g_i (docs/theory.md#metrics).
 
 * ``empirical_fisher``: g_i = ∇_θ log π(a_i|s_i) at the batch's own actions (Kakade 2002 with
   the empirical rather than the model's action distribution).
@@ -67,8 +67,8 @@ def outer_product_vector_product(per_sample: Tensor, vector: Tensor) -> Tensor:
 class EmpiricalFisherMetric(Metric):
     """M = E_i[∇log π(a_i|s_i) ∇log π(a_i|s_i)ᵀ] over the batch's actions.
 
-    Seed 003: "E_(x,y)[∇_θ log(p_θ(y|x)) ∇_θ log(p_θ(y|x))ᵀ] + λI — Natural gradient (with
-    empirical Fisher matrix)".
+    Pierrot et al. 2018: E_(x,y)[∇_θ log(p_θ(y|x)) ∇_θ log(p_θ(y|x))ᵀ] + λI, natural gradient with the
+    empirical Fisher matrix.
     """
 
     name: ClassVar[str] = "empirical_fisher"
@@ -90,7 +90,7 @@ class EmpiricalFisherMetric(Metric):
 class GradientCovarianceMetric(Metric):
     """M = E_i[∇l_i ∇l_iᵀ] (or the centred covariance), l_i the per-sample surrogate loss.
 
-    Seed 003: "E_x[∇_θ l_θ(x) ∇_θ l_θ(x)ᵀ] + λI — Gradient covariance matrix".
+    Pierrot et al. 2018: E_x[∇_θ l_θ(x) ∇_θ l_θ(x)ᵀ] + λI, the gradient covariance matrix.
     """
 
     name: ClassVar[str] = "gradient_covariance"

@@ -1,4 +1,4 @@
-"""How the trust-region step applies M̃⁻¹ (``actor.optim.solver``; seed 003, "Practical computation").
+"""How the trust-region step applies M̃⁻¹ (``actor.optim.solver``; docs/theory.md#solvers).
 
 ==========  ===============================================  ==========================================
 solver      M̃⁻¹g by                                          metrics it accepts

@@ -1,5 +1,5 @@
 """The ``diagonal`` solver: M̃ ≈ diag(M) + λI (Lehman et al. 2018, "Safe mutations ... through output
-gradients"; seed 003, "Practical computation": "an even simpler diagonal approx").
+gradients"; Pierrot et al. 2018's simplest approximation; docs/theory.md#solvers).
 
 diag(M)_p = E_i[Σ_j (∂r_j(y_i)/∂θ_p)²] from per-sample gradients (``torch.func``, once per step),
 for the rows r_j of the metric (:mod:`.rows`); the direction is d = −g / (diag(M) + λ). The

@@ -1,5 +1,5 @@
 """The ``kfac`` solver: Kronecker-factored blocks of M(θ), one per ``nn.Linear`` layer (Martens &
-Grosse 2015, K-FAC; Wu et al. 2017, ACKTR; seed 003, "Practical computation").
+Grosse 2015, K-FAC; Wu et al. 2017, ACKTR; docs/theory.md#kfac).
 
 For a layer s = W ā (ā = [a; 1] its input with a 1 appended for the bias, s its pre-activation), the
 per-sample gradient of a row r is ∇_V r = g āᵀ with g = ∂r/∂s and V = [W | b] (out × (in+1)). K-FAC

@@ -1,0 +1,62 @@
+"""A finished run's compact curve file, ``OUT/curves/<arm>/seed_<k>.csv``: the scalar tag the report
+plots, every point, so that ``rlopt report`` needs neither the run's event files nor TensorBoard's
+reader. The sweep writes it when a run finishes (:func:`write_run_curve`); the report reads it when
+present (:func:`load_curve`) and falls back to the event files otherwise.
+
+Format: header ``step,<tag>``, then ``step,value`` rows, values as Python's shortest round-trip
+``repr`` so that reading gives back the identical floats (and a byte-identical report).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rlopt.curves import Curve, read_scalar
+from rlopt.files import atomic_write_text
+
+CURVES_DIR = "curves"
+"""Sub-directory of a sweep's OUT with one curve file per finished run."""
+
+
+def curve_file(arm: str, seed: Any) -> Path:
+    """A run's curve file relative to OUT."""
+    return Path(CURVES_DIR) / arm / f"seed_{seed}.csv"
+
+
+def curve_csv_text(curve: Curve, tag: str) -> str:
+    """``curve`` as the CSV text of a curve file."""
+    rows = [f"step,{tag}"] + [f"{s},{v!r}" for s, v in zip(curve.steps.tolist(), curve.values.tolist())]
+    return "\n".join(rows) + "\n"
+
+
+def read_curve_csv(path: str | Path, tag: str) -> Curve | None:
+    """The curve in a curve file, or None when it is missing, unreadable or holds another tag."""
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not lines or lines[0] != f"step,{tag}":
+        return None
+    try:
+        pairs = [line.split(",") for line in lines[1:] if line]
+        steps = np.asarray([int(p[0]) for p in pairs], dtype=np.int64)
+        values = np.asarray([float(p[1]) for p in pairs], dtype=np.float64)
+    except (ValueError, IndexError):
+        return None
+    return Curve(steps, values)
+
+
+def write_run_curve(out: Path, arm: str, seed: int, run_dir: Path, tag: str) -> None:
+    """Read ``tag`` from the finished run's event files and write its curve file (atomically)."""
+    path = out / curve_file(arm, seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, curve_csv_text(read_scalar(out / run_dir, tag), tag))
+
+
+def load_curve(out: Path, run: dict[str, Any], tag: str) -> Curve:
+    """A finished manifest run's ``tag`` curve: its curve file when it holds ``tag``, else its event files."""
+    curve = read_curve_csv(out / curve_file(str(run.get("arm")), run.get("seed")), tag)
+    return curve if curve is not None else read_scalar(out / str(run["run_dir"]), tag)

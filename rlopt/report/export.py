@@ -1,0 +1,43 @@
+"""Table exports of a report dict: ``scores.csv`` (one row per planned run) and ``curves.csv`` (each
+arm's IQM learning curve with its band), for spreadsheets and scripts. Pure text, no files."""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+SCORE_COLUMNS = ("arm", "seed", "run_dir", "score", "status", "steps_to_threshold", "auc")
+"""``scores.csv``'s header: the keys of report.json's ``arms.<arm>.runs`` entries, with the arm first."""
+
+CURVE_COLUMNS = ("arm", "step", "iqm", "ci_low", "ci_high")
+"""``curves.csv``'s header: report.json's ``arms.<arm>.curve``, one row per grid point."""
+
+
+def _cell(value: Any) -> str:
+    return "" if value is None else repr(value) if isinstance(value, float) else str(value)
+
+
+def _table(header: tuple[str, ...], rows: list[list[Any]]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([[_cell(v) for v in row] for row in rows])
+    return buffer.getvalue()
+
+
+def scores_csv(report: dict[str, Any]) -> str:
+    """One row per planned run: arm, seed, run_dir, score (empty unless finished), status, and the
+    run's steps to the threshold and normalised AUC (empty when not computed)."""
+    rows = [[arm] + [run.get(key) for key in SCORE_COLUMNS[1:]]
+            for arm, entry in report["arms"].items() for run in entry["runs"]]
+    return _table(SCORE_COLUMNS, rows)
+
+
+def curves_csv(report: dict[str, Any]) -> str:
+    """One row per arm and grid step: the IQM learning curve and its bootstrap band."""
+    rows = []
+    for arm, entry in report["arms"].items():
+        curve = entry["curve"]
+        rows += [[arm, *point] for point in zip(curve["steps"], curve["iqm"], curve["ci_low"], curve["ci_high"])]
+    return _table(CURVE_COLUMNS, rows)
