@@ -80,8 +80,9 @@ class Categorical:
         return (self.probs * (self.log_probs - other.log_probs)).sum(dim=-1)
 
     def detach(self) -> Categorical:
-        """A copy cut from the autograd graph (the fixed "old policy" in KL(π_old ‖ π_θ))."""
-        return Categorical._from_log_probs(self.log_probs.detach())
+        """A copy cut from the autograd graph (the fixed "old policy" in KL(π_old ‖ π_θ)); it shares
+        no storage with ``self``, so no later in-place change of ``self``'s tensors reaches it."""
+        return Categorical._from_log_probs(self.log_probs.detach().clone())
 
     def __getitem__(self, index: Tensor | slice) -> Categorical:
         """The distributions of a subset of the batch (a minibatch of the old policy)."""
@@ -131,11 +132,17 @@ class DiagGaussian:
         return per_dim.sum(dim=-1)
 
     def detach(self) -> DiagGaussian:
-        """A copy cut from the autograd graph (the fixed "old policy" in KL(π_old ‖ π_θ))."""
-        return DiagGaussian(self.mean.detach(), self.log_std.detach())
+        """A copy cut from the autograd graph (the fixed "old policy" in KL(π_old ‖ π_θ)).
+
+        Cloned, not only detached: an actor's state-independent ``log_std`` IS its ``nn.Parameter``,
+        and ``Tensor.detach`` shares storage, so the optimizer's in-place step (and every trial point
+        of TRPO's line search) would move π_old's σ along with π_θ's and hide the σ change from the KL.
+        """
+        return DiagGaussian(self.mean.detach().clone(), self.log_std.detach().clone())
 
     def __getitem__(self, index: Tensor | slice) -> DiagGaussian:
-        """The distributions of a subset of the batch; a shared [d] log-std stays shared."""
+        """The distributions of a subset of the batch; a shared [d] log-std stays shared (the same
+        tensor as ``self``'s: index a :meth:`detach` copy to get a fixed minibatch of π_old)."""
         log_std = self.log_std if self.log_std.dim() == 1 else self.log_std[index]
         return DiagGaussian(self.mean[index], log_std)
 

@@ -6,9 +6,11 @@ import math
 
 import pytest
 import torch
+from gymnasium import spaces
 from torch import distributions as td
 
 from rlopt.distributions import Categorical, DiagGaussian
+from rlopt.networks import Actor
 
 BATCH = 32
 NUM_ACTIONS = 6
@@ -155,6 +157,57 @@ def test_detach_cuts_graph_and_keeps_values() -> None:
     gauss = DiagGaussian(mean, log_std).detach()
     assert not gauss.mean.requires_grad and not gauss.log_std.requires_grad
     torch.testing.assert_close(gauss.mean, mean.detach())
+
+
+def _box_actor_and_obs() -> tuple[Actor, torch.Tensor]:
+    torch.manual_seed(0)
+    actor = Actor(3, spaces.Box(-2.0, 2.0, shape=(ACTION_DIM,)), hidden=(8,), log_std_init=-0.5)
+    return actor, torch.randn(BATCH, 3)
+
+
+def _gaussian_kl(mean_p, log_std_p, mean_q, log_std_q) -> torch.Tensor:
+    return td.kl_divergence(_torch_gaussian(mean_p, log_std_p), _torch_gaussian(mean_q, log_std_q))
+
+
+def test_detached_gaussian_is_a_copy_that_an_in_place_step_of_log_std_does_not_move() -> None:
+    """π_old = actor(obs).detach() stays π_old while the optimizer steps the actor's log-std (an
+    nn.Parameter the live distribution holds itself) in place: KL(π_old‖π_θ) sees that step."""
+    actor, obs = _box_actor_and_obs()
+    with torch.no_grad():
+        old = actor(obs).detach()
+    old_mean, old_log_std = actor(obs).mean.detach().clone(), actor.log_std.detach().clone()
+    optimizer = torch.optim.SGD([actor.log_std], lr=0.1)  # only log_std moves: the means stay put
+    actor.log_std.grad = torch.ones_like(actor.log_std)
+    optimizer.step()
+    assert not torch.equal(actor.log_std.detach(), old_log_std)
+    with torch.no_grad():
+        new = actor(obs)
+        kl = old.kl(new)
+    expected = _gaussian_kl(old_mean, old_log_std, new.mean, new.log_std)
+    torch.testing.assert_close(kl, expected, rtol=1e-5, atol=1e-7)
+    assert (kl > 1e-4).all()  # σ shrank by e^-0.1 in every dimension: KL = 3·(e^0.2 − 1 − 0.2)/2 per row
+    torch.testing.assert_close(old.log_std, old_log_std, rtol=0, atol=0)
+    torch.testing.assert_close(old[torch.arange(4)].kl(new[torch.arange(4)]), expected[:4], rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(old[2:5].log_std, old_log_std, rtol=0, atol=0)
+
+
+def test_detached_distributions_do_not_share_storage_with_their_source() -> None:
+    """Any later in-place change of the source's tensors (a parameter step, a reused buffer) leaves
+    the detached copy as it was, for a state-independent and a per-row log-std alike."""
+    for per_row_std in (False, True):
+        mean, log_std = _random_gaussian_params(32, per_row_std)
+        old = DiagGaussian(mean, log_std).detach()
+        before = (old.mean.clone(), old.log_std.clone())
+        mean.add_(1.0)
+        log_std.add_(1.0)
+        for kept, value in zip((old.mean, old.log_std), before):
+            torch.testing.assert_close(kept, value, rtol=0, atol=0)
+    logits = _random_logits(33)
+    cat = Categorical(logits)
+    old_cat = cat.detach()
+    before = old_cat.log_probs.clone()
+    cat.log_probs.add_(1.0)
+    torch.testing.assert_close(old_cat.log_probs, before, rtol=0, atol=0)
 
 
 # --- Sampling ------------------------------------------------------------------------------

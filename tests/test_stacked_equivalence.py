@@ -71,7 +71,6 @@ def _first_update(preset: str, seeds=(0, 1), overrides=()):
 )
 def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
     stack, training, batch, stacked_stats, lone_runs = _first_update(preset, overrides=overrides)
-    discrete = stack.actor.is_discrete
     for k, (lone, lone_buffer, lone_batch, lone_stats) in enumerate(lone_runs):
         buffer = training.collector.buffer.seeds[k]
         for name in ("obs", "actions", "log_probs", "values", "rewards", "valid", "last_values"):
@@ -81,11 +80,8 @@ def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
         for name in ("obs", "actions", "advantages", "returns"):
             assert torch.equal(getattr(batch, name)[k, :size], getattr(lone_batch, name)), name
         ours, theirs = stacked_stats[k].scalars(), lone_stats.scalars()
-        # A lone Gaussian's "old" log-std aliases the parameter (DiagGaussian.detach shares storage),
-        # so its KL misses the log-std's move; the stack measures the true KL: compare KLs on Discrete.
-        compared = [t for t in theirs if discrete or "kl" not in t]
         assert set(ours) == set(theirs)
-        for tag in compared:
+        for tag in theirs:  # the KLs too: both detach a copy of π_old, log-std included
             assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-5, abs_tol=1e-7), (tag, ours[tag], theirs[tag])
         for ours_p, lone_p in zip(stack.agents[k].actor.parameters(), lone.actor.parameters()):
             torch.testing.assert_close(ours_p, lone_p, rtol=1e-5, atol=1e-6)
