@@ -65,7 +65,7 @@ class PPO(Agent):
                     dist.log_prob(batch.actions[idx]), batch.log_probs[idx], advantages, dist.entropy(), clip, entropy_coef
                 )
                 with torch.no_grad():
-                    kl = old_dist[idx].kl(dist.detach()).mean()
+                    kl = old_dist[idx].kl(dist).mean()  # no_grad: no graph, and no copy needed
                 if cfg.target_kl is not None and bool(kl > cfg.target_kl):
                     totals["actor_kl_max"].append(kl)
                     return {**self._summarise(totals), **schedule}

@@ -203,7 +203,7 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
                                        take_rows(batch.log_probs, positions), advantages, dist.entropy(), clip,
                                        entropy_coef, mask=mask)  # fmt: skip
             with torch.no_grad():
-                kl = masked_mean(take_distribution(old_dist, positions).kl(dist.detach()), mask)
+                kl = masked_mean(take_distribution(old_dist, positions).kl(dist), mask)
             stepping = participating
             if cfg.ppo.target_kl is not None:
                 stop = participating & (kl > cfg.ppo.target_kl)
