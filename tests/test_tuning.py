@@ -81,7 +81,9 @@ def test_expected_max_matches_enumeration_and_its_band_covers_it() -> None:
         ({"trials": 1001}, "search.trials must be an integer in [1, 1,000], got 1001"),
         ({"budget": 3}, "search.budget: unknown key"),
         ({"sampler": "grid"}, "search.space.actor.optim.lr: sampler grid takes choice distributions only"),
-        ({"pruner": "median"}, "median is not yet implemented"),
+        ({"pruner": "mean"}, "search.pruner must be one of none, median, got 'mean'"),
+        ({"warmup_steps": 100}, "search.warmup_steps is for pruner: median"),
+        ({"pruner": "median", "startup_trials": -1}, "search.startup_trials must be an integer in [0, 1,000], got -1"),
         ({"objective": "best"}, "search.objective must be final, auc or a number of summary.json"),
         ({"space": {"actor.max_grad_norm": {"choice": [[0.5], 1.0]}}}, "choice: values must be numbers, strings"),
         ({"space": {"actor.max_grad_norm": {"choice": [0.5, 1.0]}}, "sampler": "grid"}, "grid has 2 points; at most 2"),
@@ -215,7 +217,7 @@ def test_sigkill_mid_study_then_resume(tmp_path: Path) -> None:
     assert [t["state"] for t in data["trials"]] == ["COMPLETE"]
     storage = open_storage(f"sqlite:///{out}/tuning.db")
     trials = open_studies(load_sweep(path), storage)["adam"].get_trials()
-    assert trials[0].state.name == "FAIL" and trials[0].user_attrs.get("retried")
+    assert trials[0].state.name == "FAIL" and trials[1].user_attrs.get("retry_of") == 0
     assert trials[1].params == trials[0].params  # asked again with the same parameters
     assert (out / "runs" / "adam" / "seed_0" / "summary.json").is_file()
     report = build_report(out, reps=100)
