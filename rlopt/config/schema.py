@@ -146,7 +146,7 @@ class HealthConfig:
 class LogConfig:
     flush_seconds: float = 120.0
     """Write the TensorBoard scalars to disk at least this often, in seconds (SummaryWriter's ``flush_secs``;
-    a sweep's tuning trials use 1 s so that pruning reads their curves while they run)."""
+    a sweep's pruned tuning trials use 0.5 s so that pruning reads their curves while they run)."""
 
 
 @dataclass

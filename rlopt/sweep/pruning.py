@@ -1,7 +1,7 @@
 """Median pruning of a sweep's tuning trials (``search.pruner: median``) while their runs are going.
 
 A trial run of a pruned search is started with ``log.flush_seconds`` = :data:`TRIAL_FLUSH_SECONDS`, so its
-TensorBoard curve reaches the disk within a second (the writer's default holds points up to 120 s; a
+TensorBoard curve reaches the disk within half a second (the writer's default holds points up to 120 s; a
 separate progress file would be a second record of the same numbers). While a round of runs goes, a
 thread of the driver reads the trials' curves every :data:`POLL_SECONDS`. At each of
 :data:`REPORTS_PER_TRIAL` evenly spaced env steps of the trial's budget that every seed of the trial has
@@ -32,9 +32,9 @@ from rlopt.curves import Curve, read_scalar
 from rlopt.files import RunDirLocked, check_run_dir_unlocked
 from rlopt.sweep.search import FINAL_FRACTION, Search
 
-TRIAL_FLUSH_SECONDS = 1.0
+TRIAL_FLUSH_SECONDS = 0.5
 """``log.flush_seconds`` of the trial runs of a search with ``pruner: median``."""
-POLL_SECONDS = 1.0
+POLL_SECONDS = 0.5
 """How often the driver reads the running trials' curves."""
 REPORTS_PER_TRIAL = 20
 """Intermediate values per trial: at 1/20, 2/20, ... of its env steps (the pruner's ``step``)."""
