@@ -140,3 +140,19 @@ def test_hopeless_trials_are_pruned_mid_run_and_recorded_pruned(tmp_path: Path) 
     assert (tuning["trials"], tuning["pruned"], tuning["failed"]) == (3, len(pruned), 0)
     assert len(tuning["expected_max"]["k"]) == 3 - len(pruned)
     assert f"| adam | 3 ({len(pruned)}, 0) |" in (out / "report" / "report.md").read_text()
+
+
+def test_a_pruned_study_on_a_local_ray(tmp_path: Path) -> None:
+    """Trials as Ray tasks (a local Ray of 2 CPUs): the same trials, states and pruning as on the local pool."""
+    pytest.importorskip("ray", reason="the Ray backend's tests need ray: pip install -e '.[ray]'")
+    from tests.test_sweep import sweep
+
+    path, out = pruned_sweep(tmp_path / "p.yaml"), tmp_path / "out"
+    assert sweep(str(path), "--out", str(out), "--backend", "ray", "--workers", "2") == 0
+    trials = json.loads((out / "tuning.json").read_text())["adam"]["trials"]
+    assert [(t["params"]["actor.optim.lr"], t["state"]) for t in trials] == [
+        (1.0e-2, "COMPLETE"), (1.0e-9, "PRUNED"), (1.0e-9, "PRUNED")]  # fmt: skip (as on the local pool, same seed)
+    for trial in (1, 2):  # stopped mid-run by SIGINT through the Ray task's process
+        run_dir = out / "tuning" / "adam" / f"trial_{trial}" / "seed_1"
+        assert not (run_dir / "summary.json").exists() and list((run_dir / "checkpoints").glob("step_*.pt"))
+    assert (out / "runs" / "adam" / "seed_0" / "summary.json").is_file()
