@@ -236,11 +236,15 @@ def test_sigkill_mid_study_then_resume(tmp_path: Path) -> None:
     assert len(open_studies(load_sweep(path), storage)["adam"].get_trials()) == 3
 
 
-def test_shipped_tuned_ablation_dry_run(capsys: Any) -> None:
-    assert sweep(str(ROOT / "configs/sweeps/tuned_actor_optimizer.yaml"), "--dry-run", "--out", "/nonexistent/x",
+@pytest.mark.parametrize("name", ["tuned_actor_optimizer", "tuned_actor_optimizer_pendulum"])
+def test_shipped_tuned_ablation_dry_run(capsys: Any, name: str) -> None:
+    assert sweep(str(ROOT / f"configs/sweeps/{name}.yaml"), "--dry-run", "--out", "/nonexistent/x",
                  validate=check_config) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "288 trial runs, then 60 final runs (6 arms x 10 seeds)" in text
     for arm in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"):
-        assert f"tune {arm}: actor.optim.lr~log_uniform" in text and "24 trials x 2 seeds [10, 11]" in text
+        assert f"tune {arm}: actor.optim.lr~log_uniform" in text
+    assert text.count("24 trials x 2 seeds [10, 11] = 48 trial runs, tpe sampler") == 6
+    assert text.count("pruner median (startup_trials 5") == 6
     assert "actor.optim.momentum~uniform[0.5, 0.99]" in text and "actor.optim.eps~log_uniform" in text
+    assert ("a2c_pendulum.yaml" in text) == name.endswith("pendulum")
