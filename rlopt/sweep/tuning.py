@@ -7,6 +7,8 @@ seeded per trial from ``search.seed``, the arm and the trial's index, asks the s
 same sweep whatever ``--workers`` is and however often the driver was killed. A trial left RUNNING by
 a killed driver is marked FAIL and asked again with the same parameters. The studies live in
 ``OUT/tuning.db`` (SQLite) or ``--storage URL``; ``OUT/tuning.json`` mirrors them for the report.
+With ``pruner: median`` the runs' curves are read while they run (:mod:`rlopt.sweep.pruning`); a pruned
+trial is told PRUNED, never FAIL.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ from typing import Any, Callable
 import numpy as np
 
 from rlopt.config import config_to_yaml
+from rlopt.curves import read_scalar
 from rlopt.errors import ConfigError, shorten
 from rlopt.files import atomic_write_bytes
 from rlopt.run_files import SUMMARY_FILE
 from rlopt.sweep.messages import SHOWN_CHARS
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob
-from rlopt.curves import read_scalar
 from rlopt.sweep.pruning import TRIAL_FLUSH_SECONDS, Pruning, TrialWatch, curve_value, make_pruner
 from rlopt.sweep.search import Search, tuning_seeds
 from rlopt.sweep.spec import Arm, Sweep, _build, _SweepErrors, build_runs, read_yaml
