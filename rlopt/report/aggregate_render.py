@@ -29,8 +29,8 @@ def aggregate_markdown(report: dict[str, Any]) -> str:
     lines = [f"# Aggregate report: {', '.join(s['name'] for s in agg['sweeps'])}", "",
              f"Metric `{agg['metric']}` ({agg['metric_mode']}), normalised per env to 0 at `low` and 1 at `high`, "
              f"pooled over {len(envs)} envs. IQM = interquartile mean; optimality gap = mean of max(0, "
-             f"{agg['gap_target']:g} − x), lower is better (Agarwal et al. 2021); {CONFIDENCE:.0%} {boot['method']} "
-             f"bootstrap CIs ({boot['reps']} resamples, seed {boot['seed']}).", "",
+             f"{agg['gap_target']:g} − x), lower is better (Agarwal et al. 2021); {CONFIDENCE:.0%} bootstrap CIs "
+             f"({boot['method']}; {boot['reps']} resamples, seed {boot['seed']}).", "",
              "| env | sweep | low | high | source |", "|---|---|---:|---:|---|"]
     for sweep in agg["sweeps"]:
         bounds = agg["normalize"][sweep["env"]]

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from rlopt.curves import Curve, read_scalar
+from rlopt.curves import Curve, event_files, read_scalar
 from rlopt.files import atomic_write_text
 
 CURVES_DIR = "curves"
@@ -66,8 +66,20 @@ def write_run_curve(out: Path, arm: str, seed: int, run_dir: Path, tag: str) -> 
         atomic_write_text(out / curve_file(arm, seed, EVAL_SUFFIX), curve_csv_text(evaluations, EVAL_TAG))
 
 
+def _empty() -> Curve:
+    return Curve(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64))
+
+
 def load_curve(out: Path, run: dict[str, Any], tag: str, suffix: str = "") -> Curve:
     """A finished manifest run's ``tag`` curve: its curve file (``suffix`` :data:`EVAL_SUFFIX` for the
-    evaluation curve) when it holds ``tag``, else its event files (an empty curve when neither has it)."""
+    evaluation curve) when it holds ``tag``, else its event files (an empty curve when neither has it).
+
+    For the evaluation curve, which most runs do not log, the event files are first searched for the
+    tag's bytes (a plain substring search, ~10x faster than the full scan of a file without the tag)."""
     curve = read_curve_csv(out / curve_file(str(run.get("arm")), run.get("seed"), suffix), tag)
-    return curve if curve is not None else read_scalar(out / str(run["run_dir"]), tag)
+    if curve is not None:
+        return curve
+    run_dir = out / str(run["run_dir"])
+    if suffix == EVAL_SUFFIX and not any(tag.encode() in path.read_bytes() for path in event_files(run_dir)):
+        return _empty()
+    return read_scalar(run_dir, tag)
