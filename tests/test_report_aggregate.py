@@ -139,3 +139,15 @@ def test_the_sweep_file_keys_are_checked_when_the_sweep_loads() -> None:
     with pytest.raises(ConfigError, match="panels.trpo must be an arm-name prefix or a non-empty list"):
         report_settings({"panels": {"trpo": []}}, fail)
     assert parse_normalize(["Pendulum-v1=-1600,-150"]) == {"Pendulum-v1": [-1600.0, -150.0]}
+
+
+def test_a_sweep_file_takes_panels_and_normalize_and_refuses_bad_ones(tmp_path: Path) -> None:
+    from rlopt.sweep.spec import load_sweep
+
+    body = {"name": "s", "base": "a2c_cartpole", "set": {"total_steps": 1000}, "variants": {"adam": {}, "sgd": {}},
+            "panels": {"first": ["adam"]}, "normalize": {"CartPole-v1": [0, 500]}}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(body))
+    assert load_sweep(tmp_path / "s.yaml").raw["panels"] == {"first": ["adam"]}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({**body, "normalize": {"CartPole-v1": [0]}}))
+    with pytest.raises(ConfigError, match=r"sweep s: normalize.CartPole-v1 must be \[low, high\]"):
+        load_sweep(tmp_path / "s.yaml")

@@ -194,3 +194,24 @@ def test_same_seed_gives_byte_identical_grid_reports(tmp_path: Path) -> None:
         files[attempt] = {p.name: p.read_bytes() for p in sorted((out / REPORT_DIR).iterdir())}
     assert files[0] == files[1] and "sensitivity.png" in files[0]
     assert np.isfinite(json.loads(files[0]["report.json"])["select"]["groups"]["sgd"]["heldout"]["iqm"])
+
+
+def test_select_needs_a_grid_and_two_seeds(tmp_path: Path) -> None:
+    from tests.test_report import _make_sweep
+
+    with pytest.raises(ConfigError, match=r"--select: the sweep has no grid"):
+        build_report(_make_sweep(tmp_path / "plain"), reps=20, select="actor.optim.lr")
+    out = make_grid_sweep(tmp_path / "g")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["runs"] = [run for run in manifest["runs"] if run["seed"] == 0]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"--select needs at least 2 seeds"):
+        build_report(out, reps=20, select="actor.optim.lr")
+    assert not (tmp_path / "plain" / REPORT_DIR).exists() and not (out / REPORT_DIR).exists()
+
+
+def test_the_command_prints_each_groups_selection(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = make_grid_sweep(tmp_path / "g")
+    assert main(["report", str(out), "--reps", "50", "--curve-reps", "20", "--select", "actor.optim.lr"]) == 0
+    printed = capsys.readouterr().out
+    assert "select actor.optim.lr: sgd -> 0.01, held-out IQM 5 (n=3)" in printed

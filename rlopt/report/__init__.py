@@ -59,6 +59,11 @@ def report_command(args: argparse.Namespace) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+    chosen = report.get("select")
+    for group, entry in (chosen or {}).get("groups", {}).items():
+        held = entry["heldout"]
+        iqm = "–" if held["iqm"] is None else f"{held['iqm']:.4g}"
+        print(f"select {chosen['key']}: {group} -> {entry['selected_value']}, held-out IQM {iqm} (n={held['n']})")
     for warning in report["warnings"]:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"report written to {out / REPORT_DIR / 'report.md'}")
