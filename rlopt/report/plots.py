@@ -110,9 +110,11 @@ def _panel_plot(report: dict[str, Any], columns: list[tuple[Series, str, str, st
     heights = [max(ROW_HEIGHT, 0.2 * len(arms)) for _, arms in rows]
     figure = _figure(sum(heights) + 0.9 if len(rows) > 1 else max(4.5, heights[0] + 0.9), width)
     grid = figure.add_gridspec(len(rows), len(columns), height_ratios=heights)
+    first: list[Any] = []  # the panels of one column share their axes, so that the rows compare at a glance
     for r, (panel, arms) in enumerate(rows):
         for c, (series, xlabel, ylabel, heading) in enumerate(columns):
-            ax = figure.add_subplot(grid[r, c])
+            ax = figure.add_subplot(grid[r, c], sharex=first[c] if r else None, sharey=first[c] if r else None)
+            first += [ax] if r == 0 else []
             shown = [a for a in arms if a in series]
             for arm in shown:
                 x, center, low, high = series[arm]
@@ -160,7 +162,8 @@ def profile_bands(scores: np.ndarray, taus: np.ndarray, mode: str, reps: int, se
     if scores.size < 2:
         return center, center.copy(), center.copy()
     picks = np.random.default_rng(seed).integers(0, scores.size, size=(reps, scores.size))
-    counts = np.stack([np.bincount(row, minlength=scores.size) for row in picks])  # reps x runs
+    offsets = (np.arange(reps)[:, None] * scores.size + picks).ravel()  # one bincount for every resample
+    counts = np.bincount(offsets, minlength=reps * scores.size).reshape(reps, scores.size)  # reps x runs
     fractions = counts @ beyond.astype(np.float64) / scores.size  # reps x taus
     alpha = (1.0 - CONFIDENCE) / 2.0
     low, high = np.quantile(fractions, [alpha, 1.0 - alpha], axis=0)
