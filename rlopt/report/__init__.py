@@ -57,16 +57,25 @@ def report_command(args: argparse.Namespace) -> int:
                           mode=args.mode, threshold=args.threshold, select=args.select)
     rows = [[row[0], row[1], row[2], row[5]] for row in table_rows(report)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
-    chosen = report.get("select")
-    for group, entry in (chosen or {}).get("groups", {}).items():
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    chosen = report.get("select") or {}
+    for group, entry in chosen.get("groups", {}).items():
         held = entry["heldout"]
-        iqm = "–" if held["iqm"] is None else f"{held['iqm']:.4g}"
-        print(f"select {chosen['key']}: {group} -> {entry['selected_value']}, held-out IQM {iqm} (n={held['n']})")
-    for warning in report["warnings"]:
+        lines.append(f"select {chosen['key']}: {group} -> {entry['selected_value']}, held-out IQM {_num(held['iqm'], '.4g')} "
+                     f"(n={held['n']})")
+    return _print_result(lines, report["warnings"], out / REPORT_DIR / "report.md")
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "–" if value is None else format(value, spec)
+
+
+def _print_result(lines: list[str], warnings: list[str], markdown: Path) -> int:
+    """Print the summary lines, the warnings (stderr) and where report.md is; exit code 0."""
+    print("\n".join(lines))
+    for warning in warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"report written to {out / REPORT_DIR / 'report.md'}")
+    print(f"report written to {markdown}")
     return 0
 
 
@@ -81,12 +90,6 @@ def _aggregate_command(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} applies to one sweep, not to an aggregate (--out DIR)")
     report = aggregate(args.out, args.aggregate_out, reps=args.reps, seed=args.seed, baseline=args.baseline,
                        mode=args.mode, normalize=args.normalize)
-    for arm in ranked_arms(report):
-        entry = report["arms"][arm]
-        iqm = "–" if entry["iqm"] is None else f"{entry['iqm']:.3f}"
-        gap = "–" if entry["optimality_gap"] is None else f"{entry['optimality_gap']:.3f}"
-        print(f"{arm}  n={entry['n']}  IQM {iqm}  optimality gap {gap}")
-    for warning in report["warnings"]:
-        print(f"warning: {warning}", file=sys.stderr)
-    print(f"report written to {Path(args.aggregate_out) / 'report.md'}")
-    return 0
+    lines = [f"{arm}  n={e['n']}  IQM {_num(e['iqm'], '.3f')}  optimality gap {_num(e['optimality_gap'], '.3f')}"
+             for arm, e in ((arm, report["arms"][arm]) for arm in ranked_arms(report))]
+    return _print_result(lines, report["warnings"], Path(args.aggregate_out) / "report.md")
