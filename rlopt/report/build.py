@@ -257,7 +257,7 @@ def build_report(
         curves = [load_curve(out, run, tag) for run, _ in finished] if tag else []
         labels = [f"seed {run.get('seed')}" for run, _ in finished]
         evaluated = [(run, curve, label) for (run, _), label in zip(finished, labels)
-                     if len(curve := load_curve(out, run, EVAL_TAG, EVAL_SUFFIX))]
+                     if tag != EVAL_TAG and len(curve := load_curve(out, run, EVAL_TAG, EVAL_SUFFIX))]
         rate, rate_ci = success(arm_scores, threshold, mode)
         to_threshold, auc, run_steps, run_aucs = sample_efficiency(curves, threshold, mode, reps, seed)
         eval_to_threshold, eval_auc, eval_steps, eval_aucs = sample_efficiency(
