@@ -215,3 +215,17 @@ def test_the_command_prints_each_groups_selection(tmp_path: Path, capsys: pytest
     assert main(["report", str(out), "--reps", "50", "--curve-reps", "20", "--select", "actor.optim.lr"]) == 0
     printed = capsys.readouterr().out
     assert "select actor.optim.lr: sgd -> 0.01, held-out IQM 5 (n=3)" in printed
+
+
+def test_panels_of_the_sweep_file_reach_the_report_and_bad_ones_exit_2(tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    out = make_grid_sweep(tmp_path / "g", panels={"adaptive": "adam"})
+    report = build_report(out, reps=20, curve_reps=10)
+    assert report["panels"] == {"adaptive": [arm_name("adam", 0.01), arm_name("adam", 0.1)],
+                                "other": [arm_name("sgd", lr) for lr in LRS]}
+    assert "Panels (the baseline in each): adaptive:" in (out / REPORT_DIR / "report.md").read_text()
+    bad = make_grid_sweep(tmp_path / "bad", panels={"x": ["momentum"]})
+    assert main(["report", str(bad), "--reps", "20"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "panels.x: unknown arm 'momentum'" in err
+    assert not (bad / REPORT_DIR).exists()
