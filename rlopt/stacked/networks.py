@@ -109,8 +109,11 @@ class _SigmoidTanh(torch.autograd.Function):
 
 
 def fast_tanh(x: Tensor) -> Tensor:
-    """tanh as ``2σ(2x) − 1`` (:class:`_SigmoidTanh`), differentiable."""
-    return _SigmoidTanh.apply(x)
+    """tanh as ``2σ(2x) − 1`` (:class:`_SigmoidTanh`), differentiable; without autograd (a rollout)
+    the same passes without the autograd Function's overhead (~20 µs a call)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SigmoidTanh.apply(x)
+    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
 
 
 class Layers:
