@@ -132,18 +132,33 @@ class Layers:
             else:  # an elementwise activation, the same module for every seed
                 self.steps.append(("activation", layer.forward))
         self.flat = flat
+        self.sizes: list[int] = []
+        """Widths of the pieces ``[K, P]`` splits into: each parameter and each run of padding."""
+        self.piece: list[int] = []
+        """The piece of each parameter (in ``FlatSeeds`` order)."""
+        position = 0
+        for start, end in flat.segments:
+            if start > position:
+                self.sizes.append(start - position)
+            self.piece.append(len(self.sizes))
+            self.sizes.append(end - start)
+            position = end
+        if flat.numel > position:
+            self.sizes.append(flat.numel - position)
 
     def bind(self, stacked: Tensor) -> BoundLayers:
-        """The layers with the weights of ``stacked`` (``[K, P]``, :meth:`FlatSeeds.stack`)."""
+        """The layers with the weights of ``stacked`` (``[K, P]``, :meth:`FlatSeeds.stack`), cut by
+        one ``split`` (its backward is one concatenation, not a zero-filled ``[K, P]`` per slice)."""
         flat, k = self.flat, stacked.shape[0]
+        pieces = stacked.split(self.sizes, dim=1)
         bound: list[tuple[str, Any]] = []
         for kind, item in self.steps:
             if kind != "linear":
                 bound.append((kind, item))
                 continue
-            (ws, we), (bs, be) = flat.segments[item[0]], flat.segments[item[1]]
             out_features, in_features = flat.shapes[item[0]]
-            weight, bias = stacked[:, ws:we].view(k, out_features, in_features), stacked[:, bs:be]
+            weight = pieces[self.piece[item[0]]].view(k, out_features, in_features)
+            bias = pieces[self.piece[item[1]]]
             if out_features == 1:  # (W xᵀ)ᵀ: one output column as x Wᵀ takes another kernel (stacked_mlp)
                 bound.append(("column", (weight, bias.unsqueeze(-1))))
             else:
