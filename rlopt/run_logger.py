@@ -65,6 +65,11 @@ class RunLogger:
         the same tags, steps and values as one ``add_scalar`` each, at a fraction of the cost."""
         if self.writer is None:
             return
+        self.writer.file_writer.add_summary(self.update_summary(stats, rollout, sps, skipped_updates), step)
+
+    @staticmethod
+    def update_summary(stats: UpdateStats, rollout: Any, sps: float, skipped_updates: int) -> Any:
+        """The ``Summary`` :meth:`log_update` writes (stacked seeds buffer it: :mod:`rlopt.stacked.runs`)."""
         from tensorboard.compat.proto.summary_pb2 import Summary
 
         scalars = stats.scalars()
@@ -73,8 +78,7 @@ class RunLogger:
             scalars["rollout/episode_return"] = float(np.mean(rollout.episode_returns))
             scalars["rollout/episode_length"] = float(np.mean(rollout.episode_lengths))
         scalars["time/sps"] = sps
-        summary = Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
-        self.writer.file_writer.add_summary(summary, step)
+        return Summary(value=[Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()])
 
     def show_progress(self, steps: int, sps: float, recent_return: float) -> None:
         """Advance the bar by ``steps`` env steps (up to its total), showing speed and the mean return

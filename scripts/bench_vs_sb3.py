@@ -23,8 +23,12 @@ rlopt's learn loop as a multiple of it.
 ``--scaling`` adds rlopt's PPO-CartPole SPS against ``env.num_envs`` at a fixed batch of 256 and
 against the hidden width.
 
+**Stacked seeds** (issue 17, ``--stacked-ks``/``--stacked-rows``): per K, ``rlopt train CONFIG --seeds``
+next to the lone run and SB3 (``scripts/bench_stacked.py``'s ``measure_stacked``; "refused" if the stack refuses).
+
     pip install -e ".[bench]"
-    python scripts/bench_vs_sb3.py [--reps 3] [--rows ppo_cartpole,a2c_cartpole] [--scaling] [--out benchmarks/speed.md]
+    python scripts/bench_vs_sb3.py [--reps 3] [--rows ppo_cartpole,a2c_cartpole] [--scaling] [--stacked-ks 1,4,10,20]
+        [--stacked-rows ppo_cartpole,a2c_cartpole,trpo_cartpole | none] [--out benchmarks/speed.md]
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_stacked import STACKED_KS, measure_stacked, stacked_arguments, stacked_section  # noqa: E402
 EVAL_EPISODES = 10
 """Deterministic evaluation episodes at the end of every run, on both sides (``--eval-episodes``; 10
 leave Pendulum's returns to chance: seeds 0–3 of PPO score −118…−218 on SB3's side with 10 and −164…−204 with 100)."""
@@ -359,9 +365,12 @@ def main() -> None:
     parser.add_argument("--scaling", action="store_true", help="also measure rlopt's scaling tables")
     parser.add_argument("--eval-episodes", type=int, default=EVAL_EPISODES, help="evaluation episodes per run, both sides")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "speed.md", help="markdown report")
+    parser.add_argument("--stacked-ks", default=",".join(map(str, STACKED_KS)), help="stack sizes K (1..256; empty: none)")
+    parser.add_argument("--stacked-rows", default=None, help="rows also run stacked (default: the CartPole rows; none)")
     parser.add_argument("--child", choices=("sb3", "floor"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     rows = [ROWS[name] for name in args.rows.split(",")]
+    ks, stacked_rows = stacked_arguments(parser, args, rows, ROWS)
     if args.child == "sb3":
         print(json.dumps(sb3_child(rows[0], args.seed, args.eval_episodes)))
         return
@@ -371,6 +380,7 @@ def main() -> None:
 
     results: dict[str, dict[str, list]] = {row.name: {"rlopt": [], "sb3": []} for row in rows}
     floors: dict[str, list[float]] = {}
+    stacks: dict[str, dict[int, list[dict]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench_vs_sb3-") as tmp:
         work = Path(tmp)
         for rep in range(args.reps):
@@ -386,6 +396,10 @@ def main() -> None:
                 if row.floor:
                     floors.setdefault(row.name, []).append(measure_floor(row))
                     print(f"rep {rep} {row.name:14s} floor {floors[row.name][-1]:6.1f} s", flush=True)
+                for k in (ks if rep % 2 == 0 else ks[::-1]) if row.name in stacked_rows else ():
+                    result = measure_stacked(rlopt_config(row, seed, episodes=args.eval_episodes), k, seed, work)
+                    stacks.setdefault(row.name, {}).setdefault(k, []).append(result)
+                    print(f"rep {rep} {row.name:14s} K={k:<3d} {result}", flush=True)
         scaling = scaling_tables(work) if args.scaling else []
         startup = startup_lines(work)
     import torch
@@ -401,7 +415,8 @@ def main() -> None:
         "Ratios are SB3 / rlopt (higher = rlopt faster). Hyper-parameters: `ROWS` in the script.",
         "",
     ]
-    text = "\n".join(header + speed_table(rows, results, floors) + startup + scaling) + "\n"
+    stacked = stacked_section(stacks, results, ks)
+    text = "\n".join(header + speed_table(rows, results, floors) + startup + stacked + scaling) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)

@@ -66,8 +66,9 @@ class StackedLearner:
         self.cfg = cfg = agents[0].cfg
         check_stackable(cfg, [a.cfg.seed for a in agents])
         self.device = agents[0].device
-        self.actor = StackedActor([a.actor for a in agents])
-        self.critic = StackedCritic([a.critic for a in agents]) if agents[0].critic is not None else None
+        exact = bool(cfg.stack_exact)
+        self.actor = StackedActor([a.actor for a in agents], exact)
+        self.critic = StackedCritic([a.critic for a in agents], exact) if agents[0].critic is not None else None
         horizon = cfg.num_updates
         self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")
         self.actor_scheduler = build_lr_scheduler(
@@ -99,10 +100,10 @@ class StackedLearner:
 
     # ----------------------------------------------------------------- acting
     def _rollout_params(self) -> tuple[Any, Any]:
-        """The stacked weights the rollout acts with, stacked once per rollout (dropped by :meth:`update`)."""
+        """The layers the rollout acts with, stacked and bound once per rollout (dropped by :meth:`update`)."""
         if self._rollout_stack is None:
             with torch.no_grad():
-                self._rollout_stack = (self.actor.stack_params(), None if self.critic is None else self.critic.stack_params())
+                self._rollout_stack = (self.actor.bind(), None if self.critic is None else self.critic.bind())
         return self._rollout_stack
 
     @torch.inference_mode()

@@ -26,6 +26,7 @@ tensors in the optimizer and one ``torch.stack`` per forward.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -90,35 +91,124 @@ class FlatSeeds:
         return [flat[start:end].view(shape) for (start, end), shape in zip(self.segments, self.shapes)]
 
 
-def stacked_mlp(flat: FlatSeeds, body: nn.Sequential, x: Tensor, stacked: Tensor) -> Tensor:
+class _SigmoidTanh(torch.autograd.Function):
+    """tanh(x) = 2σ(2x) − 1 with tanh's backward ``g · (1 − y²)``: torch's tanh takes a scalar path
+    on CPUs like this one (≈ 2.6 ns per float32 against ≈ 0.8 ns for the four vectorised passes here,
+    ``scripts/bench_stacked.py --ops``); the result differs from ``torch.tanh`` by at most ~2e-7."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:
+        y = torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return torch.ops.aten.tanh_backward(grad, y)
+
+
+def fast_tanh(x: Tensor) -> Tensor:
+    """tanh as ``2σ(2x) − 1`` (:class:`_SigmoidTanh`), differentiable; without autograd (a rollout)
+    the same passes without the autograd Function's overhead (~20 µs a call)."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SigmoidTanh.apply(x)
+    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
+class Layers:
+    """The K MLPs laid out as a lone ``body`` (``nn.Sequential``) on a ``[K, P]`` stack of flat
+    leaves: per linear layer the ``[K, ...]`` weight and bias views of the stack, made once per
+    stack (:meth:`bind`) so a rollout that acts with fixed weights does not rebuild them per step."""
+
+    def __init__(self, flat: FlatSeeds, body: nn.Sequential, exact: bool) -> None:
+        self.exact = exact
+        self.steps: list[tuple[str, Any]] = []
+        for layer in body:
+            if isinstance(layer, nn.Linear):
+                self.steps.append(("linear", (flat.index[id(layer.weight)], flat.index[id(layer.bias)])))
+            elif isinstance(layer, nn.Tanh) and not exact:
+                self.steps.append(("activation", fast_tanh))
+            else:  # an elementwise activation, the same module for every seed
+                self.steps.append(("activation", layer.forward))
+        self.flat = flat
+        self.sizes: list[int] = []
+        """Widths of the pieces ``[K, P]`` splits into: each parameter and each run of padding."""
+        self.piece: list[int] = []
+        """The piece of each parameter (in ``FlatSeeds`` order)."""
+        position = 0
+        for start, end in flat.segments:
+            if start > position:
+                self.sizes.append(start - position)
+            self.piece.append(len(self.sizes))
+            self.sizes.append(end - start)
+            position = end
+        if flat.numel > position:
+            self.sizes.append(flat.numel - position)
+
+    def bind(self, stacked: Tensor) -> BoundLayers:
+        """The layers with the weights of ``stacked`` (``[K, P]``, :meth:`FlatSeeds.stack`), cut by
+        one ``split`` (its backward is one concatenation, not a zero-filled ``[K, P]`` per slice)."""
+        flat, k = self.flat, stacked.shape[0]
+        pieces = stacked.split(self.sizes, dim=1)
+        bound: list[tuple[str, Any]] = []
+        for kind, item in self.steps:
+            if kind != "linear":
+                bound.append((kind, item))
+                continue
+            out_features, in_features = flat.shapes[item[0]]
+            weight = pieces[self.piece[item[0]]].view(k, out_features, in_features)
+            bias = pieces[self.piece[item[1]]]
+            if out_features == 1:  # (W xᵀ)ᵀ: one output column as x Wᵀ takes another kernel (stacked_mlp)
+                bound.append(("column", (weight, bias.unsqueeze(-1))))
+            else:
+                bound.append(("linear", (weight.transpose(1, 2), bias.unsqueeze(1))))
+        return BoundLayers(stacked, bound, self.exact)
+
+
+class BoundLayers:
+    """:class:`Layers` bound to one ``[K, P]`` stack (``stacked``): ``run(x)`` is the K MLPs."""
+
+    def __init__(self, stacked: Tensor, steps: list[tuple[str, Any]], exact: bool) -> None:
+        self.stacked, self.steps, self.exact = stacked, steps, exact
+
+    def run(self, x: Tensor) -> Tensor:
+        """``x`` ``[K, B, in]`` → ``[K, B, out]``: :func:`stacked_mlp`."""
+        for kind, item in self.steps:
+            if kind == "activation":
+                x = item(x)
+            elif kind == "linear":
+                x = torch.baddbmm(item[1], x, item[0])
+            elif self.exact and x.shape[1] < _SMALL_BATCH:  # a lone nn.Linear's matrix-vector kernel
+                weight, bias = item
+                x = torch.stack([torch.addmv(b[0], rows, w[0]) for b, rows, w in zip(bias, x, weight)]).unsqueeze(-1)
+            else:  # one output column: (W xᵀ)ᵀ rounds as a lone nn.Linear
+                x = torch.baddbmm(item[1], item[0], x.transpose(1, 2)).transpose(1, 2)
+        return x
+
+
+def stacked_mlp(flat: FlatSeeds, body: nn.Sequential, x: Tensor, stacked: Tensor, exact: bool = True) -> Tensor:
     """The K MLPs laid out as ``body`` (module 0's) with the seeds' ``stacked`` ``[K, P]`` parameters
     on ``x`` ``[K, B, in]`` → ``[K, B, out]``. Per linear layer ``x W_kᵀ + b_k`` as one ``baddbmm``;
     a single output as ``(W_k xᵀ)ᵀ`` (``x W_kᵀ`` with one column takes another kernel than a lone
-    ``nn.Linear`` and rounds differently), or per seed on a few rows. Activations run on the
-    stacked tensor. Every row equals the lone forward's at the presets' shapes."""
-    for layer in body:
-        if not isinstance(layer, nn.Linear):
-            x = layer.forward(x)  # elementwise activation, the same module for every seed
-            continue
-        weight, bias = flat.of(stacked, layer.weight), flat.of(stacked, layer.bias)
-        if weight.shape[1] == 1 and x.shape[1] < _SMALL_BATCH:  # a lone nn.Linear's matrix-vector kernel
-            x = torch.stack([torch.addmv(b, rows, w[0]) for b, rows, w in zip(bias, x, weight)]).unsqueeze(-1)
-        elif weight.shape[1] == 1:  # one output column: (W xᵀ)ᵀ rounds as a lone nn.Linear
-            x = torch.baddbmm(bias.unsqueeze(-1), weight, x.transpose(1, 2)).transpose(1, 2)
-        else:
-            x = torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
-    return x
+    ``nn.Linear`` and rounds differently), or per seed on a few rows when ``exact``. Activations run
+    on the stacked tensor (tanh as :func:`fast_tanh` unless ``exact``). With ``exact`` every row
+    equals the lone forward's at the presets' shapes; without, up to float rounding."""
+    return Layers(flat, body, exact).bind(stacked).run(x)
 
 
 class _Stacked(nn.Module):
-    """K lone modules (kept as ``seeds``) with their parameters in :class:`FlatSeeds`."""
+    """K lone modules (kept as ``seeds``) with their parameters in :class:`FlatSeeds`; ``exact``: the
+    forward is each lone module's bit for bit (else up to float rounding, faster: :func:`stacked_mlp`)."""
 
-    def __init__(self, modules: Sequence[nn.Module]) -> None:
+    def __init__(self, modules: Sequence[nn.Module], exact: bool = True) -> None:
         super().__init__()
         if not modules:
             raise ValueError(f"{type(self).__name__} needs at least one module")
         self.seeds = nn.ModuleList(modules)
         self.flat = FlatSeeds(modules)
+        self.exact = exact
+        self.layers = Layers(self.flat, modules[0].body, exact)
 
     @property
     def num_seeds(self) -> int:
@@ -132,6 +222,13 @@ class _Stacked(nn.Module):
         """``[K, P]``: pass it to the forward to stack once while the weights do not change (a rollout)."""
         return self.flat.stack()
 
+    def bind(self, stacked: Tensor | BoundLayers | None = None) -> BoundLayers:
+        """The layers on ``stacked`` (default: the current leaves, stacked now); pass the result to
+        the forward to make the layer views once while the weights do not change (a rollout)."""
+        if isinstance(stacked, BoundLayers):
+            return stacked
+        return self.layers.bind(self.stack_params() if stacked is None else stacked)
+
     def unstack(self) -> list[dict[str, Tensor]]:
         """Each seed's lone ``state_dict()`` (copies), seed ``k`` at index ``k``."""
         return [{name: t.detach().clone() for name, t in module.state_dict().items()} for module in self.seeds]
@@ -140,39 +237,39 @@ class _Stacked(nn.Module):
 class StackedActor(_Stacked):
     """K lone actors as one policy on ``[K, B, obs_dim]``; its distribution has ``[K, B]`` rows."""
 
-    def __init__(self, actors: Sequence[Actor]) -> None:
-        super().__init__(actors)
+    def __init__(self, actors: Sequence[Actor], exact: bool = True) -> None:
+        super().__init__(actors, exact)
         first = actors[0]
         self.is_discrete, self.action_shape, self.squash_mean = first.is_discrete, first.action_shape, first.squash_mean
 
-    def head(self, obs: Tensor, stacked: Tensor | None = None) -> Tensor:
+    def head(self, obs: Tensor, stacked: Tensor | BoundLayers | None = None) -> Tensor:
         """Logits (Discrete) or the (squashed) Gaussian mean (Box), ``[K, B, head_dim]``."""
-        first = self.seeds[0]
-        head = stacked_mlp(self.flat, first.body, obs, self.stack_params() if stacked is None else stacked)
+        head = self.bind(stacked).run(obs)
         if self.squash_mean:
-            head = first.mean_center + first.mean_half_range * torch.tanh(head)
+            first = self.seeds[0]
+            head = first.mean_center + first.mean_half_range * (torch.tanh(head) if self.exact else fast_tanh(head))
         return head
 
-    def log_std(self, stacked: Tensor | None = None) -> Tensor | None:
+    def log_std(self, stacked: Tensor | BoundLayers | None = None) -> Tensor | None:
         """The seeds' state-independent log-stds as ``[K, 1, d]`` (broadcast over rows), or None."""
         if self.is_discrete:
             return None
+        stacked = stacked.stacked if isinstance(stacked, BoundLayers) else stacked
         return self.flat.of(self.stack_params() if stacked is None else stacked, self.seeds[0].log_std).unsqueeze(1)
 
     def distribution(self, head: Tensor, log_std: Tensor | None) -> ActionDistribution:
         """The ``[K, B]`` distribution of ``head`` (and ``log_std`` for a Box)."""
         return Categorical(head) if log_std is None else DiagGaussian(head, log_std)
 
-    def forward(self, obs: Tensor, stacked: Tensor | None = None) -> ActionDistribution:
+    def forward(self, obs: Tensor, stacked: Tensor | BoundLayers | None = None) -> ActionDistribution:
         """Action distributions of ``obs`` ``[K, B, obs_dim]``: every method gives ``[K, B]``."""
-        stacked = self.stack_params() if stacked is None else stacked
-        return self.distribution(self.head(obs, stacked), self.log_std(stacked))
+        bound = self.bind(stacked)
+        return self.distribution(self.head(obs, bound), self.log_std(bound))
 
 
 class StackedCritic(_Stacked):
     """K lone critics as one value function: ``[K, B, obs_dim]`` → ``[K, B]``."""
 
-    def forward(self, obs: Tensor, stacked: Tensor | None = None) -> Tensor:
+    def forward(self, obs: Tensor, stacked: Tensor | BoundLayers | None = None) -> Tensor:
         """V(s) per seed and row, ``[K, B]``."""
-        stacked = self.stack_params() if stacked is None else stacked
-        return stacked_mlp(self.flat, self.seeds[0].body, obs, stacked).squeeze(-1)
+        return self.bind(stacked).run(obs).squeeze(-1)

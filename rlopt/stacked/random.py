@@ -26,15 +26,29 @@ def generator_from_global_state() -> torch.Generator:
 
 def sample_per_seed(dist: ActionDistribution, generators: Sequence[torch.Generator]) -> Tensor:
     """One action per row of a ``[K, B]`` distribution, seed ``k``'s rows drawn from
-    ``generators[k]`` exactly as ``dist.sample()`` draws a lone ``[B]`` batch from the global one
-    (``multinomial`` of the probabilities; ``mean + std · randn``). ``[K, B]`` or ``[K, B, d]``."""
+    ``generators[k]`` exactly as ``dist.sample()`` draws a lone ``[B]`` batch from the global one.
+    ``[K, B]`` or ``[K, B, d]``.
+
+    Categorical on CPU: ``torch.multinomial(p, 1, replacement=True)`` is ``argmax(p / q)`` with
+    ``q ~ Exp(1)`` drawn by ``exponential_`` on a tensor shaped like ``p`` (the exponential form of
+    the Gumbel-max trick, ATen's ``multinomial`` for one sample); so each seed draws its own ``q``
+    from its generator and one division and one argmax serve all seeds (tested against
+    ``multinomial`` in tests/test_stacked_parts.py; unlike it, a non-finite row is not refused: its
+    action is arbitrary and its NaN log-prob skips that seed's update). Elsewhere one
+    ``multinomial`` per seed.
+    Gaussian: ``mean + std · randn`` with one ``randn`` per seed."""
     with torch.no_grad():
         if isinstance(dist, Categorical):
             probs = dist.log_probs.detach().exp()
-            return torch.stack([
-                torch.multinomial(probs[k], num_samples=1, replacement=True, generator=g).squeeze(-1)
-                for k, g in enumerate(generators)
-            ])  # fmt: skip
+            if probs.device.type != "cpu":
+                return torch.stack([
+                    torch.multinomial(probs[k], num_samples=1, replacement=True, generator=g).squeeze(-1)
+                    for k, g in enumerate(generators)
+                ])  # fmt: skip
+            noise = torch.empty_like(probs)
+            for row, generator in zip(noise, generators):
+                row.exponential_(generator=generator)
+            return probs.div_(noise).argmax(dim=-1)
         mean, std = dist.mean.detach(), dist.std.detach()
         noise = torch.stack([torch.randn(mean.shape[1:], generator=g, dtype=mean.dtype) for g in generators])
         return mean + std * noise

@@ -109,6 +109,7 @@ class StackedCollector:
             collector.buffer = self.buffer.seeds[k]
             collector.bind_host_state({name: array[k] for name, array in host.items()})
         self._host = host
+        self._env_side: tuple[list[Any], StackedCartPole | SeedEnvs] | None = None
         staged = ("valid", "rewards", "terminated", "truncated")
         self._host_tensors = {name: torch.from_numpy(host[name]) for name in staged}
         self._normalized = any(c.obs_normalizer is not None for c in self.collectors)
@@ -123,9 +124,12 @@ class StackedCollector:
         return len(self.collectors)
 
     def env_side(self) -> StackedCartPole | SeedEnvs:
-        """Where the collectors' envs are now (a resume may have swapped them)."""
+        """Where the collectors' envs are now (a resume may have swapped them: then built anew)."""
         envs = [c.envs for c in self.collectors]
-        return StackedCartPole(envs) if cartpole_fits(envs) else SeedEnvs(self.collectors)
+        cached = self._env_side
+        if cached is None or len(cached[0]) != len(envs) or any(a is not b for a, b in zip(cached[0], envs)):
+            cached = self._env_side = (envs, StackedCartPole(envs) if cartpole_fits(envs) else SeedEnvs(self.collectors))
+        return cached[1]
 
     def _stacked_statistics(self) -> tuple[StackedRunningMeanStd | None, StackedRewardScaler | None]:
         """The seeds' normalisers as ``[K, ...]`` statistics, where they fit (else per seed)."""

@@ -27,6 +27,11 @@ STACKED_FILE = "stacked.json"
 MAX_SEEDS_TEXT = 256
 """``--seeds`` lists at most this many seeds (``rlopt.stacked.learner.MAX_SEEDS``: one stack)."""
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
+WRITE_EVERY = (1000, 60.0)
+"""A seed's TensorBoard events go to its writer in bursts, every this many updates or seconds (and
+at every checkpoint and the end): each event costs the writer's thread a pure-Python CRC that, one
+event per seed and update, competes with the loop for the GIL (K threads at once); a lone run's
+writer flushes to disk every 120 s anyway."""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -94,16 +99,32 @@ class SeedRun:
             self.logger.purge_after(purge_step - 1)
         self.logger.start(self.run_dir, cfg, total=0, done=0)  # config.yaml and the TensorBoard writer
         self.logger.end_progress()
+        self._pending: list[tuple[Any, int, float]] = []
+        self._written = time.monotonic()
 
     def log(self, stats: Any, rollout: Any, skipped_updates: int, sps: float, env_steps: int) -> None:
-        """The scalars of one update, with the lone trainer's tags (:meth:`RunLogger.log_update`)."""
-        self.logger.log_update(env_steps, stats, rollout, sps, skipped_updates)
+        """The scalars of one update, with the lone trainer's tags, step and wall time
+        (:meth:`RunLogger.update_summary`), kept and handed to the writer in bursts (:data:`WRITE_EVERY`)."""
+        if self.logger.writer is None:
+            return
+        self._pending.append((self.logger.update_summary(stats, rollout, sps, skipped_updates), env_steps, time.time()))
+        if len(self._pending) >= WRITE_EVERY[0] or time.monotonic() - self._written >= WRITE_EVERY[1]:
+            self.write_pending()
+
+    def write_pending(self) -> None:
+        """Hand the kept events to the TensorBoard writer (its thread writes them to the file)."""
+        if self.logger.writer is not None:
+            for summary, step, wall_time in self._pending:
+                self.logger.writer.file_writer.add_summary(summary, step, wall_time)
+        self._pending.clear()
+        self._written = time.monotonic()
 
     def save_checkpoint(self, env_steps: int, state: dict[str, Any], envs: Any) -> Path:
         """Flush the scalars, then write ``step_<env_steps>.pt`` and the seed's pickled vector env
         (:func:`rlopt.checkpoint.save_checkpoint`: between rollouts the lone envs hold the state)."""
         from rlopt.checkpoint import rng_state, save_checkpoint
 
+        self.write_pending()
         self.logger.flush()
         state = {"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
                  "env_steps": env_steps, "rng": rng_state(), **state}  # fmt: skip
@@ -116,7 +137,10 @@ class SeedRun:
         return summary
 
     def close(self) -> None:
-        self.logger.close()
+        try:
+            self.write_pending()
+        finally:
+            self.logger.close()
 
 
 def open_stack(run_dir: Path, cfgs: list[Config], purge_step: int | None = None) -> list[SeedRun]:

@@ -25,18 +25,39 @@ class SeedSnapshots:
         self._saved_states: list[list[dict[nn.Parameter, dict[str, Any] | None]]] = []
 
     def take(self) -> None:
-        """Copy every seed's parameters and optimizer states (one ``_foreach_copy_`` when the
-        tensors are those of the previous take)."""
+        """Copy every seed's parameters and optimizer states: one ``_foreach_copy_`` into the
+        copies of the previous take for every tensor whose state kept its keys and shapes."""
         flat = [p for seed_params in self.params for p in seed_params]
-        with torch.no_grad():
-            if self._saved_params and len(self._saved_params) == len(self.params):
-                torch._foreach_copy_([t for saved in self._saved_params for t in saved], flat)
-            else:
-                self._saved_params = [[p.detach().clone() for p in seed_params] for seed_params in self.params]
-        self._saved_states = [
-            [{p: _copy_state(optimizer.state.get(p)) for p in seed_params} for optimizer in self.optimizers]
-            for seed_params in self.params
-        ]
+        targets: list[Tensor] = []
+        sources: list[Tensor] = []
+        if self._saved_params and len(self._saved_params) == len(self.params):
+            targets += [t for saved in self._saved_params for t in saved]
+            sources += flat
+        else:
+            self._saved_params = [[p.detach().clone() for p in seed_params] for seed_params in self.params]
+        previous = self._saved_states
+        self._saved_states = []
+        for k, seed_params in enumerate(self.params):
+            seed_states = []
+            for o, optimizer in enumerate(self.optimizers):
+                saved: dict[nn.Parameter, dict[str, Any] | None] = {}
+                for p in seed_params:
+                    state, old = optimizer.state.get(p), previous[k][o].get(p) if previous else None
+                    if state and old and _same_layout(state, old):
+                        for key, value in state.items():
+                            if isinstance(value, Tensor):
+                                targets.append(old[key])
+                                sources.append(value.detach())
+                            else:
+                                old[key] = copy.deepcopy(value)
+                        saved[p] = old
+                    else:
+                        saved[p] = _copy_state(state)
+                seed_states.append(saved)
+            self._saved_states.append(seed_states)
+        if targets:
+            with torch.no_grad():
+                torch._foreach_copy_(targets, sources)
 
     def restore(self, seed: int) -> None:
         """Put seed ``seed``'s values of :meth:`take` back (parameters in place, states replaced)."""
@@ -48,6 +69,19 @@ class SeedSnapshots:
                     optimizer.state.pop(param, None)
                 else:
                     optimizer.state[param] = _copy_state(state)
+
+
+def _same_layout(state: dict[str, Any], saved: dict[str, Any]) -> bool:
+    """Whether ``saved`` can take ``state``'s values in place: the same keys, tensors of one shape and dtype."""
+    if state.keys() != saved.keys():
+        return False
+    for key, value in state.items():
+        other = saved[key]
+        if isinstance(value, Tensor) != isinstance(other, Tensor):
+            return False
+        if isinstance(value, Tensor) and (value.shape != other.shape or value.dtype != other.dtype):
+            return False
+    return True
 
 
 def _copy_state(state: dict[str, Any] | None) -> dict[str, Any] | None:
