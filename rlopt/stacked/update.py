@@ -89,6 +89,10 @@ def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
         old_dist = learner.actor(batch.obs).detach()
     if learner.cfg.agent == "ppo":
         info, ok = _ppo_optimize(learner, batch, old_dist, ok)
+    elif learner.cfg.agent in ("npg", "trpo"):
+        from rlopt.stacked.trust_region import trust_region_optimize  # it imports this module's critic fit
+
+        info, ok = trust_region_optimize(learner, batch, old_dist, ok)
     else:
         info, ok = _actor_critic_optimize(learner, batch, old_dist, ok)
     skipped = [not flag for flag in ok.tolist()]
@@ -169,6 +173,14 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
            "schedule/entropy_coef": (entropy_coef, None)}  # fmt: skip
     if learner.critic is None:
         return out, ok
+    critic_info, ok = _fit_critic(learner, batch, ok)
+    return {**out, **critic_info}, ok
+
+
+def _fit_critic(learner: Any, batch: StackedBatch, ok: Tensor) -> tuple[Info, Tensor]:
+    """``A2C.fit_critic`` per seed: ``critic.updates`` epochs of minibatches of ``critic.minibatch_size``
+    for the seeds in ``ok`` (a seed with a non-finite step stops and leaves ``ok``)."""
+    cfg = learner.cfg
     totals = _Totals()
     for _ in range(cfg.critic.updates):
         for positions, mask, stepping in _minibatches(learner, batch, cfg.critic.minibatch_size, ok):
@@ -180,8 +192,7 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
             ok = ok & ~(stepping & ~finite)  # a seed's non-finite step ends its update (rolled back)
             totals.add("critic_loss", vloss, finite)
             totals.add("critic_grad_norm", vgrad, finite)
-    out.update(totals.means())
-    return out, ok
+    return totals.means(), ok
 
 
 def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
