@@ -287,6 +287,7 @@ def trust_region_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDis
             state["step"] = state.get("step", 0) + 1
             if not accepted:
                 state["rejected"] = state.get("rejected", 0) + 1
+    optimizer._opt_called = True  # the step is taken here, not by optimizer.step(): tell the LR scheduler
     ok = ok & finite
     out = _statistics(loss, gradient, solved, proposal, expected, valid, search, ok)
     out.update({"actor_entropy": (entropy, ok), "schedule/entropy_coef": (entropy_coef, None),
