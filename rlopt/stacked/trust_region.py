@@ -33,16 +33,13 @@ from rlopt.errors import ConfigError
 from rlopt.losses import masked_mean, surrogate_loss
 from rlopt.options import check_all
 from rlopt.stacked.batch import StackedBatch
+from rlopt.stacked.fisher import BatchedProduct, batched_dot, fisher_product, hessian_product, identity_product
 from rlopt.trust_region.hyperparameters import TRUST_REGION_HYPERPARAMETERS
 
-STACKED_METRICS: dict[str, str | None] = {"fisher": "kl", "hessian": "loss", "identity": None}
-"""The metrics with a stacked product, by what is differentiated twice (None: M = I)."""
+STACKED_METRICS = ("fisher", "hessian", "identity")
+"""The metrics with a stacked product (:mod:`rlopt.stacked.fisher`)."""
 STACKED_SOLVERS = ("cg",)
 """The solvers with a stacked implementation."""
-
-BatchedProduct = Callable[[Tensor], Tensor]
-"""``[K, P] ↦ [K, P]``: row k is M_k v_k."""
-
 
 def check_trust_region_stackable(spec: Mapping[str, Any]) -> None:
     """One-line ConfigError for a ``trust_region`` spec whose metric or solver has no stacked step."""
@@ -56,11 +53,6 @@ def check_trust_region_stackable(spec: Mapping[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------- pure numerical pieces
-def batched_dot(a: Tensor, b: Tensor) -> Tensor:
-    """Row-wise dot products of ``[K, P]`` tensors, ``[K]``."""
-    return (a * b).sum(-1)
-
-
 class BatchedCG(NamedTuple):
     """Outcome of :func:`batched_conjugate_gradient`, per seed (the fields of ``CGResult``)."""
 
@@ -216,26 +208,6 @@ def seed_rows(dist: ActionDistribution, seeds: Tensor | None) -> ActionDistribut
     return DiagGaussian(dist.mean[seeds], dist.log_std[seeds])
 
 
-def metric_product(target: Tensor | None, theta: Tensor) -> BatchedProduct:
-    """v ↦ M v, row k = M_k v_k, for M the Hessian of ``target.sum()`` (``[K]`` per-seed KLs: the
-    Fisher; losses: the Hessian) in θ ``[K, P]`` by Pearlmutter's double backward (the first-order
-    graph built once); ``target`` None: M = I."""
-    if target is None:
-        return _identity
-    first = torch.autograd.grad(target.sum(), theta, create_graph=True)[0]
-
-    def product(vector: Tensor) -> Tensor:
-        if not first.requires_grad:  # the target is linear in θ: M = 0
-            return torch.zeros_like(vector)
-        return torch.autograd.grad(batched_dot(first, vector.detach()).sum(), theta, retain_graph=True)[0]
-
-    return product
-
-
-def _identity(vector: Tensor) -> Tensor:
-    return vector
-
-
 # ----------------------------------------------------------------- the stacked NPG / TRPO update
 def trust_region_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[dict, Tensor]:
     """``NPG.optimize`` per seed: one trust-region step of every seed in ``ok`` (its hyper-parameters
@@ -253,23 +225,26 @@ def trust_region_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDis
     leaves = learner.actor.leaves()
     theta_old = torch.stack(leaves).detach()
 
-    def evaluate(params: Tensor, seeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The lone closure per seed: (surrogate loss, mean KL(π_old‖π_θ)) ``[S]`` at ``params``."""
-        every = seeds is None or seeds.numel() == len(leaves)
-        take = (lambda t: t) if every else (lambda t: t[seeds])
-        dist, mask = learner.actor(take(batch.obs), params), take(batch.mask)
+    def closure(dist: ActionDistribution, seeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The lone closure per seed: (surrogate loss, mean KL(π_old‖π_θ)) ``[S]`` of ``dist``."""
+        take = (lambda t: t) if seeds is None else (lambda t: t[seeds])
+        mask = take(batch.mask)
         loss, _ = surrogate_loss(dist.log_prob(take(batch.actions)), take(batch.log_probs), take(advantages),
                                  dist.entropy(), entropy_coef, mask=mask)  # fmt: skip
-        return loss, masked_mean(seed_rows(old_dist, None if every else seeds).kl(dist), mask)
+        return loss, masked_mean(seed_rows(old_dist, seeds).kl(dist), mask)
+
+    def evaluate(params: Tensor, seeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        seeds = None if seeds is None or seeds.numel() == len(leaves) else seeds
+        return closure(learner.actor(batch.obs if seeds is None else batch.obs[seeds], params), seeds)
 
     theta = theta_old.clone().requires_grad_()
     with torch.enable_grad():
-        loss, kl = evaluate(theta)
+        head = learner.actor.head(batch.obs, theta)  # = learner.actor(obs, θ), its outputs kept for the Fisher
+        loss, kl = closure(learner.actor.distribution(head, learner.actor.log_std(theta)))
         gradient = torch.autograd.grad(loss.sum(), theta, retain_graph=True)[0]
-        target = {"kl": kl, "loss": loss, None: None}[STACKED_METRICS[hyper["metric"]]]
-        product = metric_product(target, theta)
+        product = _metric_product(hyper["metric"], learner.actor, batch, old_dist, theta, head, loss)
         solved = batched_cg_direction(gradient, product, hyper["cg_damping"], hyper["cg_iters"], hyper["cg_tol"])
-    del product, target
+    del product, head
     loss = loss.detach()
     proposal = scale_steps(gradient, solved, hyper["lr"], hyper["max_kl"])
     expected = -batched_dot(gradient, proposal.step)
@@ -296,6 +271,17 @@ def trust_region_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDis
         return out, ok
     critic_info, ok = _fit_critic(learner, batch, ok)
     return {**out, **critic_info}, ok
+
+
+def _metric_product(
+    metric: str, actor: Any, batch: StackedBatch, old_dist: ActionDistribution, theta: Tensor, head: Tensor, loss: Tensor
+) -> BatchedProduct:
+    """The stacked product of ``metric`` (one of :data:`STACKED_METRICS`)."""
+    if metric == "fisher":
+        return fisher_product(actor, batch.obs, batch.mask, old_dist, theta, head)
+    if metric == "hessian":
+        return hessian_product(loss, theta)
+    return identity_product
 
 
 def _move(
