@@ -63,9 +63,12 @@ def linearize_head(actor: nn.Module, obs: Tensor, theta: Tensor) -> BatchedProdu
                 weight = flat.of(theta, layer.weight)
                 layers.append((layer, x, weight))
                 x = torch.baddbmm(flat.of(theta, layer.bias).unsqueeze(1), x, weight.transpose(1, 2))
-            else:  # elementwise: its derivative is its forward-mode product with ones
-                layers.append((None, torch.func.jvp(layer, (x,), (torch.ones_like(x),))[1], None))
-                x = layer(x)
+            else:  # elementwise: its derivative is the backward of a ones cotangent
+                with torch.enable_grad():
+                    inputs = x.detach().requires_grad_()
+                    outputs = layer(inputs)
+                    layers.append((None, torch.autograd.grad(outputs, inputs, torch.ones_like(outputs))[0], None))
+                x = outputs.detach()
         squash = actor.seeds[0].mean_half_range * (1.0 - torch.tanh(x).square()) if actor.squash_mean else None
 
     def jvp(vector: Tensor) -> Tensor:
