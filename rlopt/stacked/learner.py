@@ -44,6 +44,9 @@ for the trust-region agents' actor step (:mod:`rlopt.stacked.trust_region`, per 
 
 def check_stackable(cfg: Config, seeds: Sequence[int]) -> None:
     """One-line ConfigError for what a stack does not run (yet): agent, optimizers, seeds."""
+    if cfg.agent == "acktr":
+        raise ConfigError("agent: acktr has no stacked update yet (its K-FAC solver and critic keep Kronecker factors of "
+                          f"each lone layer); stacked seeds support {', '.join(SUPPORTED_AGENTS)}")  # fmt: skip
     if cfg.agent not in SUPPORTED_AGENTS:
         raise ConfigError(f"agent: {cfg.agent} has no stacked update yet; stacked seeds support {', '.join(SUPPORTED_AGENTS)}")
     for key, spec in (("actor.optim", cfg.actor.optim), ("critic.optim", cfg.critic.optim)):
