@@ -28,11 +28,11 @@ from rlopt.stacked.batch import StackedBatch, compute_targets_stacked, stack_rol
 from rlopt.stacked.networks import StackedActor, StackedCritic
 from rlopt.stacked.random import sample_per_seed
 from rlopt.stacked.snapshot import SeedSnapshots
-from rlopt.stacked.trust_region import check_trust_region_stackable
+from rlopt.stacked.trust_region import TRUST_REGION_AGENTS, check_trust_region_stackable
 from rlopt.trust_region import TrustRegion
 from rlopt.trust_region.build import build_trust_region
 
-SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo", "npg", "trpo")
+SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo", *TRUST_REGION_AGENTS)
 """Agents with a stacked update; ACKTR (K-FAC solver and critic: factors per layer of the lone
 network) is refused."""
 MAX_SEEDS = 256
@@ -51,7 +51,7 @@ def check_stackable(cfg: Config, seeds: Sequence[int]) -> None:
         raise ConfigError(f"agent: {cfg.agent} has no stacked update yet; stacked seeds support {', '.join(SUPPORTED_AGENTS)}")
     for key, spec in (("actor.optim", cfg.actor.optim), ("critic.optim", cfg.critic.optim)):
         name = str(dict(spec).get("name", "")).lower()
-        if key == "actor.optim" and cfg.agent in ("npg", "trpo") and name in ("", "trust_region"):
+        if key == "actor.optim" and cfg.agent in TRUST_REGION_AGENTS and name in ("", "trust_region"):
             check_trust_region_stackable(dict(spec))  # metric and solver
             continue
         if name in _NOT_ELEMENTWISE:
@@ -81,7 +81,7 @@ class StackedLearner:
         self.actor = StackedActor([a.actor for a in agents])
         self.critic = StackedCritic([a.critic for a in agents]) if agents[0].critic is not None else None
         horizon = cfg.num_updates
-        if cfg.agent in ("npg", "trpo"):  # the lone TrustRegion over the K leaves: its param group and per-seed counts
+        if cfg.agent in TRUST_REGION_AGENTS:  # the lone TrustRegion over the K leaves: its param group and per-seed counts
             self.actor_optimizer = build_trust_region(self.actor.leaves(), dict(cfg.actor.optim), horizon)
         else:
             self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")

@@ -30,12 +30,14 @@ from torch import Tensor
 
 from rlopt.distributions import ActionDistribution, Categorical, DiagGaussian
 from rlopt.errors import ConfigError
-from rlopt.losses import masked_mean, surrogate_loss
+from rlopt.losses import masked_mean, normalize, surrogate_loss
 from rlopt.options import check_all
 from rlopt.stacked.batch import StackedBatch
 from rlopt.stacked.fisher import BatchedProduct, batched_dot, fisher_product, hessian_product, identity_product
 from rlopt.trust_region.hyperparameters import TRUST_REGION_HYPERPARAMETERS
 
+TRUST_REGION_AGENTS = ("npg", "trpo")
+"""The agents whose actor step is :func:`trust_region_step`."""
 STACKED_METRICS = ("fisher", "hessian", "identity")
 """The metrics with a stacked product (:mod:`rlopt.stacked.fisher`)."""
 STACKED_SOLVERS = ("cg",)
@@ -209,19 +211,17 @@ def seed_rows(dist: ActionDistribution, seeds: Tensor | None) -> ActionDistribut
 
 
 # ----------------------------------------------------------------- the stacked NPG / TRPO update
-def trust_region_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[dict, Tensor]:
-    """``NPG.optimize`` per seed: one trust-region step of every seed in ``ok`` (its hyper-parameters
-    from ``learner.actor_optimizer``'s param group, the lone optimizer's), then the critic
-    regression. A seed whose step is not finite leaves ``ok`` (rolled back by the caller); one whose
-    step is invalid or whose line search fails keeps its parameters and fits its critic, as alone."""
-    from rlopt.stacked.update import _advantages, _fit_critic  # that module dispatches to this one
-
+def trust_region_step(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[dict, Tensor]:
+    """``NPG.actor_step`` per seed: one trust-region step of every seed in ``ok`` (its hyper-parameters
+    from ``learner.actor_optimizer``'s param group, the lone optimizer's). A seed whose step is not
+    finite leaves ``ok`` (rolled back by the caller); one whose step is invalid or whose line search
+    fails keeps its parameters and stays in ``ok`` (its critic is fitted, as alone)."""
     optimizer = learner.actor_optimizer
     group = optimizer.param_groups[0]
     hyper = {name: group[name] for name in TRUST_REGION_HYPERPARAMETERS}
     check_all(hyper, TRUST_REGION_HYPERPARAMETERS)
     entropy_coef = learner.coefficient("entropy_coef")
-    advantages = _advantages(batch.advantages, batch.mask, learner.agents[0].normalize_advantage)
+    advantages = normalize(batch.advantages, mask=batch.mask) if learner.agents[0].normalize_advantage else batch.advantages
     leaves = learner.actor.leaves()
     theta_old = torch.stack(leaves).detach()
 
@@ -267,10 +267,7 @@ def trust_region_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDis
     out = _statistics(loss, gradient, solved, proposal, expected, valid, search, ok)
     out.update({"actor_entropy": (entropy, ok), "schedule/entropy_coef": (entropy_coef, None),
                 "schedule/max_kl": (hyper["max_kl"], None)})  # fmt: skip
-    if learner.critic is None:
-        return out, ok
-    critic_info, ok = _fit_critic(learner, batch, ok)
-    return {**out, **critic_info}, ok
+    return out, ok
 
 
 def _metric_product(

@@ -23,6 +23,7 @@ from rlopt.learner import UpdateStats
 from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
 from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distribution, take_rows
 from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed
+from rlopt.stacked.trust_region import TRUST_REGION_AGENTS, trust_region_step
 
 
 NetworkStep = tuple[torch.optim.Optimizer, Any, "float | None"]
@@ -89,10 +90,11 @@ def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
         old_dist = learner.actor(batch.obs).detach()
     if learner.cfg.agent == "ppo":
         info, ok = _ppo_optimize(learner, batch, old_dist, ok)
-    elif learner.cfg.agent in ("npg", "trpo"):
-        from rlopt.stacked.trust_region import trust_region_optimize  # it imports this module's critic fit
-
-        info, ok = trust_region_optimize(learner, batch, old_dist, ok)
+    elif learner.cfg.agent in TRUST_REGION_AGENTS:  # NPG.optimize: the trust-region step, then the critic's fit
+        info, ok = trust_region_step(learner, batch, old_dist, ok)
+        if learner.critic is not None:
+            critic_info, ok = _fit_critic(learner, batch, ok)
+            info.update(critic_info)
     else:
         info, ok = _actor_critic_optimize(learner, batch, old_dist, ok)
     skipped = [not flag for flag in ok.tolist()]
