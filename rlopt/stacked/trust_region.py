@@ -254,7 +254,8 @@ def trust_region_step(learner: Any, batch: StackedBatch, old_dist: ActionDistrib
         search = _move(theta_old, proposal.step, evaluate, loss, valid & ok, expected, hyper)
         finite = torch.where(valid, torch.isfinite(search.loss) & torch.isfinite(search.kl), finite_before)
         moved = (search.accepted & ok).tolist()
-        torch._foreach_copy_([leaf for leaf, m in zip(leaves, moved) if m], [row for row, m in zip(search.params, moved) if m])
+        if any(moved):  # the seeds that stay were never written: their θ_old bit for bit
+            torch._foreach_copy_([leaf for leaf, m in zip(leaves, moved) if m], [row for row, m in zip(search.params, moved) if m])
         entropy = masked_mean(learner.actor(batch.obs).entropy(), batch.mask)
     for leaf, entered, accepted in zip(leaves, ok.tolist(), search.accepted.tolist()):
         if entered:  # the lone TrustRegion's counts, on the seed's leaf
