@@ -291,3 +291,21 @@ def test_rlopt_train_seeds_and_resume_a_trpo_stack(tmp_path, capsys):
         resumed = torch.load(run_dir / f"seed_{seed}" / "checkpoints" / "step_000000001024.pt", weights_only=True)["agent"]
         assert all(torch.equal(resumed["actor"][key], final[seed]["actor"][key]) for key in final[seed]["actor"])
         assert resumed["actor_optimizer"]["state"] == final[seed]["actor_optimizer"]["state"]
+
+
+def test_scheduled_max_kl_and_entropy_coef_follow_the_lone_schedule():
+    overrides = ("rollout.n_steps=32", "total_steps=1024", "actor.optim.max_kl={value: 0.02, name: linear}",
+                 "entropy_coef={value: 0.01, name: linear}")  # fmt: skip
+    stack = build_stacked(_cfg("npg_cartpole", *overrides), (0,))
+    training = StackedTraining(stack)
+    training.train(evaluate=False)
+    lone = build_agent(_cfg("npg_cartpole", *overrides))
+    trainer = Trainer(lone, run_dir=None, progress=False)
+    for _ in range(4):
+        trainer.collector.collect(lone.act, lone.value)
+        lone_stats = lone.update(lone.prepare_batch(trainer.collector.buffer))
+    trainer.close()
+    ours, theirs = training.last_stats[0].scalars(), lone_stats.scalars()
+    assert ours["schedule/max_kl"] == pytest.approx(theirs["schedule/max_kl"]) == pytest.approx(0.005)
+    assert ours["schedule/entropy_coef"] == pytest.approx(theirs["schedule/entropy_coef"]) == pytest.approx(0.0025)
+    assert ours["actor/kl"] == pytest.approx(theirs["actor/kl"], rel=1e-3)
