@@ -1,4 +1,4 @@
-"""K seeds of one config learning together (issue 17): REINFORCE, A2C and PPO on stacked networks.
+"""K seeds of one config learning together (issue 17): REINFORCE, A2C, PPO, NPG and TRPO on stacked networks.
 
 Built from K lone agents (``agents.stacked.build_stacked`` builds each with ``agents.build_agent``:
 seed ``k``'s initial weights and random stream are exactly its lone run's), it runs their update on ``[K, ...]`` tensors with the pure
@@ -7,7 +7,9 @@ pieces the agents use -- the agent's own ``compute_targets`` hook, :mod:`rlopt.l
 (:mod:`rlopt.stacked.clipping`) and one torch.optim optimizer and LR schedule per network over all
 seeds' leaves (exactly per seed: :mod:`rlopt.stacked.networks`). Per seed: minibatch permutations
 from its own generator, PPO's ``target_kl`` stop (the stopped seed's tensors stay untouched), and
-a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacked.update`.
+a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacked.update`; NPG and
+TRPO's actor step is the lone ``TrustRegion``'s per seed (:mod:`rlopt.stacked.trust_region`), its
+hyper-parameters and per-seed counts kept in a ``TrustRegion`` over the K leaves that never steps itself.
 """
 
 from __future__ import annotations
