@@ -182,7 +182,7 @@ def test_train_stacked_returns_one_evaluated_summary_per_seed():
 @pytest.mark.parametrize(
     "preset,overrides,message",
     [
-        ("trpo_cartpole", [], "agent: trpo has no stacked update"),
+        ("acktr_cartpole", [], "agent: acktr has no stacked update"),
         ("a2c_cartpole", ["actor.optim={name: lbfgs, lr: 1.0}"], "actor.optim.name: lbfgs"),
     ],
 )

@@ -21,6 +21,7 @@ from rlopt.stacked.runs import MAX_SEEDS_TEXT, STACKED_FILE, parse_seeds
 SMALL = {  # two updates of a few hundred env steps, one checkpoint in between
     "ppo_cartpole": ["rollout.n_steps=32", "total_steps=512", "checkpoint.every_steps=256"],
     "a2c_cartpole": ["total_steps=160", "checkpoint.every_steps=80"],
+    "trpo_cartpole": ["rollout.n_steps=32", "total_steps=512", "checkpoint.every_steps=256"],
 }
 COMMON = ["eval.episodes=1", "eval.every_steps=0"]
 
@@ -112,8 +113,7 @@ def test_refusals_are_one_line_and_write_nothing(tmp_path, monkeypatch, capsys, 
 @pytest.mark.parametrize(
     "preset,overrides,message",
     [
-        ("trpo_cartpole", [], "agent: trpo has no stacked update yet"),
-        ("npg_cartpole", [], "agent: npg has no stacked update yet"),
+        ("trpo_cartpole", ["actor.optim.metric=gauss_newton"], "actor.optim.metric: 'gauss_newton' has no stacked step"),
         ("acktr_cartpole", [], "agent: acktr has no stacked update yet"),
         ("a2c_cartpole", ["actor.optim={name: lbfgs, lr: 1.0}"], "actor.optim.name: lbfgs"),
         ("ppo_cartpole", ["rollout.n_steps=0"], "rollout.n_steps"),

@@ -1,4 +1,4 @@
-"""K seeds of one config learning together (issue 17): REINFORCE, A2C and PPO on stacked networks.
+"""K seeds of one config learning together (issue 17): REINFORCE, A2C, PPO, NPG and TRPO on stacked networks.
 
 Built from K lone agents (``agents.stacked.build_stacked`` builds each with ``agents.build_agent``:
 seed ``k``'s initial weights and random stream are exactly its lone run's), it runs their update on ``[K, ...]`` tensors with the pure
@@ -7,7 +7,9 @@ pieces the agents use -- the agent's own ``compute_targets`` hook, :mod:`rlopt.l
 (:mod:`rlopt.stacked.clipping`) and one torch.optim optimizer and LR schedule per network over all
 seeds' leaves (exactly per seed: :mod:`rlopt.stacked.networks`). Per seed: minibatch permutations
 from its own generator, PPO's ``target_kl`` stop (the stopped seed's tensors stay untouched), and
-a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacked.update`.
+a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacked.update`; NPG and
+TRPO's actor step is the lone ``TrustRegion``'s per seed (:mod:`rlopt.stacked.trust_region`), its
+hyper-parameters and per-seed counts kept in a ``TrustRegion`` over the K leaves that never steps itself.
 """
 
 from __future__ import annotations
@@ -21,27 +23,39 @@ from torch import Tensor
 
 from rlopt.config import Config
 from rlopt.errors import ConfigError
+from rlopt.coefficients import param_group_values
 from rlopt.optim import build_optimizer
 from rlopt.schedules import build_lr_scheduler, build_schedule
 from rlopt.stacked.batch import StackedBatch, compute_targets_stacked, stack_rollouts
 from rlopt.stacked.networks import StackedActor, StackedCritic
 from rlopt.stacked.random import sample_per_seed
 from rlopt.stacked.snapshot import SeedSnapshots
+from rlopt.stacked.trust_region import TRUST_REGION_AGENTS, check_trust_region_stackable
+from rlopt.trust_region import TrustRegion
+from rlopt.trust_region.build import build_trust_region
 
-SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo")
-"""Agents with a stacked update; NPG, TRPO and ACKTR (trust-region steps) are refused."""
+SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo", *TRUST_REGION_AGENTS)
+"""Agents with a stacked update; ACKTR (K-FAC solver and critic: factors per layer of the lone
+network) is refused."""
 MAX_SEEDS = 256
 """At most this many seeds in one stack (each seed builds its own env and networks)."""
 _NOT_ELEMENTWISE = ("lbfgs", "kfac", "trust_region")
-"""Optimizers whose step couples tensors (line search over all, factored curvature): refused."""
+"""Optimizers whose step couples tensors (line search over all, factored curvature): refused, but
+for the trust-region agents' actor step (:mod:`rlopt.stacked.trust_region`, per seed)."""
 
 
 def check_stackable(cfg: Config, seeds: Sequence[int]) -> None:
     """One-line ConfigError for what a stack does not run (yet): agent, optimizers, seeds."""
+    if cfg.agent == "acktr":
+        raise ConfigError("agent: acktr has no stacked update yet (its K-FAC solver and critic keep Kronecker factors of "
+                          f"each lone layer); stacked seeds support {', '.join(SUPPORTED_AGENTS)}")  # fmt: skip
     if cfg.agent not in SUPPORTED_AGENTS:
         raise ConfigError(f"agent: {cfg.agent} has no stacked update yet; stacked seeds support {', '.join(SUPPORTED_AGENTS)}")
     for key, spec in (("actor.optim", cfg.actor.optim), ("critic.optim", cfg.critic.optim)):
         name = str(dict(spec).get("name", "")).lower()
+        if key == "actor.optim" and cfg.agent in TRUST_REGION_AGENTS and name in ("", "trust_region"):
+            check_trust_region_stackable(dict(spec))  # metric and solver
+            continue
         if name in _NOT_ELEMENTWISE:
             raise ConfigError(f"{key}.name: {name} is not a per-tensor optimizer; stacked seeds need one (adam, sgd, rmsprop, ...)")
     if not seeds:
@@ -70,9 +84,13 @@ class StackedLearner:
         self.actor = StackedActor([a.actor for a in agents], exact)
         self.critic = StackedCritic([a.critic for a in agents], exact) if agents[0].critic is not None else None
         horizon = cfg.num_updates
-        self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")
+        if cfg.agent in TRUST_REGION_AGENTS:  # the lone TrustRegion over the K leaves: its param group and per-seed counts
+            self.actor_optimizer = build_trust_region(self.actor.leaves(), dict(cfg.actor.optim), horizon)
+        else:
+            self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")
         self.actor_scheduler = build_lr_scheduler(
-            self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule")
+            self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule"),
+            param_group_values(agents[0].coefficients, "actor"),  # max_kl, scheduled like lr
         )
         self.critic_optimizer = self.critic_scheduler = None
         if self.critic is not None:
@@ -162,14 +180,17 @@ class StackedLearner:
                 own = getattr(agent, f"{name}_optimizer")
                 own.state.clear()
                 state = optimizer.state.get(network.leaves()[k])
+                params = getattr(agent, f"{name}_parameters")
+                if isinstance(optimizer, TrustRegion):  # its counts live on the first parameter
+                    params = params[:1]
                 if state:  # the flat leaf's state, cut into its parameters' shapes (copies)
-                    for i, param in enumerate(getattr(agent, f"{name}_parameters")):
+                    for i, param in enumerate(params):
                         own.state[param] = {
                             key: (network.flat.split(v)[i].clone() if v.shape == network.leaves()[k].shape else v.clone())
                             if isinstance(v, Tensor) else copy.deepcopy(v)
                             for key, v in state.items()
                         }  # fmt: skip
-                own.param_groups[0]["lr"] = optimizer.param_groups[0]["lr"]
+                own.param_groups[0].update({key: v for key, v in optimizer.param_groups[0].items() if key != "params"})
                 getattr(agent, f"{name}_scheduler").load_state_dict(scheduler.state_dict())
 
     def seed_state_dicts(self) -> list[dict[str, Any]]:

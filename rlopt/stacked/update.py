@@ -23,6 +23,7 @@ from rlopt.learner import UpdateStats
 from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
 from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distribution, take_rows
 from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed
+from rlopt.stacked.trust_region import TRUST_REGION_AGENTS, trust_region_step
 
 
 NetworkStep = tuple[torch.optim.Optimizer, Any, "float | None"]
@@ -89,6 +90,11 @@ def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
         old_dist = learner.actor(batch.obs).detach()
     if learner.cfg.agent == "ppo":
         info, ok = _ppo_optimize(learner, batch, old_dist, ok)
+    elif learner.cfg.agent in TRUST_REGION_AGENTS:  # NPG.optimize: the trust-region step, then the critic's fit
+        info, ok = trust_region_step(learner, batch, old_dist, ok)
+        if learner.critic is not None:
+            critic_info, ok = _fit_critic(learner, batch, ok)
+            info.update(critic_info)
     else:
         info, ok = _actor_critic_optimize(learner, batch, old_dist, ok)
     skipped = [not flag for flag in ok.tolist()]
@@ -169,6 +175,14 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
            "schedule/entropy_coef": (entropy_coef, None)}  # fmt: skip
     if learner.critic is None:
         return out, ok
+    critic_info, ok = _fit_critic(learner, batch, ok)
+    return {**out, **critic_info}, ok
+
+
+def _fit_critic(learner: Any, batch: StackedBatch, ok: Tensor) -> tuple[Info, Tensor]:
+    """``A2C.fit_critic`` per seed: ``critic.updates`` epochs of minibatches of ``critic.minibatch_size``
+    for the seeds in ``ok`` (a seed with a non-finite step stops and leaves ``ok``)."""
+    cfg = learner.cfg
     totals = _Totals()
     for _ in range(cfg.critic.updates):
         for positions, mask, stepping in _minibatches(learner, batch, cfg.critic.minibatch_size, ok):
@@ -180,8 +194,7 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
             ok = ok & ~(stepping & ~finite)  # a seed's non-finite step ends its update (rolled back)
             totals.add("critic_loss", vloss, finite)
             totals.add("critic_grad_norm", vgrad, finite)
-    out.update(totals.means())
-    return out, ok
+    return totals.means(), ok
 
 
 def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
