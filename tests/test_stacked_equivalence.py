@@ -194,3 +194,22 @@ def test_unsupported_configs_are_refused_with_one_line(preset, overrides, messag
 def test_seed_lists_are_checked():
     with pytest.raises(ConfigError, match="distinct"):
         build_stacked(_cfg("ppo_cartpole"), [1, 1])
+
+
+@pytest.mark.parametrize("preset", ["ppo_cartpole", "a2c_cartpole"])
+def test_scheduled_entropy_coef_follows_the_lone_schedule(preset):
+    """The stack reads its coefficients at its own update count (not a lone agent's, which only
+    advances at checkpoints): on the 4th of 4 updates a linear entropy_coef 0.01 is at 0.0025, as alone."""
+    first = _cfg(preset)
+    overrides = ("entropy_coef={value: 0.01, name: linear}", f"total_steps={4 * first.env.num_envs * first.rollout.n_steps}")
+    training = StackedTraining(build_stacked(_cfg(preset, *overrides), (0,)))
+    training.train(evaluate=False)
+    lone = build_agent(_cfg(preset, *overrides))
+    trainer = Trainer(lone, run_dir=None, progress=False)
+    for _ in range(4):
+        trainer.collector.collect(lone.act, lone.value)
+        lone_stats = lone.update(lone.prepare_batch(trainer.collector.buffer))
+    trainer.close()
+    assert training.learner.updates_done == 4
+    ours, theirs = training.last_stats[0].scalars(), lone_stats.scalars()
+    assert ours["schedule/entropy_coef"] == pytest.approx(theirs["schedule/entropy_coef"]) == pytest.approx(0.0025)

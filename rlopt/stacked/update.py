@@ -166,7 +166,7 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDi
     """``Agent.optimize``: one actor step on the whole batch, then ``critic.updates`` epochs of
     minibatches of ``critic.minibatch_size`` (a seed whose actor step failed fits no critic)."""
     cfg, agent = learner.cfg, learner.agents[0]
-    entropy_coef = agent.current_entropy_coef
+    entropy_coef = learner.coefficient("entropy_coef")
     dist = learner.actor(batch.obs)
     advantages = _advantages(batch.advantages, batch.mask, agent.normalize_advantage)
     loss, info = policy_gradient_loss(dist.log_prob(batch.actions), advantages, dist.entropy(), entropy_coef, mask=batch.mask)
@@ -201,7 +201,7 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
     """``PPO.optimize`` per seed: epochs x minibatches; a seed whose minibatch KL exceeds
     ``ppo.target_kl`` stops (that minibatch does not step), as does one with a non-finite gradient."""
     cfg = learner.cfg
-    clip, entropy_coef = learner.coefficient("ppo.clip"), learner.agents[0].current_entropy_coef
+    clip, entropy_coef = learner.coefficient("ppo.clip"), learner.coefficient("entropy_coef")
     active = ok.clone()
     totals = _Totals()
     for _ in range(cfg.ppo.epochs):
