@@ -12,6 +12,7 @@ stopped the others restarts from the common step like them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +86,8 @@ def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
         training.recent_returns[k].clear()
         training.recent_returns[k].extend(state["recent_returns"])
         learner.frozen[k] = training.consecutive_faults[k] >= learner.cfg.health.max_consecutive_faults
+        training.best_eval_return[k] = float(state.get("best_eval_return", -math.inf))
+        training.best_eval_step[k] = None if state.get("best_eval_step") is None else int(state["best_eval_step"])
     collector.load_state_dict([s["collector"] for s in states])
     first = states[0]["agent"]
     for name, _, optimizer, scheduler in pairs:
