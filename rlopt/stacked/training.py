@@ -56,6 +56,7 @@ class StackedTraining:
         self.recent_returns = [deque(maxlen=100) for _ in range(k)]
         self.best_eval_return = [-math.inf] * k  # as Trainer.best_eval_return, per seed
         self.best_eval_step: list[int | None] = [None] * k
+        self.resumed_total_steps: int | None = None  # what the checkpoint resume() restored was trained for
         self.wall_seconds = 0.0  # rollouts + updates of all seeds
         self.learn_seconds = 0.0  # the whole loop: also logging and checkpoints
         self.last_stats: list[Any] = []
