@@ -29,6 +29,8 @@ from rlopt.stacked.runs import (
 
 def stacked_train(args: argparse.Namespace) -> int:
     """``rlopt train`` with ``--seeds``, or ``--resume`` of a stacked run; the exit code."""
+    if getattr(args, "sweep_stack", None) is not None:
+        return sweep_stack(args)
     if args.resume is not None:
         if args.seeds is not None:
             raise ConfigError("--seeds starts a new stacked run and cannot be combined with --resume")
@@ -92,6 +94,48 @@ def _resume(args: argparse.Namespace, run_dir: Path) -> int:
         if lock is not None:
             lock.close()
     return _report(summaries, run_dir)
+
+
+def sweep_stack(args: argparse.Namespace) -> int:
+    """A sweep's stacked process (:mod:`rlopt.sweep.stacking`): ``rlopt train CONFIG --seeds S
+    --run-dir ARM_DIR --sweep-stack start|resume``. CONFIG is one seed's resolved config; each seed
+    writes ``ARM_DIR/seed_<k>/`` (new and empty to start; its checkpoints to resume, from the newest
+    step all of them have) and holds its lock; ARM_DIR gets no ``stacked.json`` (it is the sweep's)."""
+    from agents.stacked import build_stacked
+    from rlopt.config import load_config
+    from rlopt.files import check_new_run_dir
+    from rlopt.stacked.training import StackedTraining
+
+    if args.seeds is None or args.run_dir is None or args.config is None or args.resume or args.total_steps:
+        raise ConfigError("--sweep-stack is the sweep's: CONFIG --seeds S --run-dir ARM_DIR, no --resume/--total-steps")
+    seeds, arm_dir = parse_seeds(args.seeds), Path(args.run_dir)
+    dirs = [seed_dir(arm_dir, seed) for seed in seeds]
+    for path in dirs:
+        if args.sweep_stack == "start":
+            check_new_run_dir(path, "--run-dir", "; the sweep starts a seed in an empty directory")
+        lock_or_refuse(path, check_only=True)
+    training = StackedTraining(build_stacked(load_config(args.config, args.overrides), seeds), run_dir=arm_dir,
+                               progress=not args.no_progress, mark=False)  # fmt: skip
+    locks = []
+    try:
+        steps = training.resume() if args.sweep_stack == "resume" else 0
+        for path in dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            locks.append(lock_or_refuse(path))
+    except BaseException:
+        training.collector.close()
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+        raise
+    try:
+        print(f"{args.sweep_stack} {len(seeds)} seeds {args.seeds} in {arm_dir} from {steps} env steps", file=sys.stderr)
+        summaries = training.train()
+    finally:
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+    return _report(summaries, arm_dir)
 
 
 def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
