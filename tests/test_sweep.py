@@ -54,7 +54,9 @@ def keep(cfg: Config) -> Config:
 
 
 def write_sweep(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, "base": "a2c_cartpole", "set": TINY, **fields}, sort_keys=False))
+    """A sweep file of one process per run (these tests; tests/test_sweep_stacked.py stacks seeds)."""
+    fields = {"name": path.stem, "base": "a2c_cartpole", "set": TINY, "seeds_per_process": 1, **fields}
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
     return path
 
 

@@ -37,7 +37,7 @@ from rlopt.sweep.manifest import (
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
 from rlopt.sweep.stacking import THREAD_VARIABLES, Process, describe, plan_processes, point_logs, process_job, unstackable_arms
 from rlopt.sweep.rendering import config_texts
-from rlopt.sweep.seeds import parse_seeds_per_process
+from rlopt.sweep.seeds import auto_seeds_per_process, parse_seeds_per_process
 from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
 from rlopt.report.curve_file import write_run_curve
 from rlopt.run_files import SUMMARY_FILE
@@ -66,9 +66,12 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
 
         print_tuning_plan(sweep, out)
         return 0
+    per_process = sweep.seeds_per_process
     if getattr(args, "seeds_per_process", None) is not None:  # the command line's, over the sweep file's
         per_process = parse_seeds_per_process(args.seeds_per_process, len(sweep.seeds), ConfigError, "--seeds-per-process")
-        sweep = dataclasses.replace(sweep, seeds_per_process=per_process)
+    if per_process is None:  # auto
+        per_process = auto_seeds_per_process(len(sweep.arms), len(sweep.seeds), args.workers or default_workers(sweep.threads_per_run))
+    sweep = dataclasses.replace(sweep, seeds_per_process=per_process)
     if args.dry_run:
         previous = read_manifest(out)
         planned = plan_runs(sweep, out, previous, args.retry_failed)

@@ -121,8 +121,8 @@ class Sweep:
     """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
     searches: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Tuned arm -> its :class:`rlopt.sweep.search.Search` (the ``search:`` block; empty = no tuning)."""
-    seeds_per_process: int = 1
-    """Seeds of an arm trained together in one process (``seeds_per_process``, :mod:`rlopt.sweep.stacking`)."""
+    seeds_per_process: int | None = None
+    """Seeds of an arm trained together in one process (:mod:`rlopt.sweep.stacking`); None: ``auto``."""
 
 
 def no_check(cfg: Config) -> Config:
