@@ -5,8 +5,9 @@ The loop of :class:`rlopt.trainer.Trainer`; with a ``run_dir`` each seed writes 
 directory ``run_dir/seed_<k>/`` (:mod:`rlopt.stacked.runs`: config, TensorBoard, interval and final
 checkpoints, ``summary.json``); one tqdm bar for the stack; :meth:`StackedTraining.resume` continues
 it exactly (:mod:`rlopt.stacked.resume`). Every ``eval.every_steps`` env steps each seed still learning
-is evaluated as its lone run is (:meth:`StackedTraining._evaluate_during_training`). As alone, the first Ctrl-C finishes the update, checkpoints every seed and raises
-:class:`rlopt.errors.Interrupted`. Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
+is evaluated as its lone run is (:meth:`StackedTraining._evaluate_during_training`). As alone, the
+first Ctrl-C finishes the update, checkpoints every seed and raises :class:`rlopt.errors.Interrupted`.
+Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
 stacked update, count faults per seed; then each seed's deterministic evaluation
 (:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
 ``health.max_consecutive_faults`` skipped updates in a row stops learning (its summary says so);

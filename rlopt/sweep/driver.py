@@ -35,7 +35,15 @@ from rlopt.sweep.manifest import (
     write_sweep_file,
 )
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
-from rlopt.sweep.stacking import THREAD_VARIABLES, Process, describe, plan_processes, point_logs, process_job, unstackable_arms
+from rlopt.sweep.stacking import (
+    THREAD_VARIABLES,
+    Process,
+    describe,
+    plan_processes,
+    point_logs,
+    process_job,
+    unstackable_arms,
+)
 from rlopt.sweep.rendering import config_texts
 from rlopt.sweep.seeds import auto_seeds_per_process, parse_seeds_per_process
 from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
@@ -70,7 +78,8 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
     if getattr(args, "seeds_per_process", None) is not None:  # the command line's, over the sweep file's
         per_process = parse_seeds_per_process(args.seeds_per_process, len(sweep.seeds), ConfigError, "--seeds-per-process")
     if per_process is None:  # auto
-        per_process = auto_seeds_per_process(len(sweep.arms), len(sweep.seeds), args.workers or default_workers(sweep.threads_per_run))
+        workers = args.workers or default_workers(sweep.threads_per_run)
+        per_process = auto_seeds_per_process(len(sweep.arms), len(sweep.seeds), workers)
     sweep = dataclasses.replace(sweep, seeds_per_process=per_process)
     if args.dry_run:
         previous = read_manifest(out)
