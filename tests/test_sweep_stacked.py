@@ -4,10 +4,7 @@ sweep file and ``--seeds-per-process``; the manifest, run directories, curves an
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +15,7 @@ from rlopt.run_files import list_checkpoints
 from rlopt.sweep.runner import START_MARKER
 from rlopt.sweep.seeds import MAX_SEEDS_PER_PROCESS, auto_seeds_per_process
 from tests.sweep_envs import NAN_SEEDS_FROM
-from tests.test_sweep import DRIVER, PAIR, TINY, assert_no_duplicate_points, manifest, starts, sweep
+from tests.test_sweep import PAIR, TINY, assert_no_duplicate_points, kill_driver_when, manifest, starts, sweep
 
 STACK_LOG = "--sweep-stack"
 
@@ -140,29 +137,14 @@ def test_a_crashed_stack_fails_all_its_seeds(tmp_path: Path, capsys) -> None:
     assert "CrashAfter-v0: deliberate failure" in log_of(out, "base", 0)
 
 
-def _processes_mentioning(text: str) -> list[str]:
-    found = subprocess.run(["pgrep", "-af", text], capture_output=True, text=True).stdout.splitlines()
-    return [line for line in found if "pgrep" not in line]
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runs die with the driver via PR_SET_PDEATHSIG")
 def test_a_killed_stacked_sweep_resumes_per_seed(tmp_path: Path, capsys) -> None:
     path = write_stacked(tmp_path / "kill.yaml", seeds=[0, 1, 2, 3], seeds_per_process=2,
                          set={**TINY, "total_steps": 3072, "checkpoint.every_steps": 256})  # fmt: skip
     out = tmp_path / "out"
-    driver = subprocess.Popen([sys.executable, "-c", DRIVER, "sweep", str(path), "--out", str(out), "--workers", "1"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     seed = [out / "runs" / "base" / f"seed_{k}" for k in range(4)]
-    deadline = time.monotonic() + 180
-    while not ((seed[1] / "summary.json").is_file() and list_checkpoints(seed[2]) and list_checkpoints(seed[3])):
-        assert driver.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
-        time.sleep(0.02)
-    driver.send_signal(signal.SIGKILL)  # the driver only: its stack dies with it
-    driver.wait()
-    deadline = time.monotonic() + 30
-    while _processes_mentioning(str(out)):
-        assert time.monotonic() < deadline, "a stack outlived its killed driver"
-        time.sleep(0.05)
+    kill_driver_when(path, out, lambda: (seed[1] / "summary.json").is_file() and bool(list_checkpoints(seed[2]))
+                     and bool(list_checkpoints(seed[3])))  # fmt: skip
     assert not (seed[2] / "summary.json").is_file()
     assert [e["status"] for e in manifest(out)["runs"]] == ["finished", "finished", "running", "running"]
     assert sweep(str(path), "--out", str(out), "--dry-run") == 0
