@@ -104,7 +104,7 @@ def _check_resumable(run_dir: Path) -> list[Path]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.seeds is not None or is_stacked_run(args.resume):  # issue 17: many seeds in one process
+    if args.seeds is not None or args.sweep_stack is not None or is_stacked_run(args.resume):  # issue 17: seeds in one process
         from agents.stacked_runs import stacked_train
 
         return stacked_train(args)

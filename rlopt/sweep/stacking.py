@@ -81,7 +81,7 @@ def plan_processes(sweep: Sweep, todo: list[PlannedRun], out: Path, previous: di
     for run in todo:
         spec = run.spec
         was_stacked = bool(entries.get((spec.arm, spec.seed), {}).get("stack"))
-        if run.action == RESUME and not was_stacked or run.action == START and (size == 1 or spec.arm in unstackable):
+        if (run.action == RESUME and not was_stacked) or (run.action == START and (size == 1 or spec.arm in unstackable)):
             processes.append(Process([run], stacked=False, resume=run.action == RESUME))
             continue
         chunk = position[spec.seed] // size
