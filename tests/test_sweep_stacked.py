@@ -158,3 +158,42 @@ def test_a_killed_stacked_sweep_resumes_per_seed(tmp_path: Path, capsys) -> None
         assert json.loads((run / "summary.json").read_text())["total_steps"] >= 3072
         assert_no_duplicate_points(run)
         assert (out / "curves" / "base" / f"{run.name}.csv").is_file()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals to a process group")
+def test_ctrl_c_checkpoints_a_stack_and_the_next_run_resumes_it(tmp_path: Path) -> None:
+    """SIGINT to the driver: the stack finishes its update, checkpoints every seed and exits 130; its
+    seeds stay pending; the next invocation resumes them from that checkpoint."""
+    import signal
+    import subprocess
+    import time
+
+    from tests.test_sweep import DRIVER
+
+    path = write_stacked(tmp_path / "int.yaml", seeds=[0, 1], seeds_per_process=2,
+                         set={**TINY, "total_steps": 4096, "checkpoint.every_steps": 256})  # fmt: skip
+    out = tmp_path / "out"
+    seed = [out / "runs" / "base" / f"seed_{k}" for k in range(2)]
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, "sweep", str(path), "--out", str(out), "--workers", "1"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 180
+    while not all(list_checkpoints(run) for run in seed):
+        assert driver.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be interrupted"
+        time.sleep(0.02)
+    driver.send_signal(signal.SIGINT)
+    assert driver.wait(timeout=120) == 130
+    assert [(e["status"], e["exit_code"]) for e in manifest(out)["runs"]] == [("pending", 130)] * 2
+    steps = [int(list_checkpoints(run)[-1].stem.removeprefix("step_")) for run in seed]
+    assert steps[0] == steps[1] < 4096 and not (seed[0] / "summary.json").exists()
+    assert sweep(str(path), "--out", str(out), "--workers", "1") == 0
+    assert f"from {steps[0]} env steps" in log_of(out, "base", 0).split(START_MARKER)[-1]
+    assert [e["status"] for e in manifest(out)["runs"]] == ["finished"] * 2
+    for run in seed:
+        assert_no_duplicate_points(run)
+
+
+def test_the_stack_job_flag_needs_the_sweeps_arguments(tmp_path: Path, capsys) -> None:
+    from rlopt.cli import main
+
+    assert main(["train", "a2c_cartpole", "--run-dir", str(tmp_path / "x"), "--sweep-stack", "start"]) == 2
+    assert "--sweep-stack is the sweep's" in capsys.readouterr().err and not (tmp_path / "x").exists()

@@ -1,6 +1,7 @@
 """The sweep file's seeds: ``seeds`` (which seeds every arm runs) and ``seeds_per_process`` (how
 many of an arm's seeds one process trains together, :mod:`rlopt.sweep.stacking`). Each check is a
-one-line ConfigError built by the caller's ``fail`` (``sweep <name>: <key>: <problem>``)."""
+one-line ConfigError built by the caller's ``fail`` (``sweep <name>: <key>: <problem>``). Torch-free
+at import (``rlopt sweep``'s argument checks use it)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ import math
 import numbers
 from typing import Any, Callable
 
-from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError, short_repr
 from rlopt.sweep.messages import format_value
 
@@ -31,6 +31,8 @@ def is_int(value: Any) -> bool:
 
 def parse_seeds(value: Any, fail: Fail) -> list[int]:
     """The sweep's ``seeds``: ``{start: S, count: N}`` or a list of distinct integers."""
+    from rlopt.config.validation import SEED_MAX  # here: the CLI imports this module before torch
+
     if isinstance(value, dict):
         unknown = sorted(set(value) - {"start", "count"})
         if unknown:
