@@ -22,7 +22,7 @@ METRIC = "eval_return_mean"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ARM_KEYS = {"overrides", "n", "failed", "missing", "scores", "mean", "std", "median", "iqm", "iqm_ci",
             "poi_vs_baseline", "poi_ci", "curve", "runs", "mw_p", "holm_p", "paired", "success_rate",
-            "success_wilson_ci", "steps_to_threshold", "auc"}
+            "success_wilson_ci", "steps_to_threshold", "auc", "eval_curve", "eval_steps_to_threshold", "eval_auc"}
 
 # arm -> [(seed, status, score or None, last curve step)]; the curve of seed k is value = (k + 1) * step.
 PLAN: dict[str, list[tuple[int, str, float | None, int]]] = {
@@ -78,7 +78,9 @@ def _strict(text: str) -> Any:
 def test_report_json_contract_and_hand_values(sweep: Path, report: dict[str, Any]) -> None:
     on_disk = _strict((sweep / REPORT_DIR / "report.json").read_text())
     assert on_disk == report
-    assert set(report) == {"metric", "metric_mode", "threshold", "baseline", "bootstrap", "arms", "warnings"}
+    assert set(report) == {"metric", "metric_mode", "threshold", "baseline", "bootstrap", "arms", "warnings", "eval_tag",
+                           "grid", "select", "panels"}
+    assert report["eval_tag"] is None and report["grid"] is None and report["select"] is None and report["panels"] is None
     assert report["metric"] == METRIC and report["baseline"] == "adam"
     assert report["metric_mode"] == "max" and report["threshold"] is None
     assert report["bootstrap"] == {"method": "percentile", "reps": 500, "curve_reps": 2000, "seed": 0}

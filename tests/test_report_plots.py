@@ -73,3 +73,15 @@ def test_report_writes_the_four_plots_and_links_them(tmp_path: Path) -> None:
     for name in ("curves.png", "final.png", "poi.png", "profile.png"):
         assert f"]({name})" in text
         assert matplotlib.image.imread(out / REPORT_DIR / name).shape[1] >= 800
+
+
+def test_final_plot_zooms_on_the_arms_that_learn_when_the_range_is_symlog() -> None:
+    from rlopt.report.plots import learning_arms
+
+    wide = _report(4, spread=1000.0)  # IQMs 2, 1002, 2002, 3002: midpoint 1502
+    arms = list(wide["arms"])
+    assert learning_arms(wide, arms) == arms[2:]
+    assert learning_arms({**wide, "metric_mode": "min"}, arms) == arms[:2]
+    zoomed = matplotlib.image.imread(io.BytesIO(render_plots(wide, None)["final.png"])).shape[1]
+    plain = matplotlib.image.imread(io.BytesIO(render_plots(_report(4), None)["final.png"])).shape[1]
+    assert zoomed > plain  # a second, linear panel beside the symlog one

@@ -27,11 +27,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from rlopt.curves import Curve, common_grid
-from rlopt.report.curve_file import load_curve
+from rlopt.report.curve_file import EVAL_SUFFIX, EVAL_TAG, load_curve
 from rlopt.errors import ConfigError, short_repr
 from rlopt.report.compare import MIN_RUNS_FOR_CI, compare_with_baseline, interval, sample_efficiency, success
 from rlopt.report.defaults import DEFAULT_CURVE_REPS, DEFAULT_REPS, check_arguments, report_settings
 from rlopt.report.export import curves_csv, scores_csv
+from rlopt.report.grid import add_grid
+from rlopt.report.panels import resolve_panels
 from rlopt.sweep.messages import listed
 from rlopt.files import atomic_write_bytes, atomic_write_text
 from rlopt.report.plots import render_plots
@@ -49,6 +51,9 @@ MANIFEST = "manifest.json"
 
 MANIFEST_FORMAT_VERSION = 1
 """The manifest format this reader understands."""
+
+SWEEP_FILE = "sweep.yaml"
+"""The sweep file frozen into OUT by the driver (grid, variants, panels, normalize)."""
 
 SUMMARY = "summary.json"
 """A finished run's summary inside its run directory."""
@@ -91,6 +96,20 @@ def load_manifest(out_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def read_sweep_file(out_dir: Path) -> dict[str, Any]:
+    """``OUT/sweep.yaml`` as a mapping (safe YAML), {} when absent; unreadable YAML is a ConfigError."""
+    import yaml
+
+    path = out_dir / SWEEP_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"report: {path} is not readable YAML ({type(err).__name__})") from None
+    return data if isinstance(data, dict) else {}
+
+
 def resolve_baseline(manifest: dict[str, Any], baseline: str | None) -> str:
     """``baseline`` if given, else the manifest's, else the first arm; an unknown arm is a ConfigError."""
     arms = list(manifest["arms"])
@@ -126,6 +145,11 @@ def _pair(low: float, high: float) -> list[float] | None:
     return None if lo is None or hi is None else [lo, hi]
 
 
+def _entry(listing: list[dict[str, Any]], run: dict[str, Any]) -> dict[str, Any]:
+    """The ``runs`` entry of manifest run ``run``."""
+    return next(e for e in listing if e["seed"] == run.get("seed") and e["run_dir"] == run.get("run_dir"))
+
+
 def _seeds(runs: Sequence[dict[str, Any]]) -> str:
     return ", ".join(str(run.get("seed")) for run in runs)
 
@@ -135,13 +159,18 @@ def _seeds(runs: Sequence[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
+def _empty_curve() -> dict[str, list[Any]]:
+    """An arm's ``curve`` / ``eval_curve`` without points."""
+    return {"steps": [], "iqm": [], "ci_low": [], "ci_high": []}
+
+
 def _curve_summary(
     arm: str, curves: list[Curve], labels: list[str], reps: int, seed: int, warnings: list[str]
 ) -> dict[str, list[float | None]]:
     grid = common_grid(curves, CURVE_POINTS, names=labels)
     warnings.extend(f"{arm}: {note}" for note in grid.warnings)
     if grid.steps.size == 0:
-        return {"steps": [], "iqm": [], "ci_low": [], "ci_high": []}
+        return _empty_curve()
     center = iqm_along(grid.values.T, axis=-1)
     if grid.values.shape[0] < MIN_RUNS_FOR_CI:  # one run: a band of zero width would look certain
         low = high = np.full(center.shape, np.nan)
@@ -166,15 +195,18 @@ def _settings(manifest: dict[str, Any], mode: str | None, threshold: float | Non
 def build_report(
     out_dir: str | Path, baseline: str | None = None, reps: int = DEFAULT_REPS, seed: int = 0,
     curve_reps: int = DEFAULT_CURVE_REPS, mode: str | None = None, threshold: float | None = None,
+    select: str | None = None,
 ) -> dict[str, Any]:
     """Compute the report of sweep ``out_dir`` and write ``OUT/report/`` (JSON, Markdown, CSV, PNGs); return the dict.
 
     ``reps`` resamples per final-score interval, ``curve_reps`` per learning-curve band; ``mode`` and
-    ``threshold`` override the sweep file's ``metric_mode`` and ``threshold``.
+    ``threshold`` override the sweep file's ``metric_mode`` and ``threshold``; ``select`` is a grid key
+    chosen per variant on half of the seeds and reported on the other half (:mod:`~rlopt.report.grid`).
     """
     out = Path(out_dir)
     check_arguments(reps, seed, out, curve_reps, mode)
     manifest = load_manifest(out)
+    sweep_file = read_sweep_file(out)
     if (out / REPORT_DIR).exists() and not (out / REPORT_DIR).is_dir():
         raise ConfigError(f"report: {out / REPORT_DIR} is a file; the report is written into that directory")
     base = resolve_baseline(manifest, baseline)
@@ -198,7 +230,7 @@ def build_report(
             status = run.get("status")
             score = _read_score(out / str(run.get("run_dir", "")), metric) if status == "finished" else None
             listing.append({"seed": run.get("seed"), "run_dir": run.get("run_dir"), "score": score, "status": status,
-                            "steps_to_threshold": None, "auc": None})
+                            "steps_to_threshold": None, "auc": None, "eval_steps_to_threshold": None, "eval_auc": None})
             if status == "failed":
                 failed.append(run)
             elif score is None:
@@ -224,11 +256,16 @@ def build_report(
         x = np.asarray(arm_scores, dtype=np.float64)
         curves = [load_curve(out, run, tag) for run, _ in finished] if tag else []
         labels = [f"seed {run.get('seed')}" for run, _ in finished]
+        evaluated = [(run, curve, label) for (run, _), label in zip(finished, labels)
+                     if tag != EVAL_TAG and len(curve := load_curve(out, run, EVAL_TAG, EVAL_SUFFIX))]
         rate, rate_ci = success(arm_scores, threshold, mode)
         to_threshold, auc, run_steps, run_aucs = sample_efficiency(curves, threshold, mode, reps, seed)
+        eval_to_threshold, eval_auc, eval_steps, eval_aucs = sample_efficiency(
+            [curve for _, curve, _ in evaluated], threshold, mode, reps, seed)
         for (run, _), steps, area in zip(finished, run_steps, run_aucs):
-            entry = next(e for e in listing if e["seed"] == run.get("seed") and e["run_dir"] == run.get("run_dir"))
-            entry.update(steps_to_threshold=steps, auc=area)
+            _entry(listing, run).update(steps_to_threshold=steps, auc=area)
+        for (run, _, _), steps, area in zip(evaluated, eval_steps, eval_aucs):
+            _entry(listing, run).update(eval_steps_to_threshold=steps, eval_auc=area)
         arms[arm] = {
             "overrides": manifest["arms"][arm].get("overrides", {}) if isinstance(manifest["arms"][arm], dict) else {},
             "n": n,
@@ -250,9 +287,11 @@ def build_report(
             "success_wilson_ci": rate_ci,
             "steps_to_threshold": to_threshold if tag else None,
             "auc": auc if tag else None,
-            "curve": _curve_summary(arm, curves, labels, curve_reps, seed, warnings)
-            if tag
-            else {"steps": [], "iqm": [], "ci_low": [], "ci_high": []},
+            "curve": _curve_summary(arm, curves, labels, curve_reps, seed, warnings) if tag else _empty_curve(),
+            "eval_steps_to_threshold": eval_to_threshold if evaluated else None,
+            "eval_auc": eval_auc if evaluated else None,
+            "eval_curve": _curve_summary(f"{arm} ({EVAL_TAG})", [c for _, c, _ in evaluated], [lb for _, _, lb in evaluated],
+                                         curve_reps, seed, warnings) if evaluated else _empty_curve(),
         }
     if not by_seed[base]:
         warnings.append(f"baseline {base}: no scores, so no probability of improvement")
@@ -264,9 +303,13 @@ def build_report(
         "threshold": threshold,
         "baseline": base,
         "bootstrap": {"method": BOOTSTRAP_METHOD, "reps": int(reps), "curve_reps": int(curve_reps), "seed": int(seed)},
+        "eval_tag": EVAL_TAG if any(entry["eval_curve"]["steps"] for entry in arms.values()) else None,
         "arms": arms,
-        "warnings": warnings,
     }
+    seeds = [run.get("seed") for run in manifest["runs"] if isinstance(run.get("seed"), int)]
+    add_grid(report, sweep_file, by_seed, seeds, select, reps, seed, warnings)  # grid, select
+    report["panels"] = resolve_panels(sweep_file.get("panels"), list(arms), base)
+    report["warnings"] = warnings
     add_tuning(out, report, reps, seed)  # arms.<arm>.tuning of a sweep with a search: block
     try:
         write_report(out / REPORT_DIR, report, name=str(manifest.get("name", out.name)), tag=tag)
@@ -286,7 +329,7 @@ def write_report(folder: Path, report: dict[str, Any], name: str, tag: str | Non
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(report, indent=2, allow_nan=False) + "\n"
     atomic_write_text(folder / "scores.csv", scores_csv(report))
-    atomic_write_text(folder / "curves.csv", curves_csv(report))
+    atomic_write_text(folder / "curves.csv", curves_csv(report, tag))
     for filename, data in render_plots(report, tag).items():
         atomic_write_bytes(folder / filename, data)
     atomic_write_text(folder / "report.md", render_markdown(report, name))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rlopt.report.grid import grid_markdown
 from rlopt.stats import CONFIDENCE
 
 __all__ = ["ranked_arms", "render_markdown", "table_rows"]
@@ -66,6 +67,7 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
     base, threshold = report["baseline"], report.get("threshold")
     entries = report["arms"]
     with_auc = any((e.get("auc") or {}).get("iqm") is not None for e in entries.values())
+    with_eval = report.get("eval_tag") is not None
     header = ["arm", "n", "IQM [95% CI]", "mean ± std", "median", f"P(> {base}) [95% CI]", "MW p (Holm)",
               "paired diff [95% CI]"]
     if threshold is not None:
@@ -73,6 +75,8 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
                    else f"success ≤ {threshold:g} [Wilson]", "steps to threshold: IQM [CI] (runs reaching)"]
     if with_auc:
         header.append("AUC [95% CI]")
+    if with_eval:
+        header += (["eval steps to threshold (runs reaching)"] if threshold is not None else []) + ["eval AUC [95% CI]"]
     rows = [header]
     for arm in ranked_arms(report):
         e = entries[arm]
@@ -86,6 +90,9 @@ def table_rows(report: dict[str, Any]) -> list[list[str]]:
             row.append(_iqm_ci_cell(e.get("steps_to_threshold"), e["n"], 1000.0, "k"))
         if with_auc:
             row.append(_iqm_ci_cell(e.get("auc"), e["n"]))
+        if with_eval:
+            row += ([_iqm_ci_cell(e.get("eval_steps_to_threshold"), e["n"], 1000.0, "k")] if threshold is not None else [])
+            row.append(_iqm_ci_cell(e.get("eval_auc"), e["n"]))
         rows.append(row)
     return rows
 
@@ -104,7 +111,9 @@ def render_markdown(report: dict[str, Any], name: str) -> str:
         + "; MW p = two-sided Mann-Whitney U p-value vs the baseline, Holm-Bonferroni adjusted over the arms "
         "in brackets; paired = arm − baseline on shared seeds (paired bootstrap CI, Wilcoxon signed-rank p)"
         + ("; steps to threshold over the runs whose smoothed curve reaches it, k of n; AUC = the curve's mean "
-           "over its steps" if report.get("threshold") is not None else "") + ".",
+           "over its steps" if report.get("threshold") is not None else "")
+        + (f"; eval = the same on the `{report['eval_tag']}` curves (evaluations during training)"
+           if report.get("eval_tag") else "") + ".",
         "",
     ]
     rows = table_rows(report)
@@ -113,6 +122,11 @@ def render_markdown(report: dict[str, Any], name: str) -> str:
     lines.extend("| " + " | ".join(row) + " |" for row in rows[1:])
     lines += ["", "## Warnings", ""]
     lines += [f"- {w}" for w in report["warnings"]] or ["None."]
-    lines += ["", "## Plots", "", "![learning curves](curves.png)", "", "![final scores](final.png)", "",
+    lines += grid_markdown(report)
+    panels = report.get("panels")
+    lines += ["", "## Plots", ""]
+    if panels:
+        lines += ["Panels (the baseline in each): " + "; ".join(f"{name}: {', '.join(arms)}" for name, arms in panels.items()), ""]
+    lines += ["![learning curves](curves.png)", "", "![final scores](final.png)", "",
               "![probability of improvement](poi.png)", "", "![performance profile](profile.png)", ""]
     return "\n".join(lines)
