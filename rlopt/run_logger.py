@@ -46,18 +46,18 @@ class RunLogger:
         if run_dir is not None:
             run_dir.mkdir(parents=True, exist_ok=True)
             atomic_write_text(run_dir / CONFIG_FILE, config_to_yaml(cfg))
-            self._open_writer(run_dir)
+            self._open_writer(run_dir, cfg.log.flush_seconds)
         self.bar = tqdm(total=total, initial=min(done, total), unit="step", disable=not self.progress,
                         dynamic_ncols=True, leave=True)  # fmt: skip
 
-    def _open_writer(self, run_dir: Path) -> None:
+    def _open_writer(self, run_dir: Path, flush_seconds: float) -> None:
         if self.writer is not None:
             return
         from torch.utils.tensorboard import SummaryWriter
 
         if self.purge_step is not None:
             wait_for_later_event_file_name(run_dir)
-        self.writer = SummaryWriter(str(run_dir), purge_step=self.purge_step)
+        self.writer = SummaryWriter(str(run_dir), purge_step=self.purge_step, flush_secs=flush_seconds)
         self.purge_step = None  # once: a later train() on this trainer must not purge its own steps
 
     def log_update(self, step: int, stats: UpdateStats, rollout: Any, sps: float, skipped_updates: int) -> None:

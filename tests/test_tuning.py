@@ -28,6 +28,7 @@ from agents import check_config  # noqa: E402
 from rlopt.report.build import build_report  # noqa: E402
 from rlopt.report.tuning import add_tuning, expected_max, expected_max_ci, write_tuning  # noqa: E402
 from rlopt.sweep.spec import load_sweep  # noqa: E402
+from rlopt.sweep.runner import START_MARKER  # noqa: E402
 from rlopt.sweep.search import tuning_seeds  # noqa: E402
 from rlopt.sweep.tuning import open_storage, open_studies, tune, write_tuning_json  # noqa: E402
 from tests.test_sweep import DRIVER, ROOT, sweep  # noqa: E402
@@ -77,11 +78,15 @@ def test_expected_max_matches_enumeration_and_its_band_covers_it() -> None:
         ({"space": {"actor.optim.lr": {"log_uniform": [0.0, 0.1]}}}, "log_uniform: low 0.0 must be > 0"),
         ({"space": {"actor.optim.lr": {"normal": [0.0, 0.1]}}}, "search.space.actor.optim.lr must be one of"),
         ({"space": {"actor.optim.momentum": {"uniform": [0.5, 0.9]}}}, "momentum"),  # adam takes no momentum
+        ({"space": {"actor.optim.lr": {"log_uniform": [0.1, 0.1]}}}, "low 0.1 must be < high 0.1"),
         ({"trials": 0}, "search.trials must be an integer in [1, 1,000], got 0"),
+        ({"trials": -3}, "search.trials must be an integer in [1, 1,000], got -3"),
         ({"trials": 1001}, "search.trials must be an integer in [1, 1,000], got 1001"),
         ({"budget": 3}, "search.budget: unknown key"),
         ({"sampler": "grid"}, "search.space.actor.optim.lr: sampler grid takes choice distributions only"),
-        ({"pruner": "median"}, "median is not yet implemented"),
+        ({"pruner": "mean"}, "search.pruner must be one of none, median, got 'mean'"),
+        ({"warmup_steps": 100}, "search.warmup_steps is for pruner: median"),
+        ({"pruner": "median", "startup_trials": -1}, "search.startup_trials must be an integer in [0, 1,000], got -1"),
         ({"objective": "best"}, "search.objective must be final, auc or a number of summary.json"),
         ({"space": {"actor.max_grad_norm": {"choice": [[0.5], 1.0]}}}, "choice: values must be numbers, strings"),
         ({"space": {"actor.max_grad_norm": {"choice": [0.5, 1.0]}}, "sampler": "grid"}, "grid has 2 points; at most 2"),
@@ -118,7 +123,7 @@ def test_a_stored_study_with_another_space_is_refused_naming_the_key(tmp_path: P
     other = write(tmp_path / "s.yaml", {"space": {**SPACE, "actor.optim.eps": {"log_uniform": [1e-8, 1e-3]}}})
     assert sweep(str(other), "--out", str(tmp_path / "out"), "--storage", url) == 2
     err = capsys.readouterr().err
-    assert "search.space.actor.optim.eps differs" in err and "adam" in err, err
+    assert "search.space.actor.optim.eps differs" in err and "adam" in err and err.count("\n") == 1, err
     assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "out" / "tuning").exists()
 
 
@@ -199,12 +204,12 @@ def test_report_gets_each_arms_tuning(tmp_path: Path) -> None:
 
 
 def test_sigkill_mid_study_then_resume(tmp_path: Path) -> None:
-    path = write(tmp_path / "s.yaml", {"trials": 1, "seeds_per_trial": 1, "objective": "final"}, seeds=[0])
+    path = write(tmp_path / "s.yaml", {"trials": 2, "seeds_per_trial": 1, "objective": "final"}, seeds=[0])
     out = tmp_path / "out"
     command = [sys.executable, "-c", DRIVER, "sweep", str(path), "--out", str(out), "--workers", "1"]
     driver = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    trial_dir = out / "tuning" / "adam" / "trial_0" / "seed_1"
-    deadline = time.monotonic() + 120
+    trial_dir = out / "tuning" / "adam" / "trial_1" / "seed_1"  # trial 0 finished, trial 1 started
+    deadline = time.monotonic() + 300
     while not trial_dir.exists() and driver.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     driver.send_signal(signal.SIGKILL)  # its runs die with it
@@ -212,25 +217,34 @@ def test_sigkill_mid_study_then_resume(tmp_path: Path) -> None:
     assert trial_dir.exists() and not (out / "runs" / "adam" / "seed_0" / "summary.json").exists()
     assert subprocess.run(command, cwd=ROOT, capture_output=True).returncode == 0
     data = json.loads((out / "tuning.json").read_text())["adam"]
-    assert [t["state"] for t in data["trials"]] == ["COMPLETE"]
+    assert [(t["number"], t["state"]) for t in data["trials"]] == [(0, "COMPLETE"), (2, "COMPLETE")]
     storage = open_storage(f"sqlite:///{out}/tuning.db")
     trials = open_studies(load_sweep(path), storage)["adam"].get_trials()
-    assert trials[0].state.name == "FAIL" and trials[0].user_attrs.get("retried")
-    assert trials[1].params == trials[0].params  # asked again with the same parameters
+    assert trials[1].state.name == "FAIL" and trials[2].user_attrs.get("retry_of") == 1
+    assert trials[2].params == trials[1].params  # asked again with the same parameters
+    # The finished trial was kept, not run again; the parameters are those of an uninterrupted study.
+    assert (out / "tuning" / "adam" / "trial_0" / "seed_1.log").read_text().count(START_MARKER) == 1
+    run_fake(path, tmp_path / "uninterrupted")
+    assert [t["params"] for t in data["trials"]] == [
+        t["params"] for t in json.loads((tmp_path / "uninterrupted" / "tuning.json").read_text())["adam"]["trials"]]  # fmt: skip
     assert (out / "runs" / "adam" / "seed_0" / "summary.json").is_file()
     report = build_report(out, reps=100)
     assert report["arms"]["adam"]["tuning"]["best_params"] == data["best_params"]
     assert report["arms"]["adam"]["overrides"]["actor.optim.lr"] == data["best_params"]["actor.optim.lr"]
     assert (out / "report" / "tuning.png").is_file()
     assert sweep(str(path), "--out", str(out), "--workers", "1") == 0  # done: nothing asked, nothing re-run
-    assert len(open_studies(load_sweep(path), storage)["adam"].get_trials()) == 2
+    assert len(open_studies(load_sweep(path), storage)["adam"].get_trials()) == 3
 
 
-def test_shipped_tuned_ablation_dry_run(capsys: Any) -> None:
-    assert sweep(str(ROOT / "configs/sweeps/tuned_actor_optimizer.yaml"), "--dry-run", "--out", "/nonexistent/x",
+@pytest.mark.parametrize("name", ["tuned_actor_optimizer", "tuned_actor_optimizer_pendulum"])
+def test_shipped_tuned_ablation_dry_run(capsys: Any, name: str) -> None:
+    assert sweep(str(ROOT / f"configs/sweeps/{name}.yaml"), "--dry-run", "--out", "/nonexistent/x",
                  validate=check_config) == 0  # fmt: skip
     text = capsys.readouterr().out
     assert "288 trial runs, then 60 final runs (6 arms x 10 seeds)" in text
     for arm in ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam"):
-        assert f"tune {arm}: actor.optim.lr~log_uniform" in text and "24 trials x 2 seeds [10, 11]" in text
+        assert f"tune {arm}: actor.optim.lr~log_uniform" in text
+    assert text.count("24 trials x 2 seeds [10, 11] = 48 trial runs, tpe sampler") == 6
+    assert text.count("pruner median (startup_trials 5") == 6
     assert "actor.optim.momentum~uniform[0.5, 0.99]" in text and "actor.optim.eps~log_uniform" in text
+    assert ("a2c_pendulum.yaml" in text) == name.endswith("pendulum")

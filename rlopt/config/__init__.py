@@ -18,7 +18,7 @@ _MODULE_OF = {
     **dict.fromkeys(
         (
             "DEFAULT_ACTOR_OPTIM", "DEFAULT_CRITIC_OPTIM", "ActorConfig",
-            "CheckpointConfig", "Config", "CriticConfig", "EnvConfig", "EvalConfig", "HealthConfig",
+            "CheckpointConfig", "Config", "CriticConfig", "EnvConfig", "EvalConfig", "HealthConfig", "LogConfig",
             "PolicyGradientConfig", "PPOConfig", "ReinforceConfig", "RolloutConfig",
         ),
         "schema",
@@ -39,6 +39,7 @@ __all__ = [
     "EnvConfig",
     "EvalConfig",
     "HealthConfig",
+    "LogConfig",
     "PPOConfig",
     "PolicyGradientConfig",
     "ReinforceConfig",
@@ -75,6 +76,7 @@ if TYPE_CHECKING:
         EnvConfig,
         EvalConfig,
         HealthConfig,
+        LogConfig,
         PolicyGradientConfig,
         PPOConfig,
         ReinforceConfig,

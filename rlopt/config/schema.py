@@ -143,6 +143,13 @@ class HealthConfig:
 
 
 @dataclass
+class LogConfig:
+    flush_seconds: float = 120.0
+    """Write the TensorBoard scalars to disk at least this often, in seconds (SummaryWriter's ``flush_secs``;
+    a sweep's pruned tuning trials use 0.5 s so that pruning reads their curves while they run)."""
+
+
+@dataclass
 class Config:
     agent: str = "ppo"
     """Which agent, by its registered name (an unknown name lists the valid ones)."""
@@ -170,6 +177,7 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     health: HealthConfig = field(default_factory=HealthConfig)
+    log: LogConfig = field(default_factory=LogConfig)
 
     @property
     def batch_size(self) -> int:

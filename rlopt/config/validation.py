@@ -66,6 +66,8 @@ PASSES_MAX = 10_000
 """Passes over one rollout batch (``ppo.epochs``, ``critic.updates``): more is a run that never ends."""
 EVAL_EPISODES_MAX = 100_000
 """Final-evaluation episodes: more only spends hours (10**7 also ran out of memory, issue 12)."""
+FLUSH_SECONDS_MAX = 86_400.0
+"""``log.flush_seconds``: a day; a longer interval only risks losing a day of scalars to a crash."""
 _FLOAT32_BYTES = 4
 _SCALARS_PER_TRANSITION = 5
 """RolloutBuffer keeps log-prob, value, reward, advantage and return per transition."""
@@ -164,6 +166,10 @@ def _check_ranges(cfg: Config) -> None:
     _require(
         cfg.health.max_consecutive_faults >= 1,
         f"health.max_consecutive_faults must be >= 1, got {cfg.health.max_consecutive_faults}",
+    )
+    _require(
+        0 < cfg.log.flush_seconds <= FLUSH_SECONDS_MAX,
+        f"log.flush_seconds must be in (0, {FLUSH_SECONDS_MAX:g}], got {_short(cfg.log.flush_seconds)}",
     )
 
 

@@ -2,7 +2,7 @@
 number of trials (Dodge et al. 2019, "Show Your Work"), and each trial's score against each parameter.
 
 Reads ``OUT/tuning.json`` (written by :mod:`rlopt.sweep.tuning`; no Optuna needed here). Adds
-``arms.<arm>.tuning = {trials, best_params, best_value, expected_max: {k, mean, ci}}`` to the report and
+``arms.<arm>.tuning = {trials, pruned, failed, best_params, best_value, expected_max: {k, mean, ci}}`` to the report and
 writes ``tuning.png``, ``tuning_params.png`` and a "Tuning" section at the end of ``report.md``.
 """
 
@@ -63,17 +63,21 @@ def read_tuning(out: Path) -> dict[str, Any] | None:
 
 
 def tuning_entry(arm: dict[str, Any], reps: int, seed: int) -> dict[str, Any]:
-    """The report's ``tuning`` of one arm from its tuning.json entry."""
-    values = [t["value"] for t in arm.get("trials", []) if isinstance(t.get("value"), (int, float))
-              and math.isfinite(t["value"]) and t.get("state") == "COMPLETE"]  # fmt: skip
+    """The report's ``tuning`` of one arm from its tuning.json entry: the expected maximum and the score-vs-parameter
+    points are over the finished trials (a pruned trial's value is of a partial curve; it is counted in ``pruned``)."""
+    trials = arm.get("trials", [])
+    complete = [t for t in trials if t.get("state") == "COMPLETE" and isinstance(t.get("value"), (int, float))
+                and math.isfinite(t["value"])]  # fmt: skip
+    values = [t["value"] for t in complete]
     expected: dict[str, Any] = {"k": [], "mean": [], "ci": []}
     if values:
         low, high = expected_max_ci(values, reps, seed)
         expected = {"k": list(range(1, len(values) + 1)), "mean": [float(v) for v in expected_max(values)],
                     "ci": [[float(a), float(b)] for a, b in zip(low, high)]}  # fmt: skip
-    return {"trials": len(arm.get("trials", [])), "objective": arm.get("objective"),
+    return {"trials": len(trials), "pruned": sum(t.get("state") == "PRUNED" for t in trials),
+            "failed": sum(t.get("state") == "FAIL" for t in trials), "objective": arm.get("objective"),
             "best_params": arm.get("best_params"), "best_value": arm.get("best_value"),
-            "expected_max": expected, "points": [[t.get("params", {}), t.get("value")] for t in arm.get("trials", [])]}  # fmt: skip
+            "expected_max": expected, "points": [[t.get("params", {}), t["value"]] for t in complete]}  # fmt: skip
 
 
 def add_tuning(out: Path, report: dict[str, Any], reps: int, seed: int) -> None:
@@ -96,12 +100,14 @@ def tuning_markdown(report: dict[str, Any]) -> str:
     """The "Tuning" section: per arm, trials, the best trial's score and parameters, expected max at k = n."""
     lines = ["", "## Tuning", "", "Each arm tuned on its own budget; expected best score vs trials (Dodge et al. 2019) "
              "in tuning.png, score vs parameter in tuning_params.png.", "",
-             "| arm | trials | best trial score | expected max (n trials) | best parameters |", "|---|---|---|---|---|"]  # fmt: skip
+             "| arm | trials (pruned, failed) | best trial score | expected max (n finished) | best parameters |",
+             "|---|---|---|---|---|"]  # fmt: skip
     for arm, tuning in _tuned(report).items():
         params = ", ".join(f"{k}={_format(v)}" for k, v in (tuning["best_params"] or {}).items()) or "-"
         mean = tuning["expected_max"]["mean"]
         best = "-" if tuning["best_value"] is None else f"{tuning['best_value']:.4g}"
-        lines.append(f"| {arm} | {tuning['trials']} | {best} | {f'{mean[-1]:.4g}' if mean else '-'} | {params} |")
+        counts = f"{tuning['trials']} ({tuning.get('pruned', 0)}, {tuning.get('failed', 0)})"
+        lines.append(f"| {arm} | {counts} | {best} | {f'{mean[-1]:.4g}' if mean else '-'} | {params} |")
     return "\n".join(lines) + "\n\n![expected best score vs trials](tuning.png)\n\n![score vs parameter](tuning_params.png)\n"
 
 

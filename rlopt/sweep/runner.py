@@ -49,7 +49,8 @@ class RunJob:
 
 
 def _die_with_parent() -> Callable[[], None] | None:
-    """A ``preexec_fn`` making the child receive SIGKILL when the process that started it dies."""
+    """A ``preexec_fn`` making the child receive SIGKILL when the process that started it dies, with SIGINT
+    unblocked (a Ray task's thread blocks it, and a blocked signal stays blocked across exec)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
@@ -59,6 +60,7 @@ def _die_with_parent() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
         prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)

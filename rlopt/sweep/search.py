@@ -20,7 +20,8 @@ from rlopt.config import config_to_dict
 from rlopt.errors import short_repr
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
 
-SEARCH_KEYS = ("space", "trials", "seeds_per_trial", "total_steps", "objective", "sampler", "pruner", "seed")
+SEARCH_KEYS = ("space", "trials", "seeds_per_trial", "total_steps", "objective", "sampler", "pruner", "startup_trials",
+               "warmup_steps", "seed")  # fmt: skip
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "choice")
 SAMPLERS = ("tpe", "random", "grid")
 PRUNERS = ("none", "median")
@@ -39,6 +40,8 @@ MAX_CHOICES = 1000
 """Values in one ``choice`` list."""
 DEFAULT_TRIALS = 20
 DEFAULT_SEEDS_PER_TRIAL = 1
+DEFAULT_STARTUP_TRIALS = 5
+"""``search.startup_trials``: Optuna's MedianPruner default ``n_startup_trials``."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,12 @@ class Search:
     objective: str
     sampler: str
     pruner: str
+    """``none``, or ``median``: stop a trial whose curve falls below the median of the finished trials' curves at
+    the same env step (Optuna's MedianPruner, :mod:`rlopt.sweep.pruning`)."""
+    startup_trials: int
+    """``pruner: median``: no trial is pruned before this many trials of the arm finished (``n_startup_trials``)."""
+    warmup_steps: int
+    """``pruner: median``: no trial is pruned before this many env steps of its own (``n_warmup_steps``)."""
     seed: int
     """Seeds the sampler (each trial's sampler is seeded from it, the arm and the trial number)."""
 
@@ -146,8 +155,10 @@ def parse_search(raw: Any, override: Any, fail: Callable[[str], Exception]) -> S
     pruner = merged.get("pruner", "none")
     if pruner not in PRUNERS:
         raise fail(f"search.pruner must be one of {', '.join(PRUNERS)}, got {short_repr(pruner)}")
-    if pruner == "median":
-        raise fail("search.pruner: median is not yet implemented in this rlopt; use pruner: none")
+    if pruner == "none":
+        extra = [key for key in ("startup_trials", "warmup_steps") if key in merged]
+        if extra:
+            raise fail(f"search.{extra[0]} is for pruner: median (the search has pruner: none)")
     objective = merged.get("objective", "final")
     metrics = [key for key in SUMMARY_KEYS if key not in SUMMARY_TEXT_KEYS]
     if objective not in (*OBJECTIVES, *metrics):
@@ -161,6 +172,8 @@ def parse_search(raw: Any, override: Any, fail: Callable[[str], Exception]) -> S
         objective=objective,
         sampler=sampler,
         pruner=pruner,
+        startup_trials=_int_in(merged, "startup_trials", DEFAULT_STARTUP_TRIALS, 0, MAX_TRIALS, fail),
+        warmup_steps=_int_in(merged, "warmup_steps", 0, 0, 2**62, fail),
         seed=_int_in(merged, "seed", 0, 0, 2**63 - 1, fail),
     )
 

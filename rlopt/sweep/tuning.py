@@ -7,6 +7,8 @@ seeded per trial from ``search.seed``, the arm and the trial's index, asks the s
 same sweep whatever ``--workers`` is and however often the driver was killed. A trial left RUNNING by
 a killed driver is marked FAIL and asked again with the same parameters. The studies live in
 ``OUT/tuning.db`` (SQLite) or ``--storage URL``; ``OUT/tuning.json`` mirrors them for the report.
+With ``pruner: median`` the runs' curves are read while they run (:mod:`rlopt.sweep.pruning`); a pruned
+trial is told PRUNED, never FAIL.
 """
 
 from __future__ import annotations
@@ -22,19 +24,22 @@ from typing import Any, Callable
 import numpy as np
 
 from rlopt.config import config_to_yaml
+from rlopt.curves import read_scalar
 from rlopt.errors import ConfigError, shorten
 from rlopt.files import atomic_write_bytes
 from rlopt.run_files import SUMMARY_FILE
 from rlopt.sweep.messages import SHOWN_CHARS
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob
-from rlopt.sweep.search import FINAL_FRACTION, Search, tuning_seeds
+from rlopt.sweep.pruning import TRIAL_FLUSH_SECONDS, Pruning, TrialWatch, curve_value, make_pruner
+from rlopt.sweep.search import Search, tuning_seeds
 from rlopt.sweep.spec import Arm, Sweep, _build, _SweepErrors, build_runs, read_yaml
 
 TUNING_DIR = "tuning"
 TUNING_DB = "tuning.db"
 TUNING_JSON = "tuning.json"
-RETRIED = "retried"
-"""User attribute of a trial a killed driver left RUNNING (marked FAIL, its parameters asked again)."""
+RETRY_OF = "retry_of"
+"""User attribute of a trial asking again the parameters of the trial (its number) a killed driver left
+RUNNING (that one is marked FAIL and does not count)."""
 FAILED_RUN = "failed_run"
 """User attribute of a trial one of whose runs failed (counts against the budget, never retried)."""
 SPACE_ATTR = "space"
@@ -98,20 +103,22 @@ def open_studies(sweep: Sweep, storage: Any) -> dict[str, Any]:
 
 
 def recover(study: Any) -> int:
-    """Mark trials left RUNNING by a killed driver FAIL and enqueue their parameters again; returns how many."""
+    """Mark trials left RUNNING by a killed driver FAIL and enqueue their parameters again, the new trial
+    naming the old one in its :data:`RETRY_OF` user attribute; returns how many."""
     optuna = import_optuna()
     running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
     for trial in running:
-        study._storage.set_trial_user_attr(trial._trial_id, RETRIED, True)
-        study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, skip_if_exists=False)
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)
     return len(running)
 
 
 def _counted(study: Any) -> list[Any]:
-    """Trials that count against the budget: all but those retried after a killed driver and those still waiting."""
+    """Trials that count against the budget: all but those retried after a killed driver and those not told yet."""
     optuna = import_optuna()
-    return [t for t in study.get_trials(deepcopy=False) if not t.user_attrs.get(RETRIED)
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get(RETRY_OF) for t in trials}
+    return [t for t in trials if t.number not in retried
             and t.state not in (optuna.trial.TrialState.WAITING, optuna.trial.TrialState.RUNNING)]  # fmt: skip
 
 
@@ -146,21 +153,11 @@ def score(run_dir: Path, objective: str, curve: str) -> float:
         except (OSError, ValueError):
             return math.nan
         return float(value) if isinstance(value, (int, float)) else math.nan
-    from rlopt.curves import read_scalar
-
-    points = read_scalar(run_dir, curve)
-    if len(points) == 0:
-        return math.nan
-    if objective == "final":
-        last = max(1, math.ceil(FINAL_FRACTION * len(points)))
-        return float(np.mean(points.values[-last:]))
-    if len(points) == 1:
-        return float(points.values[0])
-    return float(np.trapezoid(points.values, points.steps) / (points.steps[-1] - points.steps[0]))
+    return curve_value(read_scalar(run_dir, curve), objective)
 
 
 class _Trial:
-    """One asked trial: its runs' directories and jobs."""
+    """One asked trial: its runs' directories and jobs, and its pruning watch (None without a pruner)."""
 
     def __init__(self, sweep: Sweep, out: Path, arm: Arm, trial: Any, values: dict[str, Any],
                  base_tree: dict[str, Any], validate: Any, env: dict[str, str]) -> None:  # fmt: skip
@@ -169,11 +166,12 @@ class _Trial:
         root = out / TUNING_DIR / arm.name / f"trial_{trial.number}"
         root.mkdir(parents=True, exist_ok=True)
         steps = {"total_steps": search.total_steps} if search.total_steps else {}
+        live = {"log.flush_seconds": TRIAL_FLUSH_SECONDS} if search.pruner == "median" else {}
         self.run_dirs, self.jobs = [], []
         fail = _SweepErrors(sweep.name)
         for seed in tuning_seeds(sweep.seeds, search.seeds_per_trial):
-            cfg = _build(base_tree, {**sweep.set, **arm.overrides, **steps, **values}, seed, sweep.threads_per_run,
-                         validate, fail, arm.name)  # fmt: skip
+            cfg = _build(base_tree, {**sweep.set, **arm.overrides, **steps, **live, **values}, seed,
+                         sweep.threads_per_run, validate, fail, arm.name)  # fmt: skip
             config_file, run_dir = root / f"seed_{seed}.yaml", root / f"seed_{seed}"
             atomic_write_bytes(config_file, config_to_yaml(cfg).encode("utf-8"))
             if run_dir.exists():
@@ -181,13 +179,37 @@ class _Trial:
             self.run_dirs.append(run_dir)
             args = ["-m", "rlopt", "train", str(config_file), "--run-dir", str(run_dir), "--no-progress"]
             self.jobs.append(RunJob(args=args, log_path=str(root / f"seed_{seed}.log"), env=env, cwd=os.getcwd()))
+        self.watch = TrialWatch(trial, self.run_dirs, cfg.total_steps, search.objective, sweep.curve) if live else None
+
+    @property
+    def pruned_at(self) -> int | None:
+        return self.watch.pruned_at if self.watch is not None else None
+
+
+def _tell(study: Any, t: _Trial, codes: list[int | None], search: Search, curve: str) -> str | None:
+    """Tell ``study`` how trial ``t`` ended (its runs' exit ``codes``); the line to print, or None when a run
+    was interrupted (the trial stays RUNNING: asked again next time)."""
+    optuna = import_optuna()
+    if t.pruned_at is None and any(code == EXIT_INTERRUPTED or code is None for code in codes):
+        return None
+    if t.watch is not None and all(code == 0 for code in codes):
+        t.watch.advance(ended=True)  # the steps the poll did not see: the same reports and questions
+    if t.pruned_at is not None:  # whatever its runs' exit codes: they were interrupted on purpose
+        study.tell(t.trial, state=optuna.trial.TrialState.PRUNED)
+        return f"PRUNED at step {t.pruned_at:,} (below the median of the finished trials)"
+    scores = [score(d, search.objective, curve) for d in t.run_dirs]
+    if any(code != 0 for code in codes) or not all(math.isfinite(s) for s in scores):
+        t.trial.set_user_attr(FAILED_RUN, True)
+        study.tell(t.trial, state=optuna.trial.TrialState.FAIL)
+        return f"FAILED (a run failed or has no {search.objective}); logs in {t.run_dirs[0].parent}"
+    study.tell(t.trial, float(np.mean(scores)))
+    return f"{search.objective}={np.mean(scores):.4g}"
 
 
 def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: dict[str, str], run_jobs: RunJobs) -> int | Sweep:
     """Run every arm's study (:func:`open_studies`) to its budget; returns the sweep at each arm's best
     parameters, or an exit code (130 interrupted: trials left RUNNING are retried next time; 1 an arm
     has no finished trial)."""
-    optuna = import_optuna()
     retried = sum(recover(study) for study in studies.values())
     base_tree = read_yaml(sweep.base)
     arms = {arm.name: arm for arm in sweep.arms}
@@ -202,6 +224,7 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
             if done[arm] >= search.trials:
                 continue
             study.sampler = make_sampler(search, search.sampler_seed(arm, done[arm]))
+            study.pruner = make_pruner(search)
             trial = study.ask()
             asked.append(_Trial(sweep, out, arms[arm], trial, suggest(trial, search), base_tree, validate, env))
         if not asked:
@@ -209,21 +232,13 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
         jobs = [job for t in asked for job in t.jobs]
         owner = [i for i, t in enumerate(asked) for _ in t.jobs]
         codes: dict[int, int] = {}
-        interrupted = run_jobs(jobs, lambda i: None, lambda i, code, seconds: codes.__setitem__(i, code))
+        with Pruning([t.watch for t in asked if t.watch is not None]):
+            interrupted = run_jobs(jobs, lambda i: None, lambda i, code, seconds: codes.__setitem__(i, code))
         for i, t in enumerate(asked):
             mine = [codes.get(j) for j, o in enumerate(owner) if o == i]
-            if interrupted or any(code == EXIT_INTERRUPTED or code is None for code in mine):
+            line = None if interrupted and t.pruned_at is None else _tell(studies[t.arm], t, mine, sweep.searches[t.arm], sweep.curve)
+            if line is None:
                 continue  # left RUNNING: asked again with the same parameters next time
-            search = sweep.searches[t.arm]
-            scores = [score(d, search.objective, sweep.curve) for d in t.run_dirs]
-            study = studies[t.arm]
-            if any(code != 0 for code in mine) or not all(math.isfinite(s) for s in scores):
-                study._storage.set_trial_user_attr(t.trial._trial_id, FAILED_RUN, True)
-                study.tell(t.trial, state=optuna.trial.TrialState.FAIL)
-                line = f"FAILED (a run failed or has no {search.objective}); logs in {t.run_dirs[0].parent}"
-            else:
-                study.tell(t.trial, float(np.mean(scores)))
-                line = f"{search.objective}={np.mean(scores):.4g}"
             done[t.arm] += 1
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.values.items())
             print(f"{t.arm} trial {t.trial.number} ({params}): {line}", flush=True)
@@ -281,6 +296,8 @@ def print_tuning_plan(sweep: Sweep, out: Path) -> None:
         trial_runs += runs
         print(f"tune {arm}: {space}; {search.trials} trials x {search.seeds_per_trial} seeds "
               f"{tuning_seeds(sweep.seeds, search.seeds_per_trial)} = {runs} trial runs, "
-              f"{search.sampler} sampler, objective {search.objective}")  # fmt: skip
+              f"{search.sampler} sampler, objective {search.objective}, pruner {search.pruner}"
+              + (f" (startup_trials {search.startup_trials}, warmup_steps {search.warmup_steps:,})"
+                 if search.pruner == "median" else ""))  # fmt: skip
     print(f"sweep {sweep.name}: {trial_runs} trial runs, then {len(sweep.runs)} final runs "
           f"({len(sweep.arms)} arms x {len(sweep.seeds)} seeds)")  # fmt: skip
