@@ -3,8 +3,9 @@ one process (:class:`rlopt.stacked.StackedTraining`), each writing ``DIR/seed_<k
 run would (:mod:`rlopt.stacked.runs`). The CLI's refusals first, one line each, nothing written:
 bad ``--seeds`` syntax, a duplicate seed, more than 256 seeds, an agent or optimizer the stack does
 not run yet (NPG, TRPO, ACKTR; LBFGS, K-FAC), ``seed=`` among the overrides, ``--seeds`` with
-``--resume`` or ``--total-steps``, a non-empty DIR. ``rlopt train --resume DIR`` continues every
-seed from the newest step all of them checkpointed (:mod:`rlopt.stacked.resume`).
+``--resume`` or ``--total-steps``, a non-empty DIR. ``rlopt train --resume DIR [--total-steps N]``
+continues every seed from the newest step all of them checkpointed (:mod:`rlopt.stacked.resume`),
+to N env steps per seed with the schedules re-fitted, as a lone run's extension.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from rlopt.stacked.runs import (
 
 def stacked_train(args: argparse.Namespace) -> int:
     """``rlopt train`` with ``--seeds``, or ``--resume`` of a stacked run; the exit code."""
+    if getattr(args, "sweep_stack", None) is not None:
+        return sweep_stack(args)
     if args.resume is not None:
         if args.seeds is not None:
             raise ConfigError("--seeds starts a new stacked run and cannot be combined with --resume")
@@ -51,36 +54,88 @@ def _resume(args: argparse.Namespace, run_dir: Path) -> int:
     """``rlopt train --resume DIR`` of a stack: every seed from the newest step all completed."""
     from agents.stacked import build_stacked
     from rlopt.config import load_config
-    from rlopt.run_files import CONFIG_FILE
+    from rlopt.run_files import CONFIG_FILE, SUMMARY_FILE
+    from rlopt.stacked.resume import common_checkpoint_step, extend_stack
     from rlopt.stacked.training import StackedTraining
 
     if not (run_dir / STACKED_FILE).is_file():
         raise ConfigError(f"--resume: {run_dir} is one seed of the stacked run {run_dir.parent}; "
                           f"resume the whole stack: rlopt train --resume {run_dir.parent}")  # fmt: skip
-    if args.total_steps is not None:
-        raise ConfigError("--total-steps: extending a stacked run is not supported yet; resume it to its total_steps")
     if args.config or args.overrides or args.run_dir:
-        raise ConfigError("--resume takes only the run directory; its seeds' config.yaml are reused")
+        raise ConfigError("--resume takes only the run directory (and --total-steps); its seeds' config.yaml are reused")
     lock_or_refuse(run_dir, check_only=True)
     seeds = read_stack_seeds(run_dir)
     config_file = seed_dir(run_dir, seeds[0]) / CONFIG_FILE
     if not config_file.is_file():
         raise ConfigError(f"--resume: {config_file} is missing; pass a directory written by rlopt train --seeds")
-    training = StackedTraining(build_stacked(load_config(config_file), seeds), run_dir=run_dir,
-                               progress=not args.no_progress)  # fmt: skip
+    file_cfg = load_config(config_file)
+    cfg = file_cfg if args.total_steps is None else load_config(config_file, [f"total_steps={args.total_steps}"])
+    done = common_checkpoint_step([seed_dir(run_dir, s) for s in seeds]) or 0
+    if cfg.total_steps < done:
+        raise ConfigError(f"--total-steps {cfg.total_steps} is below the {done} env steps {run_dir} has already "
+                          f"trained; give N >= {done}")  # fmt: skip
+    training = StackedTraining(build_stacked(cfg, seeds), run_dir=run_dir, progress=not args.no_progress)
     try:
         steps = training.resume()
+        previous = (training.resumed_total_steps or file_cfg.total_steps) if steps else cfg.total_steps
+        extension = extend_stack(training.learner, previous, steps)
         lock = lock_or_refuse(run_dir)
     except BaseException:
         training.collector.close()
         raise
     try:
         print(f"resuming {run_dir} ({len(seeds)} seeds) from {steps} env steps", file=sys.stderr)
+        if extension:
+            print(extension, file=sys.stderr)
+            for seed in seeds:  # not finished until they reach the new total
+                (seed_dir(run_dir, seed) / SUMMARY_FILE).unlink(missing_ok=True)
         summaries = training.train()
     finally:
         if lock is not None:
             lock.close()
     return _report(summaries, run_dir)
+
+
+def sweep_stack(args: argparse.Namespace) -> int:
+    """A sweep's stacked process (:mod:`rlopt.sweep.stacking`): ``rlopt train CONFIG --seeds S
+    --run-dir ARM_DIR --sweep-stack start|resume``. CONFIG is one seed's resolved config; each seed
+    writes ``ARM_DIR/seed_<k>/`` (new and empty to start; its checkpoints to resume, from the newest
+    step all of them have) and holds its lock; ARM_DIR gets no ``stacked.json`` (it is the sweep's)."""
+    from agents.stacked import build_stacked
+    from rlopt.config import load_config
+    from rlopt.files import check_new_run_dir
+    from rlopt.stacked.training import StackedTraining
+
+    if args.seeds is None or args.run_dir is None or args.config is None or args.resume or args.total_steps:
+        raise ConfigError("--sweep-stack is the sweep's: CONFIG --seeds S --run-dir ARM_DIR, no --resume/--total-steps")
+    seeds, arm_dir = parse_seeds(args.seeds), Path(args.run_dir)
+    dirs = [seed_dir(arm_dir, seed) for seed in seeds]
+    for path in dirs:
+        if args.sweep_stack == "start":
+            check_new_run_dir(path, "--run-dir", "; the sweep starts a seed in an empty directory")
+        lock_or_refuse(path, check_only=True)
+    training = StackedTraining(build_stacked(load_config(args.config, args.overrides), seeds), run_dir=arm_dir,
+                               progress=not args.no_progress, mark=False)  # fmt: skip
+    locks = []
+    try:
+        steps = training.resume() if args.sweep_stack == "resume" else 0
+        for path in dirs:
+            path.mkdir(parents=True, exist_ok=True)
+            locks.append(lock_or_refuse(path))
+    except BaseException:
+        training.collector.close()
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+        raise
+    try:
+        print(f"{args.sweep_stack} {len(seeds)} seeds {args.seeds} in {arm_dir} from {steps} env steps", file=sys.stderr)
+        summaries = training.train()
+    finally:
+        for lock in locks:
+            if lock is not None:
+                lock.close()
+    return _report(summaries, arm_dir)
 
 
 def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:

@@ -52,6 +52,7 @@ def _build_parser() -> argparse.ArgumentParser:
                        help="with --resume: continue the run to N env steps (extends a finished run; schedules re-fitted)")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.add_argument("--seeds", help="train these seeds together in one process (0-9 or 0,3,7; at most 256): DIR/seed_<k>/")
+    train.add_argument("--sweep-stack", choices=("start", "resume"), help=argparse.SUPPRESS)  # rlopt.sweep.stacking's job
     ev = sub.add_parser("eval", help="evaluate a trained run deterministically")
     ev.add_argument("run_dir", help="a run directory written by rlopt train")
     ev.add_argument("--episodes", type=int, help="episodes (default: the run's eval.episodes)")
@@ -103,7 +104,7 @@ def _check_resumable(run_dir: Path) -> list[Path]:
 
 
 def _train(args: argparse.Namespace) -> int:
-    if args.seeds is not None or is_stacked_run(args.resume):  # issue 17: many seeds in one process
+    if args.seeds is not None or args.sweep_stack is not None or is_stacked_run(args.resume):  # issue 17: seeds in one process
         from agents.stacked_runs import stacked_train
 
         return stacked_train(args)

@@ -4,6 +4,7 @@
     python scripts/benchmark_returns.py --agents ppo trpo --envs cartpole --seeds 0 1 2 --workers 2
     python scripts/benchmark_returns.py --agents a2c --envs pendulum --update   # redo one row, keep the rest
     python scripts/benchmark_returns.py --agents ppo --out /tmp/ppo_lr actor.optim.lr=3e-4   # overrides need --out
+    python scripts/benchmark_returns.py --seeds-per-process 5 --out benchmarks/returns_stacked   # issue 17
 
 Each run is ``configs/<agent>_<env>.yaml`` with only ``seed`` changed; the score is the mean of
 the final deterministic evaluation (``eval.episodes`` fresh episodes). Results go to
@@ -11,6 +12,11 @@ the final deterministic evaluation (``eval.episodes`` fresh episodes). Results g
 pass/fail, wall time). Dotted overrides apply to every run; with any, ``--out`` is required (the
 committed ``benchmarks/returns.*`` hold the presets' own results) and the outputs record them: an
 ``overrides`` field in every JSON record and a line above the Markdown table.
+
+``--seeds-per-process K`` (issue 17) trains each preset's seeds K at a time in one process, stacked
+(``agents.stacked.train_stacked``: seed k of a stack is its lone run up to float rounding); a preset
+a stack cannot train yet runs its seeds alone, as the line above the table says. Every JSON record
+then has ``seeds_per_process`` and the table a column of it.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ TARGETS: dict[tuple[str, str], tuple[int, float]] = {
 }
 AGENT_ORDER = ("ppo", "trpo", "npg", "a2c", "reinforce", "acktr")
 ENV_ORDER = ("cartpole", "pendulum")
+MAX_STACK = 256
+"""``--seeds-per-process``: at most one stack's seeds (``rlopt.stacked.learner.MAX_SEEDS``)."""
 DEFAULT_OUT = Path("benchmarks/returns")
 """The committed table (``--out`` without overrides), relative to the working directory."""
 
@@ -73,13 +81,36 @@ def run_one(agent: str, env: str, seed: int, extra: list[str]) -> dict[str, Any]
     return summary
 
 
+def run_stack(agent: str, env: str, seeds: list[int], extra: list[str]) -> list[dict[str, Any]]:
+    """Train ``seeds`` of one preset stacked in this process; one summary per seed (as :func:`run_one`'s,
+    with ``seeds_per_process``; ``process_seconds`` is each seed's share)."""
+    from agents.stacked import train_stacked
+    from rlopt.config import load_config
+
+    cfg = load_config(ROOT / "configs" / f"{agent}_{env}.yaml", [f"seed={seeds[0]}", *extra])
+    started = time.perf_counter()
+    summaries = train_stacked(cfg, seeds)
+    share = round((time.perf_counter() - started) / len(seeds), 2)
+    for summary in summaries:
+        summary.update(process_seconds=share, preset=f"{agent}_{env}", env=env, overrides=list(extra),
+                       seeds_per_process=len(seeds))  # fmt: skip
+    return summaries
+
+
 def table(records: list[dict[str, Any]], overrides: Sequence[str] = ()) -> str:
     """Markdown table: one row per (agent, env) with mean ± std over seeds; the overrides every run
-    had, if any, on a line above it."""
+    had, if any, on a line above it; with stacked runs, how many seeds shared a process (a column,
+    and a line above: wall s / run is then each seed's share of its process)."""
+    stacked = any(r.get("seeds_per_process", 1) > 1 for r in records)
     lines = [f"Overrides (every run): `{' '.join(overrides)}`", ""] if overrides else []
+    if stacked:
+        lines += ["Seeds stacked in one process (`--seeds-per-process`, issue 17): wall s / run is each seed's "
+                  "share of its process; seeds / process 1 = alone.", ""]  # fmt: skip
+    extra_head, extra_rule = (" seeds / process |", "---|") if stacked else ("", "")
     lines += [
-        "| agent | env | steps | seeds | eval return (mean ± std over seeds) | min seed | target | pass | wall s / run |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| agent | env | steps | seeds | eval return (mean ± std over seeds) | min seed | target | pass | wall s / run |"
+        + extra_head,
+        "|---|---|---|---|---|---|---|---|---|" + extra_rule,
     ]
     for agent in AGENT_ORDER:
         for env in ENV_ORDER:
@@ -94,6 +125,7 @@ def table(records: list[dict[str, Any]], overrides: Sequence[str] = ()) -> str:
             lines.append(
                 f"| {agent} | {rows[0]['env_id']} | {rows[0]['total_steps']:,} | {len(rows)} | {mean:.1f} ± {std:.1f} "
                 f"| {min(scores):.1f} | ≥ {threshold:g} in {budget:,} | {'yes' if mean >= threshold else 'NO'} | {wall:.1f} |"
+                + (f" {max(r.get('seeds_per_process', 1) for r in rows)} |" if stacked else "")
             )
     return "\n".join(lines)
 
@@ -105,6 +137,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--envs", nargs="+", default=list(ENV_ORDER), choices=ENV_ORDER)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     parser.add_argument("--workers", type=int, default=2, help="parallel processes (one torch thread each)")
+    parser.add_argument("--seeds-per-process", type=int, default=1, metavar="K",
+                        help=f"train a preset's seeds K at a time stacked in one process (1 to {MAX_STACK}; default 1: alone)")
     parser.add_argument("--out", type=Path, default=None,
                         help=f"output path prefix (default {DEFAULT_OUT}; required with overrides)")
     parser.add_argument("--update", action="store_true",
@@ -113,6 +147,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="dotted overrides applied to every run (after --out, or after --: --agents/--envs/--seeds "
                              "take every word that follows them)")  # fmt: skip
     args = parser.parse_args(argv)
+    if not 1 <= args.seeds_per_process <= MAX_STACK:
+        fail(f"--seeds-per-process must be in [1, {MAX_STACK}], got {args.seeds_per_process}")
     committed = {DEFAULT_OUT.resolve(), (ROOT / DEFAULT_OUT).resolve()}
     if args.overrides and (args.out is None or args.out.resolve() in committed):
         fail(f"overrides given ({' '.join(args.overrides)}): --out PREFIX is required; {DEFAULT_OUT}.* "
@@ -121,13 +157,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def check_runs(args: argparse.Namespace) -> None:
+def check_runs(args: argparse.Namespace) -> list[str]:
     """Every (agent, env) config with the overrides loads and passes its agent's checks, within its
-    budget (exit 2 otherwise); ``--update`` keeps only runs made with the same overrides."""
+    budget (exit 2 otherwise); ``--update`` keeps only runs made with the same overrides. Returns the
+    presets a stack cannot train (with ``--seeds-per-process`` > 1; they run alone)."""
     from agents import check_config
     from rlopt.config import load_config
     from rlopt.errors import ConfigError
+    from rlopt.stacked.learner import check_stackable
 
+    alone = []
     for agent in args.agents:
         for env in args.envs:
             try:
@@ -137,6 +176,11 @@ def check_runs(args: argparse.Namespace) -> None:
             budget = TARGETS[(agent, env)][0]
             if cfg.num_updates * cfg.batch_size > budget:
                 fail(f"{agent}_{env} trains {cfg.num_updates * cfg.batch_size:,} env steps, more than the {budget:,} allowed")
+            if args.seeds_per_process > 1:
+                try:
+                    check_stackable(cfg, args.seeds[: args.seeds_per_process])
+                except ConfigError as err:
+                    alone.append(f"{agent}_{env} ({' '.join(str(err).split())})")
     if args.update and args.out.with_suffix(".json").exists():
         redo = {(a, e) for a in args.agents for e in args.envs}
         kept = json.loads(args.out.with_suffix(".json").read_text())
@@ -144,13 +188,21 @@ def check_runs(args: argparse.Namespace) -> None:
         if other:
             fail(f"--update: {args.out.with_suffix('.json')} holds runs made with overrides "
                  f"{' '.join(sorted(other)[0]) or '(none)'}, not {' '.join(args.overrides) or '(none)'}; use another --out")  # fmt: skip
+    return alone
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    check_runs(args)
+    alone = check_runs(args)
+    for preset in alone:
+        print(f"not stacked, its seeds run alone: {preset}", flush=True)
     jobs = [(a, e, s) for a in args.agents for e in args.envs for s in args.seeds]
     jobs.sort(key=lambda job: -TARGETS[job[0], job[1]][0])  # longest budgets first: the pool finishes together
+    k = args.seeds_per_process
+    stacks = [(a, e, args.seeds[i : i + k]) for a in args.agents for e in args.envs for i in range(0, len(args.seeds), k)
+              if k > 1 and not any(p.startswith(f"{a}_{e} ") for p in alone)]  # fmt: skip
+    stacked = {(a, e) for a, e, _ in stacks}
+    jobs = [job for job in jobs if (job[0], job[1]) not in stacked]
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     if args.update and args.out.with_suffix(".json").exists():
@@ -161,15 +213,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     # Fresh interpreters ("spawn"): a forked worker inherits the parent's locks mid-use (the executor's
     # own threads exist before the first fork) and can block forever before its first instruction.
     with ProcessPoolExecutor(max_workers=args.workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(run_one, a, e, s, args.overrides) for a, e, s in jobs]
+        futures = [pool.submit(run_stack, a, e, seeds, args.overrides) for a, e, seeds in stacks]
+        futures += [pool.submit(run_one, a, e, s, args.overrides) for a, e, s in jobs]
         for future in futures:
-            record = future.result()
-            records.append(record)
-            partial = args.out.with_suffix(".json.tmp")  # after every run, atomically: a crash keeps what finished
-            partial.write_text(json.dumps(records, indent=2) + "\n")
-            partial.replace(args.out.with_suffix(".json"))
-            print(f"{record['preset']:<22} seed {record['seed']}: {record['eval_return_mean']:8.1f} "
-                  f"({record['wall_seconds']:.1f} s, {record['steps_per_second']:.0f} steps/s)", flush=True)
+            result = future.result()
+            for record in result if isinstance(result, list) else [result]:
+                records.append(record)
+                partial = args.out.with_suffix(".json.tmp")  # after every run, atomically: a crash keeps what finished
+                partial.write_text(json.dumps(records, indent=2) + "\n")
+                partial.replace(args.out.with_suffix(".json"))
+                print(f"{record['preset']:<22} seed {record['seed']}: {record['eval_return_mean']:8.1f} "
+                      f"({record['wall_seconds']:.1f} s, {record['steps_per_second']:.0f} steps/s)", flush=True)
     markdown = table(records, args.overrides)
     partial = args.out.with_suffix(".md.tmp")
     partial.write_text(markdown + "\n")

@@ -4,6 +4,8 @@
 * ``ThreadProbe-v0``: CartPole that, at its first step, records the process's torch threads and
   ``OMP_NUM_THREADS`` into ``$RLOPT_SWEEP_PROBE_DIR/<pid>.json``.
 * ``CrashAfter-v0``: CartPole whose step raises after ``CRASH_AFTER_STEPS`` steps (a run that fails).
+* ``NanFromSeed-v0``: CartPole whose rewards are NaN when it was first reset with a seed of at least
+  ``NAN_SEEDS_FROM`` (a run whose updates are all skipped; the smaller seeds learn normally).
 """
 
 from __future__ import annotations
@@ -48,6 +50,24 @@ class CrashAfter(CartPoleEnv):
         return super().step(action)
 
 
-for _name, _cls in (("ThreadProbe-v0", ThreadProbe), ("CrashAfter-v0", CrashAfter)):
+NAN_SEEDS_FROM = 100
+
+
+class NanFromSeed(CartPoleEnv):
+    """CartPole with NaN rewards when first reset with a seed >= ``NAN_SEEDS_FROM``."""
+
+    poisoned: bool | None = None
+
+    def reset(self, *, seed: int | None = None, options: Any = None) -> Any:
+        if self.poisoned is None and seed is not None:
+            self.poisoned = seed >= NAN_SEEDS_FROM
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action: Any) -> Any:
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, float("nan") if self.poisoned else reward, terminated, truncated, info
+
+
+for _name, _cls in (("ThreadProbe-v0", ThreadProbe), ("CrashAfter-v0", CrashAfter), ("NanFromSeed-v0", NanFromSeed)):
     if _name not in registry:
         register(id=_name, entry_point=_cls, max_episode_steps=500)

@@ -97,3 +97,28 @@ def test_a_tiny_run_with_overrides_writes_them_to_out(
     records = json.loads(out.with_suffix(".json").read_text())
     assert len(records) == 1 and records[0]["overrides"] == overrides and records[0]["total_steps"] == 512
     assert out.with_suffix(".md").read_text().splitlines()[0] == "Overrides (every run): `total_steps=512 eval.episodes=1`"
+
+
+def test_seeds_per_process_stacks_a_presets_seeds_and_says_so(script: ModuleType, tmp_path: Path) -> None:
+    """``--seeds-per-process 2`` on a tiny budget: both seeds trained in one stack, the records and
+    the table say how they were run."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "stacked"
+    argv = [sys.executable, str(ROOT / "scripts" / "benchmark_returns.py"), "--agents", "ppo", "--envs", "cartpole",
+            "--seeds", "0", "1", "--seeds-per-process", "2", "--workers", "1", "--out", str(out),
+            "total_steps=256", "eval.episodes=1", "rollout.n_steps=32"]  # fmt: skip
+    subprocess.run(argv, check=True, capture_output=True, cwd=ROOT)
+    records = json.loads(out.with_suffix(".json").read_text())
+    assert [(r["seed"], r["seeds_per_process"], r["total_steps"]) for r in records] == [(0, 2, 256), (1, 2, 256)]
+    markdown = out.with_suffix(".md").read_text()
+    assert "Seeds stacked in one process" in markdown and "| seeds / process |" in markdown
+    assert "| ppo | CartPole-v1 | 256 | 2 |" in markdown and markdown.rstrip().endswith("| 2 |")
+    assert "seeds / process" not in script.table([{**records[0], "seeds_per_process": 1}])  # alone: the table as before
+
+
+@pytest.mark.parametrize("value", ["0", "257"])
+def test_a_bad_seeds_per_process_exits_2(script: ModuleType, value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    message = _one_line_exit_2(script, ["--seeds-per-process", value], capsys)
+    assert "--seeds-per-process must be in [1, 256]" in message

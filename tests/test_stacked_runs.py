@@ -18,12 +18,13 @@ from rlopt.errors import ConfigError
 from rlopt.run_files import SUMMARY_KEYS, list_checkpoints
 from rlopt.stacked.runs import MAX_SEEDS_TEXT, STACKED_FILE, parse_seeds
 
-SMALL = {  # two updates of a few hundred env steps, one checkpoint in between
-    "ppo_cartpole": ["rollout.n_steps=32", "total_steps=512", "checkpoint.every_steps=256"],
-    "a2c_cartpole": ["total_steps=160", "checkpoint.every_steps=80"],
+SMALL = {  # two updates of a few hundred env steps, one checkpoint in between (PPO: an evaluation after each update)
+    "ppo_cartpole": ["rollout.n_steps=32", "total_steps=512", "checkpoint.every_steps=256", "eval.every_steps=256",
+                     "eval.episodes_during=2"],
+    "a2c_cartpole": ["total_steps=160", "checkpoint.every_steps=80", "eval.every_steps=0"],
     "trpo_cartpole": ["rollout.n_steps=32", "total_steps=512", "checkpoint.every_steps=256"],
 }
-COMMON = ["eval.episodes=1", "eval.every_steps=0"]
+COMMON = ["eval.episodes=1"]
 
 
 def _tags(run_dir: Path) -> dict[str, list[int]]:
@@ -134,7 +135,7 @@ def test_a_non_empty_run_dir_and_bad_resumes_are_refused(stacked_and_lone, tmp_p
         (["train", "a2c_cartpole", "--seeds", "0,1", "--run-dir", str(stack)], "exists and is not empty"),
         (["train", "--resume", str(lone), "--seeds", "0,1"], "--seeds starts a new stacked run"),
         (["train", "--resume", str(stack / "seed_1")], f"resume the whole stack: rlopt train --resume {stack}"),
-        (["train", "--resume", str(stack), "--total-steps", "999"], "extending a stacked run is not supported yet"),
+        (["train", "--resume", str(stack), "--total-steps", "80"], "--total-steps 80 is below the 256 env steps"),
         (["train", "--resume", str(stack), "--run-dir", str(tmp_path / "x")], "--resume takes only the run directory"),
     ]
     for argv, message in cases:
@@ -191,3 +192,50 @@ def test_stacked_agents_learn_returns_one_summary_per_seed(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(stack.agents[1].actor.state_dict().values(), loaded.actor.state_dict().values()))
     with pytest.raises(RuntimeError, match="a stack learns once"):
         stack.learn(256)
+
+
+def test_evaluations_inside_a_stack_are_the_lone_runs(stacked_and_lone):
+    """eval.every_steps: seed 1's evaluation points (eval/* at the same env steps), its best.pt and the
+    best-eval bookkeeping of its checkpoints are its lone run's."""
+    stack, lone = stacked_and_lone["ppo_cartpole"]
+    ours, theirs = _scalars(stack / "seed_1"), _scalars(lone)
+    eval_tags = [t for t in theirs if t.startswith("eval/")]
+    assert sorted(eval_tags) == ["eval/episode_length", "eval/return_mean", "eval/return_std"]
+    for tag in eval_tags:
+        assert [s for s, _ in ours[tag]] == [s for s, _ in theirs[tag]] == [256, 512]
+        assert [v for _, v in ours[tag]] == pytest.approx([v for _, v in theirs[tag]], rel=1e-5)
+    best = [torch.load(d / "checkpoints" / "best.pt", weights_only=True) for d in (stack / "seed_1", lone)]
+    assert best[0]["best_eval_step"] == best[1]["best_eval_step"] is not None
+    assert best[0]["eval_return_mean"] == pytest.approx(best[1]["eval_return_mean"], rel=1e-5)
+    final = [torch.load(list_checkpoints(d)[-1], weights_only=True) for d in (stack / "seed_1", lone)]
+    assert (final[0]["best_eval_return"], final[0]["best_eval_step"]) == pytest.approx(
+        (final[1]["best_eval_return"], final[1]["best_eval_step"]), rel=1e-5)
+    assert "eval/return_mean" not in _scalars(stacked_and_lone["a2c_cartpole"][0] / "seed_0")  # every_steps=0: none
+
+
+def test_resume_total_steps_extends_every_seed_as_a_lone_extension(stacked_and_lone, tmp_path, capsys):
+    """``rlopt train --resume STACK --total-steps N``: each seed continues to N with its schedules
+    re-fitted, ending where its lone run extended the same way ends."""
+    import shutil
+
+    stack, lone = stacked_and_lone["a2c_cartpole"]
+    shutil.copytree(stack, tmp_path / "stack")
+    shutil.copytree(lone, tmp_path / "lone")
+    assert main(["train", "--resume", str(tmp_path / "stack"), "--total-steps", "512", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "total_steps 160 -> 512" in err and "continuing from 256 env steps" in err
+    assert main(["train", "--resume", str(tmp_path / "lone"), "--total-steps", "512", "--no-progress"]) == 0
+    capsys.readouterr()
+    for seed in (0, 1):
+        summary = json.loads((tmp_path / "stack" / f"seed_{seed}" / "summary.json").read_text())
+        assert summary["total_steps"] == 512
+        assert yaml.safe_load((tmp_path / "stack" / f"seed_{seed}" / "config.yaml").read_text())["total_steps"] == 512
+    ours = torch.load(list_checkpoints(tmp_path / "stack" / "seed_1")[-1], weights_only=True)
+    theirs = torch.load(list_checkpoints(tmp_path / "lone")[-1], weights_only=True)
+    assert ours["env_steps"] == theirs["env_steps"] == 512
+    for name in ("actor", "critic"):
+        for key, value in theirs["agent"][name].items():
+            torch.testing.assert_close(ours["agent"][name][key], value, rtol=1e-5, atol=1e-6)
+        assert ours["agent"][f"{name}_scheduler"] == theirs["agent"][f"{name}_scheduler"]
+    assert main(["train", "--resume", str(tmp_path / "stack"), "--total-steps", "100"]) == 2
+    assert "--total-steps 100 is below the 512 env steps" in capsys.readouterr().err

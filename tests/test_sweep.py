@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import yaml
@@ -54,7 +54,9 @@ def keep(cfg: Config) -> Config:
 
 
 def write_sweep(path: Path, **fields: Any) -> Path:
-    path.write_text(yaml.safe_dump({"name": path.stem, "base": "a2c_cartpole", "set": TINY, **fields}, sort_keys=False))
+    """A sweep file of one process per run (these tests; tests/test_sweep_stacked.py stacks seeds)."""
+    fields = {"name": path.stem, "base": "a2c_cartpole", "set": TINY, "seeds_per_process": 1, **fields}
+    path.write_text(yaml.safe_dump(fields, sort_keys=False))
     return path
 
 
@@ -349,16 +351,13 @@ def _processes_mentioning(text: str) -> list[int]:
     return found
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runs die with the driver via PR_SET_PDEATHSIG")
-def test_a_killed_sweep_resumes_only_unfinished_runs(tmp_path: Path) -> None:
-    path = write_sweep(tmp_path / "kill.yaml", seeds=[0, 1, 2],
-                       set={**TINY, "total_steps": 3072, "checkpoint.every_steps": 256})  # fmt: skip
-    out = tmp_path / "out"
+def kill_driver_when(path: Path, out: Path, ready: Callable[[], bool], timeout: float = 180) -> None:
+    """Run the sweep ``path`` into ``out`` on 1 worker until ``ready()``, then SIGKILL the driver alone
+    (its runs die with it: waited for, a survivor fails the test)."""
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, "sweep", str(path), "--out", str(out), "--workers", "1"],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-    first, second = out / "runs" / "base" / "seed_0", out / "runs" / "base" / "seed_1"
-    deadline = time.monotonic() + 120
-    while not ((first / "summary.json").is_file() and list_checkpoints(second)):
+    deadline = time.monotonic() + timeout
+    while not ready():
         assert driver.poll() is None and time.monotonic() < deadline, "the sweep ended before it could be killed"
         time.sleep(0.02)
     driver.send_signal(signal.SIGKILL)  # the driver only: its runs die with it
@@ -367,6 +366,15 @@ def test_a_killed_sweep_resumes_only_unfinished_runs(tmp_path: Path) -> None:
     while _processes_mentioning(str(out)):
         assert time.monotonic() < deadline, "a run outlived its killed driver"
         time.sleep(0.05)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="runs die with the driver via PR_SET_PDEATHSIG")
+def test_a_killed_sweep_resumes_only_unfinished_runs(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "kill.yaml", seeds=[0, 1, 2],
+                       set={**TINY, "total_steps": 3072, "checkpoint.every_steps": 256})  # fmt: skip
+    out = tmp_path / "out"
+    first, second = out / "runs" / "base" / "seed_0", out / "runs" / "base" / "seed_1"
+    kill_driver_when(path, out, lambda: (first / "summary.json").is_file() and bool(list_checkpoints(second)))
     assert not (second / "summary.json").is_file()
     assert [e["status"] for e in manifest(out)["runs"]] == ["finished", "running", "pending"]
     stale = out / "runs" / "base" / "seed_2" / "events.out.tfevents.1.stale"  # killed before its first checkpoint

@@ -55,8 +55,10 @@ def test_a_local_ray_that_times_out_at_startup_is_retried_then_named_in_one_line
     assert cluster.inits == 1
 
 
-def test_ray_backend_matches_the_local_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    path = write_sweep(tmp_path / "pair.yaml", seeds=[0], variants=PAIR, baseline="adam")
+@pytest.mark.parametrize("seeds, per_process", [([0], 1), ([0, 1], 2)])  # one run per task; a stack of 2 seeds per task
+def test_ray_backend_matches_the_local_backend(tmp_path: Path, capsys: pytest.CaptureFixture[str], seeds: list[int],
+                                               per_process: int) -> None:  # fmt: skip
+    path = write_sweep(tmp_path / "pair.yaml", seeds=seeds, variants=PAIR, baseline="adam", seeds_per_process=per_process)
     assert sweep(str(path), "--out", str(tmp_path / "local"), "--workers", "2", validate=keep) == 0
     code = sweep(str(path), "--out", str(tmp_path / "ray"), "--backend", "ray", "--workers", "2", validate=keep)
     if code == 2 and "cannot start or reach a local Ray" in capsys.readouterr().err:

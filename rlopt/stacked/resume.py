@@ -12,6 +12,7 @@ stopped the others restarts from the common step like them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import torch
 
 from rlopt.checkpoint import load_checkpoint, load_envs, set_rng_state
 from rlopt.errors import ConfigError
-from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, check_resume_config, list_checkpoints
+from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, check_resume_config, list_checkpoints, saved_total_steps
 
 
 def common_checkpoint_step(seed_dirs: list[Path]) -> int | None:
@@ -85,6 +86,8 @@ def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
         training.recent_returns[k].clear()
         training.recent_returns[k].extend(state["recent_returns"])
         learner.frozen[k] = training.consecutive_faults[k] >= learner.cfg.health.max_consecutive_faults
+        training.best_eval_return[k] = float(state.get("best_eval_return", -math.inf))
+        training.best_eval_step[k] = None if state.get("best_eval_step") is None else int(state["best_eval_step"])
     collector.load_state_dict([s["collector"] for s in states])
     first = states[0]["agent"]
     for name, _, optimizer, scheduler in pairs:
@@ -93,7 +96,31 @@ def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
         scheduler.load_state_dict(first[f"{name}_scheduler"])
     learner.updates_done = int(first["updates_done"])
     set_rng_state(states[0]["rng"])
+    training.resumed_total_steps = saved_total_steps(states[0].get("config"))
     k_seeds = learner.num_seeds
     training.env_steps = step
     training.wall_seconds = float(states[0]["wall_seconds"]) * k_seeds
     training.learn_seconds = float(states[0]["learn_seconds"]) * k_seeds
+
+
+def extend_stack(learner: Any, previous_total: int, step: int) -> str:
+    """After a resume to another ``cfg.total_steps`` (``rlopt train --resume DIR --total-steps N``):
+    re-fit every schedule -- the stack's lr schedulers and each seed's own, so its checkpoint is its
+    lone run's -- to the new run length as a lone extension does
+    (:func:`rlopt.coefficients.refit_run_length`); the line saying what changed ("" when unchanged)."""
+    import dataclasses
+
+    from rlopt.coefficients import refit_run_length, refit_schedules
+
+    cfg = learner.cfg
+    if previous_total == cfg.total_steps:
+        return ""
+    before = dataclasses.replace(cfg, total_steps=previous_total).num_updates
+    for agent in learner.agents:
+        agent.updates_done = learner.updates_done
+        changed = refit_run_length(agent, cfg.num_updates, before)
+    refit_schedules({"actor lr": learner.actor_scheduler, "critic lr": learner.critic_scheduler}, {},
+                    learner.updates_done, cfg.num_updates, before)  # fmt: skip
+    what = "; ".join([*changed, "every other schedule unchanged"]) if changed else "no schedule depends on the run length"
+    return (f"rlopt: total_steps {previous_total:,} -> {cfg.total_steps:,} ({before:,} -> {cfg.num_updates:,} updates), "
+            f"continuing from {step:,} env steps (update {learner.updates_done:,}): {what}")  # fmt: skip

@@ -122,13 +122,18 @@ class SeedRun:
     def save_checkpoint(self, env_steps: int, state: dict[str, Any], envs: Any) -> Path:
         """Flush the scalars, then write ``step_<env_steps>.pt`` and the seed's pickled vector env
         (:func:`rlopt.checkpoint.save_checkpoint`: between rollouts the lone envs hold the state)."""
-        from rlopt.checkpoint import rng_state, save_checkpoint
+        from rlopt.checkpoint import save_checkpoint
 
         self.write_pending()
         self.logger.flush()
-        state = {"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
-                 "env_steps": env_steps, "rng": rng_state(), **state}  # fmt: skip
-        return save_checkpoint(self.run_dir, env_steps, state, envs, self.cfg.checkpoint.keep)
+        return save_checkpoint(self.run_dir, env_steps, self.full_state(env_steps, state), envs, self.cfg.checkpoint.keep)
+
+    def full_state(self, env_steps: int, state: dict[str, Any]) -> dict[str, Any]:
+        """``state`` with the keys every lone checkpoint has first (format, config, env steps, RNG)."""
+        from rlopt.checkpoint import rng_state
+
+        return {"format_version": CHECKPOINT_FORMAT_VERSION, "config": stored_config(self.cfg),
+                "env_steps": env_steps, "rng": rng_state(), **state}  # fmt: skip
 
     def write_summary(self, summary: dict[str, Any]) -> dict[str, Any]:
         """``summary.json`` (strict JSON, as the lone trainer writes it); returns what was written."""
@@ -143,11 +148,12 @@ class SeedRun:
             self.logger.close()
 
 
-def open_stack(run_dir: Path, cfgs: list[Config], purge_step: int | None = None) -> list[SeedRun]:
-    """Write ``DIR/stacked.json`` and open each seed's :class:`SeedRun`."""
+def open_stack(run_dir: Path, cfgs: list[Config], purge_step: int | None = None, mark: bool = True) -> list[SeedRun]:
+    """Write ``DIR/stacked.json`` (``mark``: a sweep's stacks leave it out) and open each seed's :class:`SeedRun`."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / STACKED_FILE, json.dumps({"seeds": [c.seed for c in cfgs]}) + "\n")
+    if mark:
+        atomic_write_text(run_dir / STACKED_FILE, json.dumps({"seeds": [c.seed for c in cfgs]}) + "\n")
     return [SeedRun(seed_dir(run_dir, c.seed), c, purge_step) for c in cfgs]
 
 

@@ -4,9 +4,10 @@
 The loop of :class:`rlopt.trainer.Trainer`; with a ``run_dir`` each seed writes the lone run
 directory ``run_dir/seed_<k>/`` (:mod:`rlopt.stacked.runs`: config, TensorBoard, interval and final
 checkpoints, ``summary.json``); one tqdm bar for the stack; :meth:`StackedTraining.resume` continues
-it exactly (:mod:`rlopt.stacked.resume`). Not yet: evaluations during training (``eval.every_steps``
-is ignored). As alone, the first Ctrl-C finishes the update, checkpoints every seed and raises
-:class:`rlopt.errors.Interrupted`. Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
+it exactly (:mod:`rlopt.stacked.resume`). Every ``eval.every_steps`` env steps each seed still learning
+is evaluated as its lone run is (:meth:`StackedTraining._evaluate_during_training`). As alone, the
+first Ctrl-C finishes the update, checkpoints every seed and raises :class:`rlopt.errors.Interrupted`.
+Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
 stacked update, count faults per seed; then each seed's deterministic evaluation
 (:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
 ``health.max_consecutive_faults`` skipped updates in a row stops learning (its summary says so);
@@ -26,7 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rlopt.errors import Interrupted
-from rlopt.evaluation import evaluate_episodes
+from rlopt.evaluation import evaluate_during_training, evaluate_episodes
 from rlopt.run_files import strict_json_summary
 from rlopt.stacked.learner import StackedLearner
 from rlopt.stacked.rollout import build_collectors
@@ -36,9 +37,14 @@ from rlopt.stacked.runs import SeedRun, open_stack
 class StackedTraining:
     """Runs a :class:`StackedLearner` in its seeds' envs (the lone trainer's loop, per seed)."""
 
-    def __init__(self, learner: StackedLearner, run_dir: str | Path | None = None, progress: bool = False) -> None:
+    def __init__(
+        self, learner: StackedLearner, run_dir: str | Path | None = None, progress: bool = False, mark: bool = True
+    ) -> None:
+        """``mark=False``: no ``run_dir/stacked.json`` (a sweep's arm directory, whose ``seed_<k>`` dirs
+        are grouped into stacks by the sweep, :mod:`rlopt.sweep.stacking`)."""
         self.learner = learner
         self.run_dir = None if run_dir is None else Path(run_dir)
+        self.mark = mark
         self.progress = progress
         self.runs: list[SeedRun] = []
         self.collector = build_collectors(
@@ -49,6 +55,9 @@ class StackedTraining:
         self.skipped_updates = [0] * k
         self.consecutive_faults = [0] * k
         self.recent_returns = [deque(maxlen=100) for _ in range(k)]
+        self.best_eval_return = [-math.inf] * k  # as Trainer.best_eval_return, per seed
+        self.best_eval_step: list[int | None] = [None] * k
+        self.resumed_total_steps: int | None = None  # what the checkpoint resume() restored was trained for
         self.wall_seconds = 0.0  # rollouts + updates of all seeds
         self.learn_seconds = 0.0  # the whole loop: also logging and checkpoints
         self.last_stats: list[Any] = []
@@ -76,10 +85,11 @@ class StackedTraining:
         learner, limit = self.learner, self.learner.cfg.health.max_consecutive_faults
         total = int(total_steps if total_steps is not None else learner.cfg.total_steps)
         if self.run_dir is not None:
-            self.runs = open_stack(self.run_dir, [a.cfg for a in learner.agents], self._purge_step)
+            self.runs = open_stack(self.run_dir, [a.cfg for a in learner.agents], self._purge_step, self.mark)
             self._purge_step = None
-        every = learner.cfg.checkpoint.every_steps
+        every, eval_every = learner.cfg.checkpoint.every_steps, learner.cfg.eval.every_steps
         next_checkpoint = (self.env_steps // every + 1) * every if every > 0 else None
+        next_eval = (self.env_steps // eval_every + 1) * eval_every if eval_every > 0 else None
         previous = self._previous_sigint = None
         if self.run_dir is not None and threading.current_thread() is threading.main_thread():
             previous = self._previous_sigint = signal.signal(signal.SIGINT, self._request_interrupt)  # first Ctrl-C
@@ -106,6 +116,9 @@ class StackedTraining:
                 bar.set_postfix(sps=f"{rollouts[0].env_steps * learner.num_seeds / max(elapsed, 1e-9):.0f}",  # all seeds
                                 train_ret=f"{sum(returns) / len(returns) if returns else math.nan:.1f}", refresh=False)
                 bar.update(min(rollouts[0].env_steps, total - bar.n))
+                if next_eval is not None and self.env_steps >= next_eval:  # before the checkpoint, as alone
+                    self._evaluate_during_training()
+                    next_eval = (self.env_steps // eval_every + 1) * eval_every
                 if next_checkpoint is not None and self.env_steps >= next_checkpoint and self.runs:
                     self.save_checkpoints()
                     next_checkpoint = (self.env_steps // every + 1) * every
@@ -129,22 +142,45 @@ class StackedTraining:
         self._interrupted = True
         signal.signal(signal.SIGINT, self._previous_sigint)
 
-    def save_checkpoints(self) -> list[Path]:
-        """Each seed's checkpoint at the current env step, in the lone trainer's format (its
-        ``Trainer.state_dict`` keys; ``agent`` is its lone ``Agent.state_dict``)."""
+    def _evaluate_during_training(self) -> None:
+        """Each seed still learning: the lone trainer's deterministic evaluation at this env step
+        (:func:`rlopt.evaluation.evaluate_during_training`, seeded by the seed and the step), its
+        ``eval/*`` scalars, and a new best mean return rewriting its ``checkpoints/best.pt``."""
+        from rlopt.checkpoint import save_best_checkpoint
+
+        for k, agent in enumerate(self.learner.agents):
+            if self.learner.frozen[k]:  # its lone run would have stopped (NumericalFault)
+                continue
+            result = evaluate_during_training(agent, agent.cfg.eval.episodes_during, agent.cfg.seed, self.env_steps)
+            if self.runs:
+                self.runs[k].logger.log_eval(self.env_steps, result)
+            if result["return_mean"] > self.best_eval_return[k]:  # NaN is never a best
+                self.best_eval_return[k], self.best_eval_step[k] = result["return_mean"], self.env_steps
+                if self.runs:
+                    state = self.seed_states([k])[0]
+                    state["eval_return_mean"] = result["return_mean"]
+                    save_best_checkpoint(self.runs[k].run_dir, self.runs[k].full_state(self.env_steps, state))
+
+    def seed_states(self, seeds: list[int] | None = None) -> list[dict[str, Any]]:
+        """The checkpoint state of each seed index in ``seeds`` (default all), the lone trainer's
+        ``Trainer.state_dict`` keys (``agent`` is its lone ``Agent.state_dict``) and ``stacked``."""
+        indices = range(self.learner.num_seeds) if seeds is None else seeds
         states = self.learner.seed_state_dicts()
         collectors = self.collector.state_dict()
         k_seeds = self.learner.num_seeds
-        return [
-            run.save_checkpoint(self.env_steps, {
-                "skipped_updates": self.skipped_updates[k], "consecutive_faults": self.consecutive_faults[k],
-                "wall_seconds": self.wall_seconds / k_seeds, "learn_seconds": self.learn_seconds / k_seeds,
-                "recent_returns": list(self.recent_returns[k]), "best_eval_return": -math.inf, "best_eval_step": None,
-                "agent": states[k], "collector": collectors[k],
-                "stacked": {"seeds": self.learner.seeds, "generator": self.learner.generators[k].get_state()},
-            }, self.collector.collectors[k].envs)
-            for k, run in enumerate(self.runs)
-        ]  # fmt: skip
+        return [{
+            "skipped_updates": self.skipped_updates[k], "consecutive_faults": self.consecutive_faults[k],
+            "wall_seconds": self.wall_seconds / k_seeds, "learn_seconds": self.learn_seconds / k_seeds,
+            "recent_returns": list(self.recent_returns[k]), "best_eval_return": self.best_eval_return[k],
+            "best_eval_step": self.best_eval_step[k], "agent": states[k], "collector": collectors[k],
+            "stacked": {"seeds": self.learner.seeds, "generator": self.learner.generators[k].get_state()},
+        } for k in indices]  # fmt: skip
+
+    def save_checkpoints(self) -> list[Path]:
+        """Each seed's checkpoint at the current env step, in the lone trainer's format."""
+        states = self.seed_states()
+        return [run.save_checkpoint(self.env_steps, states[k], self.collector.collectors[k].envs)
+                for k, run in enumerate(self.runs)]  # fmt: skip
 
     def _summary(self, k: int, evaluate: bool) -> dict[str, Any]:
         agent = self.learner.agents[k]

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from rlopt.errors import ConfigError, short_repr
 from rlopt.sweep.messages import check_path
 from rlopt.sweep.runner import EXIT_INTERRUPTED
+from rlopt.sweep.seeds import MAX_SEEDS_PER_PROCESS, parse_seeds_per_process
 
 if TYPE_CHECKING:
     from rlopt.sweep.spec import Validator
@@ -35,6 +36,9 @@ def add_sweep_parser(subparsers: Any) -> argparse.ArgumentParser:
     parser.add_argument("--address", help="Ray cluster address (--backend ray; default: start a local Ray)")
     parser.add_argument("--retry-failed", action="store_true", help="restart runs that failed before")
     parser.add_argument("--storage", help="Optuna storage URL of the studies of a search: block (default sqlite:///OUT/tuning.db)")
+    parser.add_argument("--seeds-per-process", metavar="K|all|auto",
+                        help=f"seeds of an arm trained together in one process, 1 to {MAX_SEEDS_PER_PROCESS}, all or auto "
+                             "(overrides the sweep file's seeds_per_process, default auto; 1: one process per run)")
     parser.add_argument("--dry-run", action="store_true", help="print the runs and their status; write nothing")
     return parser
 
@@ -48,6 +52,9 @@ def check_arguments(args: argparse.Namespace) -> None:
             check_path(path, what)
     if args.workers is not None and not 1 <= args.workers <= MAX_WORKERS:
         raise ConfigError(f"--workers must be in [1, {MAX_WORKERS}], got {short_repr(args.workers)}")
+    if getattr(args, "seeds_per_process", None) is not None:  # "all" is resolved per sweep (its seeds)
+        if args.seeds_per_process.strip().lower() not in ("all", "auto"):  # resolved with the sweep's seeds
+            parse_seeds_per_process(args.seeds_per_process, 0, ConfigError, "--seeds-per-process")
     if args.address is not None and args.backend != "ray":
         raise ConfigError("--address is for --backend ray")
     if args.address is not None and not args.address.strip():

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -34,7 +35,17 @@ from rlopt.sweep.manifest import (
     write_sweep_file,
 )
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob, run_local
+from rlopt.sweep.stacking import (
+    THREAD_VARIABLES,
+    Process,
+    describe,
+    plan_processes,
+    point_logs,
+    process_job,
+    unstackable_arms,
+)
 from rlopt.sweep.rendering import config_texts
+from rlopt.sweep.seeds import auto_seeds_per_process, parse_seeds_per_process
 from rlopt.sweep.spec import RunSpec, Sweep, Validator, format_value, load_sweep
 from rlopt.report.curve_file import write_run_curve
 from rlopt.run_files import SUMMARY_FILE
@@ -42,7 +53,8 @@ from rlopt.run_files import SUMMARY_FILE
 EXIT_RUNS_FAILED = 1
 DEFAULT_OUT_ROOT = Path("sweeps")
 """Default OUT is ``sweeps/<name>`` in the working directory."""
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+EXIT_SEED_FAILED = 3
+"""Recorded for a seed whose stack went on without it (its summary's ``error``): a lone run's numerical fault."""
 _ACTION_LABELS = {FINISHED: "finished", FAILED: "failed (skipped; --retry-failed)", RESUME: "resume", START: "pending"}
 
 
@@ -62,9 +74,21 @@ def run_sweep(args: argparse.Namespace, validate: Validator) -> int:
 
         print_tuning_plan(sweep, out)
         return 0
+    per_process = sweep.seeds_per_process
+    if getattr(args, "seeds_per_process", None) is not None:  # the command line's, over the sweep file's
+        per_process = parse_seeds_per_process(args.seeds_per_process, len(sweep.seeds), ConfigError, "--seeds-per-process")
+    if per_process is None:  # auto
+        workers = args.workers or default_workers(sweep.threads_per_run)
+        per_process = auto_seeds_per_process(len(sweep.arms), len(sweep.seeds), workers)
+    sweep = dataclasses.replace(sweep, seeds_per_process=per_process)
     if args.dry_run:
-        planned = plan_runs(sweep, out, read_manifest(out), args.retry_failed)
+        previous = read_manifest(out)
+        planned = plan_runs(sweep, out, previous, args.retry_failed)
         print_plan(sweep, planned, out)
+        todo = [run for run in planned if run.action in (START, RESUME)]
+        unstackable = unstackable_arms(sweep)
+        for line in describe(plan_processes(sweep, todo, out, previous, unstackable), len(todo), sweep, unstackable):
+            print(line)
         return 0
     check_same_sweep(read_manifest(out), sweep, out)  # again under the lock; here, before Ray is contacted
     if args.storage is not None:  # opened before OUT is written: a bad URL leaves nothing behind
@@ -114,16 +138,6 @@ def _write_configs(out: Path, planned: list[PlannedRun]) -> None:
         atomic_write_bytes(out / run.spec.config_file, text.encode("utf-8"))
 
 
-def _job(out: Path, run: PlannedRun, threads: int) -> RunJob:
-    run_dir = out / run.spec.run_dir
-    if run.action == RESUME:
-        args = ["-m", "rlopt", "train", "--resume", str(run_dir), "--no-progress"]
-    else:
-        args = ["-m", "rlopt", "train", str(out / run.spec.config_file), "--run-dir", str(run_dir), "--no-progress"]
-    env = {name: str(threads) for name in THREAD_VARIABLES}
-    return RunJob(args=args, log_path=str(out / run.spec.log_file), env=env, cwd=os.getcwd())
-
-
 def _prepare(out: Path, run: PlannedRun) -> None:
     """A run that starts afresh gets an empty run directory (no stale TensorBoard points)."""
     run_dir = out / run.spec.run_dir
@@ -156,6 +170,8 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> 
         if run.action == FINISHED:
             _finish(sweep, out, run.spec, hparams)
     todo = [run for run in planned if run.action in (START, RESUME)]
+    unstackable = unstackable_arms(sweep)
+    processes = plan_processes(sweep, todo, out, previous, unstackable)
     counts = Counter(run.action for run in planned)
     workers = args.workers or default_workers(sweep.threads_per_run)
     cluster = args.backend == "ray" and args.address
@@ -165,29 +181,26 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> 
         f"{counts[RESUME]} to resume, {counts[START]} to start), {in_flight} at a time on {args.backend} -> {out}",
         flush=True,
     )
+    if sweep.seeds_per_process > 1:
+        print("\n".join(describe(processes, len(todo), sweep, unstackable)), flush=True)
     for run in todo:
         _prepare(out, run)
-    jobs = [_job(out, run, sweep.threads_per_run) for run in todo]
+    jobs = [process_job(out, process, sweep.threads_per_run) for process in processes]
     bar = tqdm(total=len(todo), unit="run", disable=None, dynamic_ncols=True, file=sys.stderr)
 
     def on_start(index: int) -> None:
-        manifest.update(todo[index].spec, "running")
+        process = processes[index]
+        point_logs(out, process)
+        for run in process.runs:
+            manifest.set_stack(run.spec, process.seeds if process.stacked else None)
+            manifest.update(run.spec, "running", write=run is process.runs[-1])
 
     def on_done(index: int, code: int, seconds: float) -> None:
-        spec = todo[index].spec
-        summary = _read_summary(out / spec.run_dir) if code == 0 else None
-        if summary is not None:
-            _finish(sweep, out, spec, hparams, summary)
-            manifest.update(spec, "finished", code, seconds)
-            line = f"{spec.arm} seed {spec.seed}: {sweep.metric}={format_value(summary.get(sweep.metric))} ({seconds:.1f} s)"
-        elif code == EXIT_INTERRUPTED:
-            manifest.update(spec, "pending", code, seconds)
-            line = f"{spec.arm} seed {spec.seed}: interrupted, resumes next time ({seconds:.1f} s)"
-        else:
-            manifest.update(spec, "failed", code, seconds)
-            line = f"{spec.arm} seed {spec.seed}: FAILED with exit code {code} ({seconds:.1f} s); log {out / spec.log_file}"
-        bar.update(1)
-        tqdm.write(line, file=sys.stdout)
+        process = processes[index]
+        for run in process.runs:
+            tqdm.write(_record(sweep, out, manifest, hparams, process, run, code, seconds), file=sys.stdout)
+        manifest.write()
+        bar.update(len(process.runs))
         sys.stdout.flush()
 
     try:
@@ -201,6 +214,30 @@ def _run(sweep: Sweep, out: Path, args: argparse.Namespace, ray: Any = None) -> 
         print("rlopt: interrupted; run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0 if statuses["finished"] == len(planned) else EXIT_RUNS_FAILED
+
+
+def _record(sweep: Sweep, out: Path, manifest: Manifest, hparams: dict[tuple[str, int], dict[str, Any]],
+            process: Process, run: PlannedRun, code: int, seconds: float) -> str:  # fmt: skip
+    """Record how one run of a finished process ended (manifest entry, HParams, curve file; not
+    written yet); the line that says it. A stack's seed is finished by its ``summary.json`` whatever
+    the exit code (a crash after some seeds wrote theirs), failed by the summary's ``error``; each
+    seed's seconds are its share of the process's."""
+    spec = run.spec
+    share = seconds / len(process.runs)
+    summary = _read_summary(out / spec.run_dir) if code == 0 or process.stacked else None
+    where = f"{spec.arm} seed {spec.seed}"
+    if summary is not None and "error" not in summary:
+        _finish(sweep, out, spec, hparams, summary)
+        manifest.update(spec, "finished", 0, share, write=False)
+        return f"{where}: {sweep.metric}={format_value(summary.get(sweep.metric))} ({share:.1f} s)"
+    if summary is not None:  # its stack went on without it
+        manifest.update(spec, "failed", EXIT_SEED_FAILED, share, write=False)
+        return f"{where}: FAILED: {summary['error']} ({share:.1f} s); log {out / process.runs[0].spec.log_file}"
+    if code == EXIT_INTERRUPTED:
+        manifest.update(spec, "pending", code, share, write=False)
+        return f"{where}: interrupted, resumes next time ({share:.1f} s)"
+    manifest.update(spec, "failed", code, share, write=False)
+    return f"{where}: FAILED with exit code {code} ({share:.1f} s); log {out / process.runs[0].spec.log_file}"
 
 
 def _backend(sweep: Sweep, args: argparse.Namespace, ray: Any) -> Callable[[list[RunJob], Any, Any], bool]:

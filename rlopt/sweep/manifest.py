@@ -165,16 +165,28 @@ def plan_runs(sweep: Sweep, out: Path, manifest: dict[str, Any] | None, retry_fa
                         f"sweep {sweep.name}: run {spec.label} already exists in {out} with another config "
                         f"({changed}); use another --out to sweep a changed config"
                     )
-        if (run_dir / SUMMARY_FILE).is_file():
+        summary = (run_dir / SUMMARY_FILE).is_file()
+        failed = entry is not None and entry.get("status") == "failed" or summary and summary_error(run_dir) is not None
+        if summary and not failed:
             action = FINISHED
-        elif entry is not None and entry.get("status") == "failed" and not retry_failed:
+        elif failed and not retry_failed:
             action = FAILED
-        elif list_checkpoints(run_dir) and not (entry is not None and entry.get("status") == "failed"):
+        elif list_checkpoints(run_dir) and not failed:
             action = RESUME
         else:
             action = START
         planned.append(PlannedRun(spec, action))
     return planned
+
+
+def summary_error(run_dir: Path) -> str | None:
+    """The ``error`` of a run's ``summary.json`` (a seed its stack went on without; an unreadable
+    summary is one too), else None."""
+    try:
+        summary = json.loads((run_dir / SUMMARY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "unreadable summary.json"
+    return summary.get("error") if isinstance(summary, dict) else "unreadable summary.json"
 
 
 def initial_status(action: str) -> str:
@@ -211,16 +223,23 @@ class Manifest:
                 "status": initial_status(run.action),
                 "exit_code": before.get("exit_code") if run.action in (FINISHED, FAILED) else None,
                 "wall_seconds": before.get("wall_seconds") if run.action in (FINISHED, FAILED) else None,
+                "stack": before.get("stack") if run.action != START else None,
             }
             self.data["runs"].append(entry)
             self.index[(run.spec.arm, run.spec.seed)] = entry
 
-    def update(self, spec: RunSpec, status: str, exit_code: int | None = None, wall_seconds: float | None = None) -> None:
-        """Set a run's status (and result) and write the manifest."""
+    def update(self, spec: RunSpec, status: str, exit_code: int | None = None, wall_seconds: float | None = None,
+               write: bool = True) -> None:  # fmt: skip
+        """Set a run's status (and result) and write the manifest (``write=False``: the caller will)."""
         entry = self.index[(spec.arm, spec.seed)]
         entry.update(status=status, exit_code=exit_code,
                      wall_seconds=None if wall_seconds is None else round(wall_seconds, 3))  # fmt: skip
-        self.write()
+        if write:
+            self.write()
+
+    def set_stack(self, spec: RunSpec, seeds: list[int] | None) -> None:
+        """Record the seeds a run is trained with in one process (None: alone); a resume reads it."""
+        self.index[(spec.arm, spec.seed)]["stack"] = seeds
 
     def write(self) -> None:
         write_json(self.out / MANIFEST_FILE, self.data)

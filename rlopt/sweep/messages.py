@@ -5,7 +5,9 @@ OS cannot look up refused. A leaf: imports nothing of rlopt but its errors."""
 from __future__ import annotations
 
 import errno
+import json
 import os
+from typing import Any
 
 from rlopt.errors import ConfigError, shorten
 
@@ -30,3 +32,10 @@ def check_path(path: str, what: str) -> None:
         if err.errno not in (errno.ENOENT, errno.ENOTDIR):
             reason = err.strerror or type(err).__name__
             raise ConfigError(f"{what}: {shorten(path, SHOWN_CHARS)} cannot be used ({reason})") from None
+
+
+def format_value(value: Any) -> str:
+    """A value as it reads in YAML (``null``, ``true``, ``0.5``, ``{"name":"sgd"}``)."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))

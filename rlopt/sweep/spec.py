@@ -14,7 +14,6 @@ import dataclasses
 import itertools
 import json
 import math
-import numbers
 import re
 import sys
 from dataclasses import dataclass
@@ -24,15 +23,16 @@ from typing import Any, Callable, Mapping
 from tqdm import tqdm
 
 from rlopt.config import Config, config_to_dict, load_config, read_yaml
-from rlopt.config.validation import SEED_MAX
 from rlopt.errors import ConfigError, short_repr, shorten
 from rlopt.presets import resolve_config
 from rlopt.report.defaults import REPORT_KEYS, report_settings
 from rlopt.run_files import SUMMARY_KEYS, SUMMARY_TEXT_KEYS
-from rlopt.sweep.messages import SHOWN_CHARS, listed
+from rlopt.sweep.messages import SHOWN_CHARS, format_value, listed
+from rlopt.sweep.seeds import MAX_SEEDS, is_int as _is_int, parse_seeds, parse_seeds_per_process
 from rlopt.sweep.rendering import config_hash, tree_hash
 
-__all__ = ["Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep", "set_dotted"]
+__all__ = ["MAX_SEEDS", "Arm", "RunSpec", "Sweep", "Validator", "config_hash", "format_value", "get_dotted", "load_sweep",
+           "set_dotted"]
 
 Validator = Callable[[Config], Config]
 """Agent-level check of a run's config, injected by the CLI (returns the config or raises ConfigError)."""
@@ -43,8 +43,6 @@ BASE_ARM = "base"
 """The single arm of a sweep with neither variants nor grid."""
 MAX_ARM_NAME = 200
 """Arm names become directory names (255 bytes on common filesystems)."""
-MAX_SEEDS = 1000
-"""Seeds per sweep (``seeds.count`` or the length of the list)."""
 MAX_ARMS = 1000
 """Arms per sweep (variants x grid), counted before they are expanded; each is validated (~0.1 s)."""
 MAX_RUNS = 10_000
@@ -57,7 +55,8 @@ DEFAULT_METRIC = "eval_return_mean"
 DEFAULT_CURVE = "rollout/episode_return"
 RESERVED_KEYS = {"seed": "seeds", "threads": "threads_per_run"}
 """Config keys the sweep sets itself -> the sweep key that sets them."""
-SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run", "search", *REPORT_KEYS)
+SWEEP_KEYS = ("name", "base", "set", "seeds", "variants", "grid", "baseline", "metric", "curve", "threads_per_run", "seeds_per_process", "search",
+              *REPORT_KEYS)
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9_.=+-]+")
@@ -122,22 +121,13 @@ class Sweep:
     """The sweep file as parsed (frozen into ``OUT/sweep.yaml``)."""
     searches: dict[str, Any] = dataclasses.field(default_factory=dict)
     """Tuned arm -> its :class:`rlopt.sweep.search.Search` (the ``search:`` block; empty = no tuning)."""
+    seeds_per_process: int | None = None
+    """Seeds of an arm trained together in one process (:mod:`rlopt.sweep.stacking`); None: ``auto``."""
 
 
 def no_check(cfg: Config) -> Config:
     """The identity validator (load_config's checks only)."""
     return cfg
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def format_value(value: Any) -> str:
-    """A value as it reads in YAML (``null``, ``true``, ``0.5``, ``{"name":"sgd"}``)."""
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 def set_dotted(tree: dict[str, Any], key: str, value: Any) -> None:
@@ -198,36 +188,6 @@ def _check_name(value: Any, key: str, fail: _SweepErrors) -> str:
             f"(letters, digits, _ . = + -, starting with a letter or digit, no '{ARM_SEPARATOR}')"
         )
     return value
-
-
-def _parse_seeds(value: Any, fail: _SweepErrors) -> list[int]:
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - {"start", "count"})
-        if unknown:
-            raise fail(f"seeds.{unknown[0]}: unknown key; valid keys of seeds: start, count")
-        start, count = value.get("start", 0), value.get("count")
-        if not _is_int(start) or start < 0:
-            raise fail(f"seeds.start must be an integer >= 0, got {format_value(start)}")
-        if not _is_int(count) or count < 1:
-            raise fail(f"seeds.count must be an integer >= 1, got {short_repr(count)}")
-        if count > MAX_SEEDS:
-            raise fail(f"seeds.count must be <= {MAX_SEEDS} (seeds per sweep), got {short_repr(count)}")
-        if start + count - 1 > SEED_MAX:
-            raise fail(f"seeds.start + seeds.count - 1 must be <= 2**63 - 1 (the largest seed), got start {short_repr(start)}")
-        return list(range(start, start + count))
-    if isinstance(value, list):
-        if not value:
-            raise fail("seeds: the list of seeds is empty")
-        if len(value) > MAX_SEEDS:
-            raise fail(f"seeds: {len(value)} seeds listed; at most {MAX_SEEDS} (seeds per sweep)")
-        for seed in value:
-            if not _is_int(seed) or not 0 <= seed <= SEED_MAX:
-                raise fail(f"seeds: {short_repr(seed)} is not an integer in [0, 2**63 - 1]")
-        duplicates = sorted({seed for seed in value if value.count(seed) > 1})
-        if duplicates:
-            raise fail(f"seeds: seed {duplicates[0]} is listed twice")
-        return list(value)
-    raise fail(f"seeds must be {{start: S, count: N}} or a list of integers, got {format_value(value)}")
 
 
 def count_arms(variants: Mapping[str, Any], grid: Mapping[str, list[Any]]) -> int:
@@ -358,7 +318,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
         raise fail(f"{unknown[0]}: unknown sweep key; valid keys: {', '.join(SWEEP_KEYS)}")
     base = resolve_base(raw.get("base"), path, fail)
     set_values = _check_overrides(raw.get("set"), "set", fail)
-    seeds = _parse_seeds(raw.get("seeds", [0]), fail)
+    seeds = parse_seeds(raw.get("seeds", [0]), fail)
     metric = _optional_string(raw, "metric", DEFAULT_METRIC, fail)
     if metric not in METRICS:
         raise fail(f"metric: {short_repr(metric)} is not a number of a run's summary.json; one of {', '.join(METRICS)}")
@@ -388,6 +348,7 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     threads = raw.get("threads_per_run", 1)
     if not _is_int(threads) or threads < 1:
         raise fail(f"threads_per_run must be an integer >= 1, got {format_value(threads)}")
+    per_process = parse_seeds_per_process(raw.get("seeds_per_process"), len(seeds), fail)
     try:
         base_tree = read_yaml(base)
     except ConfigError as err:
@@ -397,4 +358,5 @@ def load_sweep(path: str | Path, validate: Validator = no_check) -> Sweep:
     searches = arm_searches(raw.get("search"), searches, arms, runs, lambda arm, values: _build(
         base_tree, {**set_values, **arm.overrides, **values}, seeds[0], threads, validate, fail, arm.name), fail)
     return Sweep(name=name, path=path, base=base, set=set_values, seeds=seeds, arms=arms, baseline=baseline,
-                 metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw, searches=searches)
+                 metric=metric, curve=curve, threads_per_run=threads, runs=runs, raw=raw, searches=searches,
+                 seeds_per_process=per_process)
