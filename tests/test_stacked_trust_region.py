@@ -164,10 +164,12 @@ def test_first_update_matches_the_lone_runs(preset):
     for k, (lone, lone_stats) in enumerate(lone_runs):
         ours, theirs = stats[k].scalars(), lone_stats.scalars()
         assert set(ours) == set(theirs) and not stats[k].skipped
+        # abs 1e-6: stacks default to the fast tanh (stack_exact false); the loss of normalised
+        # advantages is ~1e-7, where that rounding (2.5e-7 measured on trpo_pendulum) is all there is
         for tag in ("actor/loss", "actor/grad_norm", "critic/loss", "critic/grad_norm", "schedule/max_kl"):
-            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-5, abs_tol=1e-7), (tag, ours[tag], theirs[tag])
+            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-5, abs_tol=1e-6), (tag, ours[tag], theirs[tag])
         for tag in set(theirs) - set(CG_TAIL):  # after CG: its float32 rounding, amplified by the solve
-            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-4, abs_tol=1e-7), (tag, ours[tag], theirs[tag])
+            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-4, abs_tol=1e-6), (tag, ours[tag], theirs[tag])
         assert abs(ours["actor/cg_iterations"] - theirs["actor/cg_iterations"]) <= 1
         for ours_p, lone_p in zip(stack.agents[k].actor.parameters(), lone.actor.parameters()):
             torch.testing.assert_close(ours_p, lone_p, rtol=1e-4, atol=1e-5)
@@ -256,7 +258,7 @@ def test_other_per_seed_metrics_match_the_lone_runs(metric):
     for k, (lone, lone_stats) in enumerate(lone_runs):
         ours, theirs = stats[k].scalars(), lone_stats.scalars()
         for tag in ("actor/step_norm", "actor/cos_to_grad", "actor/step_accepted", "actor/grad_norm"):
-            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-4, abs_tol=1e-7), (tag, ours[tag], theirs[tag])
+            assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-4, abs_tol=1e-6), (tag, ours[tag], theirs[tag])
 
 
 def test_trust_region_state_round_trips_through_seed_state_dicts_and_resume(tmp_path):
