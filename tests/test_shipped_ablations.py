@@ -28,7 +28,7 @@ def _folders() -> list[Path]:
 @pytest.mark.parametrize("folder", _folders(), ids=lambda p: p.name)
 def test_shipped_report_regenerates_byte_for_byte(folder: Path, tmp_path: Path, capsys) -> None:
     if not (folder / "manifest.json").is_file() or not (folder / "report" / "report.json").is_file():
-        pytest.skip(f"{folder.name}: shipped before issue 18 (no manifest and report/ folder yet; re-run it)")
+        pytest.skip(f"{folder.name}: shipped before issue 18 without its runs and report/ folder; re-run it (scripts/ship_ablation.py)")
     copy = tmp_path / folder.name
     copy.mkdir()
     for name in ("sweep.yaml", "manifest.json"):
