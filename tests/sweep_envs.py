@@ -6,12 +6,15 @@
 * ``CrashAfter-v0``: CartPole whose step raises after ``CRASH_AFTER_STEPS`` steps (a run that fails).
 * ``NanFromSeed-v0``: CartPole whose rewards are NaN when it was first reset with a seed of at least
   ``NAN_SEEDS_FROM`` (a run whose updates are all skipped; the smaller seeds learn normally).
+* ``SlowCartPole-v0``: CartPole that sleeps ``STEP_SLEEP_SECONDS`` at each step, so a run lasts seconds of
+  wall time whatever the machine's speed or load (a run a test must catch while it is going).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,8 @@ from gymnasium.envs.registration import register, registry
 
 PROBE_DIR_VARIABLE = "RLOPT_SWEEP_PROBE_DIR"
 CRASH_AFTER_STEPS = 40
+STEP_SLEEP_SECONDS = 0.002
+"""Per env step of ``SlowCartPole-v0``: 2,048 steps of 8 envs take >= 4 s."""
 
 
 class ThreadProbe(CartPoleEnv):
@@ -68,6 +73,15 @@ class NanFromSeed(CartPoleEnv):
         return obs, float("nan") if self.poisoned else reward, terminated, truncated, info
 
 
-for _name, _cls in (("ThreadProbe-v0", ThreadProbe), ("CrashAfter-v0", CrashAfter), ("NanFromSeed-v0", NanFromSeed)):
+class SlowCartPole(CartPoleEnv):
+    """CartPole that sleeps at each step (wall time, not CPU)."""
+
+    def step(self, action: Any) -> Any:
+        time.sleep(STEP_SLEEP_SECONDS)
+        return super().step(action)
+
+
+for _name, _cls in (("ThreadProbe-v0", ThreadProbe), ("CrashAfter-v0", CrashAfter), ("NanFromSeed-v0", NanFromSeed),
+                    ("SlowCartPole-v0", SlowCartPole)):
     if _name not in registry:
         register(id=_name, entry_point=_cls, max_episode_steps=500)

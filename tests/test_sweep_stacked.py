@@ -170,8 +170,10 @@ def test_ctrl_c_checkpoints_a_stack_and_the_next_run_resumes_it(tmp_path: Path) 
 
     from tests.test_sweep import DRIVER
 
+    # SlowCartPole: the stack lasts seconds of wall time under any load, so it is caught while running
     path = write_stacked(tmp_path / "int.yaml", seeds=[0, 1], seeds_per_process=2,
-                         set={**TINY, "total_steps": 4096, "checkpoint.every_steps": 256})  # fmt: skip
+                         set={**TINY, "total_steps": 4096, "checkpoint.every_steps": 256,
+                              "env.id": "tests.sweep_envs:SlowCartPole-v0"})  # fmt: skip
     out = tmp_path / "out"
     seed = [out / "runs" / "base" / f"seed_{k}" for k in range(2)]
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, "sweep", str(path), "--out", str(out), "--workers", "1"],

@@ -3,7 +3,7 @@ on timing, SIGINT of a pruned run (its directory stays resumable), PRUNED in the
 
 The real study uses ``curve: actor/lr`` (the learning rate the actor's optimizer used at each update) as the
 curve the pruner reads: a trial at lr 1e-9 is then exactly below one at 1e-2 at every step, so which trials are
-pruned is known in advance. Its env (``SlowCartPole-v0``, defined here and imported by the ``rlopt train``
+pruned is known in advance. Its env (``SlowCartPole-v0`` of ``tests.sweep_envs``, imported by the ``rlopt train``
 subprocesses) sleeps at each step, so a run lasts seconds of wall time whatever the machine's speed while
 using little CPU: long enough for the driver to see its first report and interrupt it.
 """
@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from gymnasium.envs.classic_control.cartpole import CartPoleEnv
-from gymnasium.envs.registration import register, registry
 
 optuna = pytest.importorskip("optuna", reason='optuna is in the "tune" extra')
 
@@ -29,21 +26,7 @@ from rlopt.errors import ConfigError  # noqa: E402
 from rlopt.sweep.pruning import TrialWatch, report_steps  # noqa: E402
 from tests.test_sweep import DRIVER, ROOT  # noqa: E402
 
-STEP_SLEEP_SECONDS = 0.002
-"""Per env step: 2,048 steps of 8 envs take >= 4 s."""
 TRIAL_STEPS = 2048
-
-
-class SlowCartPole(CartPoleEnv):
-    """CartPole that sleeps at each step (wall time, not CPU)."""
-
-    def step(self, action: Any) -> Any:
-        time.sleep(STEP_SLEEP_SECONDS)
-        return super().step(action)
-
-
-if "SlowCartPole-v0" not in registry:
-    register(id="SlowCartPole-v0", entry_point=SlowCartPole, max_episode_steps=500)
 
 
 def write_curve(run_dir: Path, points: list[tuple[int, float]]) -> None:
@@ -94,7 +77,7 @@ def test_log_flush_seconds_is_checked() -> None:
 def pruned_sweep(path: Path, **search: Any) -> Path:
     body = {
         "name": path.stem, "base": "a2c_cartpole", "seeds": [0], "curve": "actor/lr",
-        "set": {"total_steps": 256, "eval.episodes": 1, "env.id": f"{__name__}:SlowCartPole-v0", "checkpoint.every_steps": 0},
+        "set": {"total_steps": 256, "eval.episodes": 1, "env.id": "tests.sweep_envs:SlowCartPole-v0", "checkpoint.every_steps": 0},
         "search": {"space": {"actor.optim.lr": {"choice": [1.0e-9, 1.0e-2]}}, "trials": 3, "seeds_per_trial": 1,
                    "total_steps": TRIAL_STEPS, "objective": "final", "sampler": "random", "pruner": "median",
                    "startup_trials": 1, "seed": 0, **search},
