@@ -1,9 +1,9 @@
 """Copy what ``rlopt report`` reads out of a finished sweep into a folder that can be committed (issue 18).
 
-A shipped ablation (``benchmarks/ablations/<name>/``) holds the sweep file, the manifest, each run's
-``config.yaml`` and ``summary.json`` and its curve files (``curves/<arm>/seed_<k>[.eval].csv``, written
-by the sweep) -- no event files, checkpoints or logs -- and the report generated from exactly those
-files, so ``rlopt report benchmarks/ablations/<name>`` regenerates it byte for byte
+A shipped ablation (``benchmarks/ablations/<name>/``) holds the sweep file, the manifest (and a tuned
+sweep's ``tuning.json``), each run's ``config.yaml`` and ``summary.json`` and its curve files
+(``curves/<arm>/seed_<k>[.eval].csv``, written by the sweep) -- no event files, checkpoints or logs --
+and the report generated from exactly those files, so ``rlopt report benchmarks/ablations/<name>`` regenerates it byte for byte
 (``tests/test_shipped_ablations.py`` checks it).
 
     python scripts/ship_ablation.py SWEEP_OUT benchmarks/ablations/NAME [--seed 0]
@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+SHIPPED_SWEEP_FILES = ("sweep.yaml", "manifest.json", "tuning.json")
+"""The sweep's own files the report reads (``tuning.json``: a tuned sweep's trials, when there is one)."""
 SHIPPED_RUN_FILES = ("config.yaml", "summary.json")
 """Per run, the files copied from its run directory (the report reads summary.json)."""
 
@@ -25,8 +27,9 @@ def ship(out: Path, dest: Path) -> int:
     """Copy ``out``'s report inputs into the new directory ``dest``; the number of runs copied."""
     manifest = json.loads((out / "manifest.json").read_text())
     dest.mkdir(parents=True)
-    for name in ("sweep.yaml", "manifest.json"):
-        shutil.copy2(out / name, dest / name)
+    for name in SHIPPED_SWEEP_FILES:
+        if (out / name).is_file():
+            shutil.copy2(out / name, dest / name)
     if (out / "curves").is_dir():
         shutil.copytree(out / "curves", dest / "curves")
     runs = 0

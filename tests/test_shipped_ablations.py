@@ -31,8 +31,9 @@ def test_shipped_report_regenerates_byte_for_byte(folder: Path, tmp_path: Path, 
         pytest.skip(f"{folder.name}: shipped before issue 18 without its runs and report/ folder; re-run it (scripts/ship_ablation.py)")
     copy = tmp_path / folder.name
     copy.mkdir()
-    for name in ("sweep.yaml", "manifest.json"):
-        shutil.copy2(folder / name, copy / name)
+    for name in ("sweep.yaml", "manifest.json", "tuning.json"):
+        if (folder / name).is_file():
+            shutil.copy2(folder / name, copy / name)
     for name in ("curves", "runs"):
         if (folder / name).is_dir():
             shutil.copytree(folder / name, copy / name)
