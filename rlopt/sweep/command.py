@@ -9,7 +9,9 @@ agents).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from rlopt.errors import ConfigError, short_repr
@@ -63,6 +65,11 @@ def check_arguments(args: argparse.Namespace) -> None:
 
 def sweep_command(args: argparse.Namespace, validate: Validator) -> int:
     """Run ``rlopt sweep``; returns the exit code (0, 1 if a run failed, 2 bad input, 130 Ctrl-C)."""
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        # SIGINT stops the sweep cleanly (its runs checkpoint) also when the shell started it with SIGINT
+        # ignored (``rlopt sweep … &`` from a script), where Python would not raise KeyboardInterrupt
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         check_arguments(args)
         from rlopt.sweep.driver import run_sweep
@@ -74,3 +81,6 @@ def sweep_command(args: argparse.Namespace, validate: Validator) -> int:
     except KeyboardInterrupt:
         print("rlopt: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
