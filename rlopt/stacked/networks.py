@@ -91,6 +91,11 @@ class FlatSeeds:
         return [flat[start:end].view(shape) for (start, end), shape in zip(self.segments, self.shapes)]
 
 
+def _tanh_by_sigmoid(x: Tensor) -> Tensor:
+    """``2σ(2x) − 1`` in four vectorised passes (one new tensor)."""
+    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 class _SigmoidTanh(torch.autograd.Function):
     """tanh(x) = 2σ(2x) − 1 with tanh's backward ``g · (1 − y²)``: torch's tanh takes a scalar path
     on CPUs like this one (≈ 2.6 ns per float32 against ≈ 0.8 ns for the four vectorised passes here,
@@ -98,7 +103,7 @@ class _SigmoidTanh(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
-        y = torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+        y = _tanh_by_sigmoid(x)
         ctx.save_for_backward(y)
         return y
 
@@ -113,7 +118,7 @@ def fast_tanh(x: Tensor) -> Tensor:
     the same passes without the autograd Function's overhead (~20 µs a call)."""
     if torch.is_grad_enabled() and x.requires_grad:
         return _SigmoidTanh.apply(x)
-    return torch.mul(x, 2.0).sigmoid_().mul_(2.0).sub_(1.0)
+    return _tanh_by_sigmoid(x)
 
 
 class Layers:
