@@ -213,3 +213,31 @@ def test_scheduled_entropy_coef_follows_the_lone_schedule(preset):
     assert training.learner.updates_done == 4
     ours, theirs = training.last_stats[0].scalars(), lone_stats.scalars()
     assert ours["schedule/entropy_coef"] == pytest.approx(theirs["schedule/entropy_coef"]) == pytest.approx(0.0025)
+
+
+@pytest.mark.parametrize("poisoned", ["actor", "critic"])
+def test_a2c_single_backward_fails_per_seed_as_the_two_lone_steps(poisoned):
+    """A2C's actor step and one-step critic fit share one backward. A seed whose actor gradient is
+    non-finite steps nothing and, as alone (its update ends before the critic's permutation),
+    leaves its generator where it was; a non-finite critic gradient rolls the seed back after its
+    permutation was drawn. The other seed is untouched."""
+    stack = build_stacked(_cfg("a2c_cartpole"), (0, 1))
+    training = StackedTraining(stack)
+    training.collector.collect(stack.act, stack.value)
+    batch = stack.prepare_batch(training.collector.buffer)
+    network = stack.actor if poisoned == "actor" else stack.critic
+    with torch.no_grad():
+        network.leaves()[1][0] = math.nan  # seed 1's first weight: its forward, loss and gradient NaN
+    before = [p.detach().clone() for p in (*stack.agents[1].actor.parameters(), *stack.agents[1].critic.parameters())]
+    generator = stack.generators[1].get_state()
+    expected = torch.Generator().manual_seed(0)
+    expected.set_state(generator)
+    torch.randperm(batch.sizes[1], generator=expected)  # the critic's permutation, drawn alone
+    stats = stack.update(batch)
+    training.collector.close()
+    assert stats[1].skipped and not stats[0].skipped
+    after = [p.detach() for p in (*stack.agents[1].actor.parameters(), *stack.agents[1].critic.parameters())]
+    for p, q in zip(after, before):  # the poisoned weight included
+        torch.testing.assert_close(p, q, rtol=0, atol=0, equal_nan=True)
+    drawn = expected.get_state() if poisoned == "critic" else generator
+    assert torch.equal(stack.generators[1].get_state(), drawn)

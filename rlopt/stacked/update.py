@@ -86,17 +86,18 @@ def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
     """One update of every seed (the lone ``Agent.update``, per seed); each seed's ``UpdateStats``."""
     learner.snapshots.take()
     ok = _finite_rows(batch) & torch.tensor([s > 0 and not f for s, f in zip(batch.sizes, learner.frozen)])
-    with torch.no_grad():
-        old_dist = learner.actor(batch.obs).detach()
-    if learner.cfg.agent == "ppo":
-        info, ok = _ppo_optimize(learner, batch, old_dist, ok)
-    elif learner.cfg.agent in TRUST_REGION_AGENTS:  # NPG.optimize: the trust-region step, then the critic's fit
-        info, ok = trust_region_step(learner, batch, old_dist, ok)
-        if learner.critic is not None:
-            critic_info, ok = _fit_critic(learner, batch, ok)
-            info.update(critic_info)
+    if learner.cfg.agent not in ("ppo", *TRUST_REGION_AGENTS):  # π_old is its actor step's own forward
+        info, ok, old_dist = _actor_critic_optimize(learner, batch, ok)
     else:
-        info, ok = _actor_critic_optimize(learner, batch, old_dist, ok)
+        with torch.no_grad():
+            old_dist = learner.actor(batch.obs).detach()
+        if learner.cfg.agent == "ppo":
+            info, ok = _ppo_optimize(learner, batch, old_dist, ok)
+        else:  # NPG.optimize: the trust-region step, then the critic's fit
+            info, ok = trust_region_step(learner, batch, old_dist, ok)
+            if learner.critic is not None:
+                critic_info, ok = _fit_critic(learner, batch, ok)
+                info.update(critic_info)
     skipped = [not flag for flag in ok.tolist()]
     for k, is_skipped in enumerate(skipped):
         if is_skipped:
@@ -162,21 +163,54 @@ def _minibatches(
             yield positions, mask, participating
 
 
-def _actor_critic_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistribution, ok: Tensor) -> tuple[Info, Tensor]:
+def _actor_critic_optimize(learner: Any, batch: StackedBatch, ok: Tensor) -> tuple[Info, Tensor, ActionDistribution]:
     """``Agent.optimize``: one actor step on the whole batch, then ``critic.updates`` epochs of
-    minibatches of ``critic.minibatch_size`` (a seed whose actor step failed fits no critic)."""
+    minibatches of ``critic.minibatch_size`` (a seed whose actor step failed fits no critic).
+    Also returns π_old: the actor step's forward, detached (the values a no-grad pass gives)."""
     cfg, agent = learner.cfg, learner.agents[0]
     entropy_coef = learner.coefficient("entropy_coef")
     dist = learner.actor(batch.obs)
     advantages = _advantages(batch.advantages, batch.mask, agent.normalize_advantage)
     loss, info = policy_gradient_loss(dist.log_prob(batch.actions), advantages, dist.entropy(), entropy_coef, mask=batch.mask)
-    (grad_norm,), ok = _gradient_step(loss, ok, (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm))
-    out = {"actor_loss": (loss, ok), "actor_entropy": (info["entropy"], ok), "actor_grad_norm": (grad_norm, ok),
-           "schedule/entropy_coef": (entropy_coef, None)}  # fmt: skip
+    actor_step = (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm)
+    out: Info = {"actor_loss": (loss, ok), "actor_entropy": (info["entropy"], ok), "schedule/entropy_coef": (entropy_coef, None)}
+    if learner.critic is not None and cfg.critic.updates == 1 and not 0 < cfg.critic.minibatch_size < batch.rows:
+        critic_info, ok = _actor_and_critic_step(learner, batch, loss, ok, actor_step)
+        out.update(critic_info)
+        return {name: (value, ok if taken is not None else None) for name, (value, taken) in out.items()}, ok, dist.detach()
+    (grad_norm,), ok = _gradient_step(loss, ok, actor_step)
+    out = {**{name: (value, ok if taken is not None else None) for name, (value, taken) in out.items()}, "actor_grad_norm": (grad_norm, ok)}
     if learner.critic is None:
-        return out, ok
+        return out, ok, dist.detach()
     critic_info, ok = _fit_critic(learner, batch, ok)
-    return {**out, **critic_info}, ok
+    return {**out, **critic_info}, ok, dist.detach()
+
+
+def _actor_and_critic_step(
+    learner: Any, batch: StackedBatch, actor_loss: Tensor, ok: Tensor, actor_step: NetworkStep
+) -> tuple[Info, Tensor]:
+    """The actor step and a critic fit of one step on the whole batch (A2C's default) with one backward
+    of the sum of both losses (disjoint parameters: each gets its own gradient), as
+    :func:`rlopt.gradient_steps.gradient_steps` does for PPO. Seed by seed the outcome is the lone
+    two-step update's: a seed whose actor gradient is non-finite steps neither network and draws no
+    critic permutation (its generator is put back), one whose critic gradient is non-finite is
+    rolled back by the caller."""
+    cfg = learner.cfg
+    generators = [g.get_state() for g in learner.generators]
+    planned = next(_minibatches(learner, batch, cfg.critic.minibatch_size, ok), None)
+    if planned is None:  # no seed steps
+        return {}, ok
+    positions, mask, stepping = planned
+    vloss, _ = value_loss(learner.critic(take_rows(batch.obs, positions)), take_rows(batch.returns, positions), mask=mask)
+    (grad_norm, vgrad_norm), finite = _gradient_step(
+        actor_loss + vloss, stepping, actor_step, (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm)
+    )
+    actor_failed = (stepping & ~torch.isfinite(grad_norm)).tolist()
+    for generator, state, failed in zip(learner.generators, generators, actor_failed):
+        if failed:  # alone, the update ended before the critic's permutation was drawn
+            generator.set_state(state)
+    ok = ok & finite
+    return {"actor_grad_norm": (grad_norm, ok), "critic_loss": (vloss, ok), "critic_grad_norm": (vgrad_norm, ok)}, ok
 
 
 def _fit_critic(learner: Any, batch: StackedBatch, ok: Tensor) -> tuple[Info, Tensor]:
