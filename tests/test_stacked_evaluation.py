@@ -13,6 +13,7 @@ import torch
 from gymnasium import spaces
 
 import rlopt.evaluation
+import rlopt.stacked.evaluation
 from agents.stacked import build_stacked
 from rlopt.config import load_config
 from rlopt.evaluation import evaluate_during_training, evaluate_episodes
@@ -69,15 +70,26 @@ def test_stacked_evaluation_equals_each_lone_evaluation(trained: StackedTraining
 
 
 def test_chunked_stacked_evaluation_equals_lone_chunked(trained: StackedTraining) -> None:
-    """Chunks of 5, 5 and 2 envs (the 2-env chunk: CartPole's lone 2-output layer takes another
-    kernel on so few rows, so those seeds act through their own predict)."""
+    """Chunks of 5, 5 and 2 envs (on 2 rows CartPole's lone 2-output layer took another kernel here
+    than the stacked one: those seeds act through their own predict)."""
     assert evaluate_stacked(trained.learner, 12, chunk=5) == _lone(trained, 12, chunk=5)
 
 
-def test_seeds_that_fall_back_to_their_own_predict_give_the_same_results(
+def test_a_seed_whose_stacked_forward_differs_acts_through_its_own_predict(
     trained: StackedTraining, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(StackedPolicy, "differing", lambda self, obs, mode_inputs: [True, False, True])
+    """Seeds 0 and 2's stacked outputs corrupted: the first-step check catches it, their results stay the lone ones."""
+    exact = StackedPolicy.mode_inputs
+
+    def corrupted(self: StackedPolicy, obs: np.ndarray) -> torch.Tensor:
+        out = exact(self, obs).clone()
+        out[[0, 2]] = -out[[0, 2]]
+        return out
+
+    monkeypatch.setattr(StackedPolicy, "mode_inputs", corrupted)
+    policy = StackedPolicy(trained.learner, range(len(SEEDS)))
+    obs = np.zeros((len(SEEDS), 6, *trained.learner.agents[0].observation_space.shape), dtype=np.float32) + 0.1
+    assert policy.differing(obs, policy.mode_inputs(obs)) == [True, False, True]
     assert evaluate_stacked(trained.learner, 6) == _lone(trained, 6)
 
 
@@ -88,6 +100,13 @@ def test_a_subset_of_seeds_with_its_own_evaluation_seeds() -> None:
     assert results == [evaluate_episodes(agents[2], 8, 40), evaluate_episodes(agents[0], 8, 41)]
     none = evaluate_stacked(training.learner, 0)[1]  # NaN means: compared as text
     assert repr(none) == repr(evaluate_episodes(agents[1], 0, agents[1].cfg.seed)) and none["episodes"] == 0
+
+
+def test_seeds_evaluated_in_groups_when_their_envs_exceed_the_cap(
+    trained: StackedTraining, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rlopt.stacked.evaluation, "STACKED_EVAL_ENVS", 12)  # 6 envs a seed: groups of 2 and 1
+    assert evaluate_stacked(trained.learner, 6) == _lone(trained, 6)
 
 
 @pytest.mark.parametrize("limit", [None, 23])

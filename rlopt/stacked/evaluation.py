@@ -34,6 +34,10 @@ from rlopt.stacked.learner import StackedLearner
 from rlopt.stacked.networks import BoundLayers, Layers
 from rlopt.stacked.normalization import StackedRunningMeanStd
 
+STACKED_EVAL_ENVS = 4096
+"""At most this many evaluation envs of a stack exist at once (``K`` seeds x a chunk's envs): more
+seeds than fit are evaluated in groups, each seed's chunks as :data:`EVAL_CHUNK_ENVS` cuts them."""
+
 
 class StackedPolicy:
     """The deterministic policy of the seeds ``indices`` of a stack on ``[len(indices), B, obs_dim]``
@@ -99,30 +103,42 @@ def evaluate_stacked(
     indices: Sequence[int] | None = None,
     chunk: int = EVAL_CHUNK_ENVS,
 ) -> list[dict[str, Any]]:
-    """:func:`rlopt.evaluation.evaluate_episodes` ``(learner.agents[k], episodes, seeds[i])`` of each
-    seed index ``k = indices[i]`` (default every seed, each with its ``cfg.seed``), deterministic, all
-    seeds stepped together; one dict per index, each equal to the lone call's."""
+    """:func:`rlopt.evaluation.evaluate_episodes` ``(learner.agents[k], episodes, seeds[i], chunk=chunk)``
+    of each seed index ``k = indices[i]`` (default every seed, each with its ``cfg.seed``),
+    deterministic, the seeds stepped together (in groups of at most :data:`STACKED_EVAL_ENVS` envs);
+    one dict per index, each equal to the lone call's."""
     indices = list(range(learner.num_seeds)) if indices is None else list(indices)
     seeds = [learner.agents[k].cfg.seed for k in indices] if seeds is None else list(seeds)
     if len(seeds) != len(indices):
         raise ValueError(f"{len(seeds)} evaluation seeds for {len(indices)} seed indices")
     if not indices:
         return []
-    agents = [learner.agents[k] for k in indices]
-    max_steps = episode_step_limit(agents[0])
+    max_steps = episode_step_limit(learner.agents[indices[0]])
     if episodes <= 0:
         return [{"return_mean": float("nan"), "return_std": float("nan"), "episodes": 0, "truncated_episodes": 0,
                  "max_episode_steps": max_steps, "episode_length": float("nan")} for _ in indices]  # fmt: skip
-    policy = StackedPolicy(learner, indices)
-    returns = np.zeros((len(indices), episodes), dtype=np.float64)
-    lengths = np.zeros((len(indices), episodes), dtype=np.int64)
-    cut = np.zeros(len(indices), dtype=np.int64)
+    group = max(1, STACKED_EVAL_ENVS // min(chunk, episodes))
+    results = []
+    for first in range(0, len(indices), group):
+        part = slice(first, first + group)
+        results += _evaluate_group(StackedPolicy(learner, indices[part]), episodes, seeds[part], chunk, max_steps)
+    return results
+
+
+def _evaluate_group(
+    policy: StackedPolicy, episodes: int, seeds: list[int], chunk: int, max_steps: int
+) -> list[dict[str, Any]]:
+    """:func:`evaluate_stacked` of the seeds of ``policy``, with evaluation seeds ``seeds``."""
+    returns = np.zeros((len(seeds), episodes), dtype=np.float64)
+    lengths = np.zeros((len(seeds), episodes), dtype=np.int64)
+    cut = np.zeros(len(seeds), dtype=np.int64)
+    env_id = policy.agents[0].cfg.env.id
     for start in range(0, episodes, chunk):
         size = min(chunk, episodes - start)
         envs: list[Any] = []
         try:
-            for _ in indices:
-                envs.append(make_vec_env(agents[0].cfg.env.id, size))
+            for _ in seeds:
+                envs.append(make_vec_env(env_id, size))
             obs = np.stack([env.reset(seed=seed + EVAL_SEED_OFFSET + start)[0] for env, seed in zip(envs, seeds)])
             window = slice(start, start + size)
             cut += _run_chunk(policy, envs, obs, max_steps, returns[:, window], lengths[:, window])
