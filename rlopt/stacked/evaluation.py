@@ -9,10 +9,11 @@ float64 sums. The actions are those of ``agents[k].predict(obs, deterministic=Tr
 actors run on ``[K, size, obs_dim]`` by the exact stacked forward (:func:`rlopt.stacked.networks.stacked_mlp`
 with ``exact=True``, whatever ``stack_exact`` the stack trains with), each seed's observation
 normaliser applied as in ``Agent.preprocess``, the mode of each distribution, Box actions clipped.
-That forward equals the lone one row for row at the presets' shapes; at each chunk's first
-observations every seed's mode inputs (log-probabilities or means) are compared bit for bit with its
-lone actor's, and a seed that differs acts through its own ``predict`` for that chunk -- so a result
-never differs from the lone evaluation's. CartPole envs step as one array (:class:`StackedCartPole`).
+That forward equals the lone one row for row at the presets' shapes (not for CartPole's 2-output
+head on 1-3 rows here: a lone ``nn.Linear`` takes another kernel); at each chunk's first observations
+every seed's mode inputs (log-probabilities or means) are compared bit for bit with its lone
+actor's, and a seed that differs acts through its own ``predict`` for that chunk -- so a result
+never differs from the lone evaluation's (kernels are chosen by shape, not by values). CartPole envs step as one array (:class:`StackedCartPole`).
 """
 
 from __future__ import annotations
