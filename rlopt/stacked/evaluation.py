@@ -162,11 +162,11 @@ def _run_chunk(
     if cartpole is not None:
         cartpole.begin()
     mode_inputs = policy.mode_inputs(obs)
-    lone = policy.differing(obs, mode_inputs)  # these seeds act through their own predict
+    lone = np.array(policy.differing(obs, mode_inputs))  # these seeds act through their own predict
     steps = 0
     while running.any() and steps < max_steps:
         actions = policy.actions(mode_inputs)
-        for k in np.flatnonzero(lone):
+        for k in np.flatnonzero(lone & running.any(axis=1)):
             actions[k] = policy.agents[k].predict(obs[k], deterministic=True)[0]
         if cartpole is not None:
             obs, rewards, terminated, truncated = cartpole.step(actions)
