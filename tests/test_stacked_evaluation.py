@@ -131,3 +131,13 @@ def test_evaluation_during_training_is_each_lone_runs_and_skips_frozen_seeds() -
     expected = [evaluate_during_training(agents[k], 4, agents[k].cfg.seed, steps)["return_mean"] for k in (0, 2)]
     assert [training.best_eval_return[k] for k in (0, 2)] == expected
     assert training.best_eval_return[1] == -float("inf") and training.best_eval_step == [steps, None, steps]
+
+
+def test_a_seed_with_non_finite_weights_is_evaluated_as_its_lone_agent() -> None:
+    """A frozen seed is still evaluated at the end (as alone); NaN weights must not touch the others."""
+    learner = build_stacked(load_config("a2c_cartpole"), SEEDS)
+    with torch.no_grad():
+        learner.actor.leaves()[1].fill_(float("nan"))
+    learner.frozen[1] = True
+    results = evaluate_stacked(learner, 6)
+    assert results == [evaluate_episodes(agent, 6, agent.cfg.seed) for agent in learner.agents]
