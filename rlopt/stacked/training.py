@@ -5,11 +5,11 @@ The loop of :class:`rlopt.trainer.Trainer`; with a ``run_dir`` each seed writes 
 directory ``run_dir/seed_<k>/`` (:mod:`rlopt.stacked.runs`: config, TensorBoard, interval and final
 checkpoints, ``summary.json``); one tqdm bar for the stack; :meth:`StackedTraining.resume` continues
 it exactly (:mod:`rlopt.stacked.resume`). Every ``eval.every_steps`` env steps each seed still learning
-is evaluated as its lone run is (:meth:`StackedTraining._evaluate_during_training`). As alone, the
+is evaluated as its lone run is, all together (:meth:`StackedTraining._evaluate_during_training`). As alone, the
 first Ctrl-C finishes the update, checkpoints every seed and raises :class:`rlopt.errors.Interrupted`.
 Collect every seed's rollout with one policy call per step (:class:`StackedCollector`), one
-stacked update, count faults per seed; then each seed's deterministic evaluation
-(:func:`rlopt.evaluation.evaluate_episodes`, seeded as its lone run's). A seed with
+stacked update, count faults per seed; then every seed's deterministic evaluation, all seeds
+stepped together, each result its lone run's (:func:`rlopt.stacked.evaluation.evaluate_stacked`). A seed with
 ``health.max_consecutive_faults`` skipped updates in a row stops learning (its summary says so);
 the others go on.
 """
@@ -27,8 +27,9 @@ from typing import Any
 from tqdm import tqdm
 
 from rlopt.errors import Interrupted
-from rlopt.evaluation import evaluate_during_training, evaluate_episodes
+from rlopt.evaluation import TRAINING_EVAL_SEED_OFFSET
 from rlopt.run_files import strict_json_summary
+from rlopt.stacked.evaluation import evaluate_stacked
 from rlopt.stacked.learner import StackedLearner
 from rlopt.stacked.rollout import build_collectors
 from rlopt.stacked.runs import SeedRun, open_stack
@@ -128,7 +129,8 @@ class StackedTraining:
                     raise Interrupted(self.run_dir, self.env_steps)
             if self.runs:
                 self.save_checkpoints()
-            return [self._summary(k, evaluate) for k in range(learner.num_seeds)]
+            results = evaluate_stacked(learner, learner.cfg.eval.episodes) if evaluate else [{}] * learner.num_seeds
+            return [self._summary(k, result) for k, result in enumerate(results)]
         finally:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
@@ -144,14 +146,20 @@ class StackedTraining:
 
     def _evaluate_during_training(self) -> None:
         """Each seed still learning: the lone trainer's deterministic evaluation at this env step
-        (:func:`rlopt.evaluation.evaluate_during_training`, seeded by the seed and the step), its
-        ``eval/*`` scalars, and a new best mean return rewriting its ``checkpoints/best.pt``."""
-        from rlopt.checkpoint import save_best_checkpoint
+        (:func:`rlopt.evaluation.evaluate_during_training`'s result, seeded by the seed and the step;
+        all seeds stepped together, global RNG states restored after), its ``eval/*`` scalars, and a
+        new best mean return rewriting its ``checkpoints/best.pt``."""
+        from rlopt.checkpoint import rng_state, save_best_checkpoint, set_rng_state
 
-        for k, agent in enumerate(self.learner.agents):
-            if self.learner.frozen[k]:  # its lone run would have stopped (NumericalFault)
-                continue
-            result = evaluate_during_training(agent, agent.cfg.eval.episodes_during, agent.cfg.seed, self.env_steps)
+        learner = self.learner
+        indices = [k for k in range(learner.num_seeds) if not learner.frozen[k]]  # a frozen seed's lone run stopped
+        seeds = [learner.agents[k].cfg.seed + TRAINING_EVAL_SEED_OFFSET + self.env_steps for k in indices]
+        saved = rng_state()
+        try:
+            results = evaluate_stacked(learner, learner.cfg.eval.episodes_during, seeds, indices)
+        finally:
+            set_rng_state(saved)
+        for k, result in zip(indices, results):
             if self.runs:
                 self.runs[k].logger.log_eval(self.env_steps, result)
             if result["return_mean"] > self.best_eval_return[k]:  # NaN is never a best
@@ -182,9 +190,9 @@ class StackedTraining:
         return [run.save_checkpoint(self.env_steps, states[k], self.collector.collectors[k].envs)
                 for k, run in enumerate(self.runs)]  # fmt: skip
 
-    def _summary(self, k: int, evaluate: bool) -> dict[str, Any]:
+    def _summary(self, k: int, result: dict[str, Any]) -> dict[str, Any]:
+        """Seed ``k``'s summary with its final evaluation ``result`` (``{}``: none)."""
         agent = self.learner.agents[k]
-        result = evaluate_episodes(agent, agent.cfg.eval.episodes, agent.cfg.seed) if evaluate else {}
         k_seeds = self.learner.num_seeds
         wall = self.wall_seconds / k_seeds  # each seed's share of the stack's time
         summary = {
