@@ -1,0 +1,146 @@
+"""The stacked Pendulum (issue 17's env side): K seeds' Pendulum ``SyncVectorEnv`` s stepped as one
+numpy array reproduce each seed's own ``envs.step`` bit for bit -- obs, rewards, flags, the
+TimeLimit truncations and NEXT_STEP resets -- and leave the envs (their pickles, resets and lone
+steps) exactly as stepping them alone would; ``fits`` takes only unmodified Pendulum vector envs;
+a stacked PPO Pendulum rollout through it is the lone runs' rollouts."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from rlopt.checkpoint import pickle_envs
+from rlopt.envs import make_vec_env
+from rlopt.stacked.pendulum import StackedPendulum, fits
+from rlopt.stacked.rollout import SeedEnvs
+from tests.test_stacked_equivalence import _first_update
+
+SEEDS, NUM_ENVS = (3, 4, 11), 4
+
+
+def _envs(seeds=SEEDS, num_envs: int = NUM_ENVS, **kwargs) -> list[SyncVectorEnv]:
+    """Each seed's vector env as the collector builds and resets it; the observation spaces'
+    generators (entropy-seeded by gymnasium, never drawn from) seeded so that pickles compare."""
+    envs = [make_vec_env("Pendulum-v1", num_envs, seed=seed, **kwargs) for seed in seeds]
+    for seed, env in zip(seeds, envs):
+        env.reset(seed=seed)
+        env.single_observation_space.seed(1)
+        env.observation_space.seed(2)
+    return envs
+
+
+def _same(got: np.ndarray, want: np.ndarray) -> bool:
+    want = np.asarray(want)
+    return got.dtype == want.dtype and got.shape == want.shape and got.tobytes() == want.tobytes()
+
+
+def test_stacked_pendulum_reproduces_gymnasium_step_for_step() -> None:
+    lone, mine = _envs(), _envs()
+    stacked = StackedPendulum(mine)
+    gen = np.random.default_rng(0)
+    truncations = np.zeros((len(SEEDS), NUM_ENVS), dtype=int)
+    for block, (steps, dtype) in enumerate([(170, np.float32), (160, np.float32), (150, np.float64)]):
+        stacked.begin()  # begin/end between blocks: the envs hold the state in between
+        for _ in range(steps):
+            actions = (3.0 * gen.standard_normal((len(SEEDS), NUM_ENVS, 1))).astype(dtype)  # often clipped
+            got = stacked.step(actions)
+            for k, envs in enumerate(lone):
+                want = envs.step(actions[k])[:4]
+                assert all(_same(part[k], part_want) for part, part_want in zip(got, want)), (block, k)
+            truncations += got[3]
+            assert not got[2].any()
+        assert stacked.settled  # the envs' first two steps went through their own wrappers
+        stacked.end()
+        if block == 1:  # lone steps of the written-back envs continue exactly too
+            for theirs, ours in zip(lone, mine):
+                actions = gen.uniform(-2.5, 2.5, (NUM_ENVS, 1)).astype(np.float32)
+                assert all(_same(a, b) for a, b in zip(ours.step(actions)[:4], theirs.step(actions)[:4]))
+    assert truncations.min() == 2  # every sub-env truncated at 200 twice and was reset after it
+    for theirs, ours in zip(lone, mine):
+        assert pickle_envs(theirs) == pickle_envs(ours)  # sub-env states, RNGs, wrappers, buffers
+        for envs in (theirs, ours):
+            envs.reset(seed=5)
+        actions = gen.uniform(-2.0, 2.0, (NUM_ENVS, 1)).astype(np.float32)
+        assert all(_same(a, b) for a, b in zip(ours.step(actions)[:4], theirs.step(actions)[:4]))
+    with pytest.raises(ValueError, match="must have shape"):
+        stacked.step(np.zeros((len(SEEDS), NUM_ENVS), dtype=np.float32))
+
+
+def test_envs_written_back_mid_episode_pickle_and_step_as_lone_ones() -> None:
+    """A rollout ending right after a truncation (the resets are due at the next step)."""
+    lone, mine = _envs(), _envs()
+    stacked = StackedPendulum(mine)
+    gen = np.random.default_rng(1)
+    stacked.begin()
+    for _ in range(200):
+        actions = gen.uniform(-3, 3, (len(SEEDS), NUM_ENVS, 1)).astype(np.float32)
+        _, _, _, truncated = stacked.step(actions)
+        for k, envs in enumerate(lone):
+            envs.step(actions[k])
+    stacked.end()
+    assert truncated.all()
+    for theirs, ours in zip(lone, mine):
+        assert pickle_envs(theirs) == pickle_envs(ours)
+        actions = gen.uniform(-3, 3, (NUM_ENVS, 1)).astype(np.float32)
+        assert all(_same(a, b) for a, b in zip(ours.step(actions)[:4], theirs.step(actions)[:4]))
+        assert ours.envs[0].unwrapped.last_u is None  # reset at that step, as the lone env
+    stacked.begin()
+    stacked.end()  # no step in between: nothing changes
+    assert all(pickle_envs(theirs) == pickle_envs(ours) for theirs, ours in zip(lone, mine))
+
+
+def test_fits_only_unmodified_pendulum_vector_envs() -> None:
+    envs = _envs()
+    assert fits(envs)
+    assert not fits([])
+    assert not fits([*envs, *_envs([7], NUM_ENVS + 1)])  # another N
+    assert not fits([*envs, *_envs([7], g=9.81)])  # another constant
+    assert not fits(_envs(g=9.81))
+    assert not fits([*envs, *_envs([7], max_episode_steps=100)])  # another time limit
+    assert not fits([gym.wrappers.vector.RecordEpisodeStatistics(envs[0])])
+    assert not fits([make_vec_env("CartPole-v1", NUM_ENVS)])
+    same_step = gym.make_vec("Pendulum-v1", NUM_ENVS, vectorization_mode="sync",
+                             vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP})  # fmt: skip
+    assert not fits([same_step])
+    rescaled = SyncVectorEnv([lambda: gym.wrappers.RescaleAction(gym.make("Pendulum-v1"), -1.0, 1.0)] * NUM_ENVS)
+    assert not fits([rescaled])  # a sub-env with another wrapper stack
+    envs[1].envs[2].unwrapped.max_speed = 9
+    assert not fits(envs)
+    with pytest.raises(ValueError, match="StackedPendulum needs"):
+        StackedPendulum(envs)
+
+
+def test_unreset_envs_are_refused() -> None:
+    envs = [make_vec_env("Pendulum-v1", 2, seed=seed) for seed in (0, 1)]
+    stacked = StackedPendulum(envs)
+    with pytest.raises(RuntimeError, match="seed 0's Pendulum env 0 has not been reset"):
+        stacked.begin()
+
+
+def test_stacked_ppo_pendulum_rollout_is_the_lone_runs() -> None:
+    """A first rollout of 256 steps (the episodes truncate at 200 and restart) through the stacked
+    Pendulum: with ``stack_exact`` the buffers are the lone runs' bit for bit."""
+    stack, training, _, _, lone_runs = _first_update("ppo_pendulum", overrides=("rollout.n_steps=256",
+                                                                                "stack_exact=true"))  # fmt: skip
+    assert type(training.collector.env_side()) is StackedPendulum
+    assert training.collector.buffer.truncated.any()
+    for k, (_, lone_buffer, _, _) in enumerate(lone_runs):
+        buffer = training.collector.buffer.seeds[k]
+        for name in ("obs", "actions", "log_probs", "values", "rewards", "valid", "terminated", "truncated",
+                     "last_obs", "last_values"):  # fmt: skip
+            assert torch.equal(getattr(buffer, name), getattr(lone_buffer, name)), name
+
+
+def test_seed_envs_is_the_fallback() -> None:
+    """Pendulum vector envs that do not fit (another constant per seed) step seed by seed."""
+    from rlopt.config import load_config
+    from rlopt.stacked.rollout import build_collectors
+
+    stack = build_collectors(load_config("ppo_pendulum", ["rollout.n_steps=8"]), [0, 1])
+    assert type(stack.env_side()) is StackedPendulum
+    stack.collectors[1].envs = make_vec_env("Pendulum-v1", 4, seed=1, g=9.81)
+    assert type(stack.env_side()) is SeedEnvs
+    stack.close()
