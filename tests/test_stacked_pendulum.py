@@ -169,3 +169,66 @@ def test_seed_envs_is_the_fallback() -> None:
     stack.collectors[1].envs = make_vec_env("Pendulum-v1", 4, seed=1, g=9.81)
     assert type(stack.env_side()) is SeedEnvs
     stack.close()
+
+
+RUN = ["rollout.n_steps=100", "ppo.epochs=2", "total_steps=1200", "checkpoint.every_steps=800", "eval.episodes=1"]
+"""Three rollouts of 100 steps on 4 envs: the episodes truncate at the last step of the second
+rollout, where the interval checkpoint is written (the resets are due at the resumed first step)."""
+
+
+def _weights(path) -> dict:
+    return torch.load(path, weights_only=True)["agent"]
+
+
+def _env_state(path) -> tuple:
+    """What a pickled Pendulum vector env continues from (its bytes differ after any unpickling)."""
+    from rlopt.checkpoint import load_envs
+
+    envs = load_envs(path)
+    subs = [(sub.unwrapped.state.tobytes(), repr(sub.unwrapped.last_u), sub._elapsed_steps,
+             repr(sub.unwrapped.np_random.bit_generator.state)) for sub in envs.envs]  # fmt: skip
+    return subs, envs._autoreset_envs.tolist(), envs._observations.tobytes(), envs._rewards.tobytes()
+
+
+def test_stacked_ppo_run_is_the_seed_by_seed_run_and_resumes_exactly(tmp_path, monkeypatch, capsys) -> None:
+    """A whole stacked PPO Pendulum run (three rollouts and updates) ends with the weights the
+    seed-by-seed env side (``SeedEnvs``) gives, bit for bit, and one killed after its checkpoint
+    resumes to them."""
+    import shutil
+
+    import rlopt.stacked.rollout as rollout
+    from agents.stacked import build_stacked
+    from rlopt.cli import main
+    from rlopt.config import load_config
+    from rlopt.run_files import list_checkpoints
+    from rlopt.stacked import StackedTraining
+
+    cfg = load_config("ppo_pendulum", RUN)
+    ours = StackedTraining(build_stacked(cfg, [0, 1]), run_dir=tmp_path / "stack")
+    assert type(ours.collector.env_side()) is StackedPendulum
+    ours.train(evaluate=False)
+    with monkeypatch.context() as patch:
+        patch.setattr(rollout, "pendulum_fits", lambda envs: False)
+        theirs = StackedTraining(build_stacked(cfg, [0, 1]))
+        assert type(theirs.collector.env_side()) is SeedEnvs
+        theirs.train(evaluate=False)
+    for a, b in zip(ours.learner.agents, theirs.learner.agents):
+        for name in ("actor", "critic"):
+            assert all(torch.equal(x, y) for x, y in zip(getattr(a, name).state_dict().values(),
+                                                         getattr(b, name).state_dict().values()))  # fmt: skip
+    assert ours.recent_returns == theirs.recent_returns
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "stack", killed)
+    for seed in (0, 1):  # killed before its final checkpoint: the last one is the interval one at 800
+        (killed / f"seed_{seed}" / "summary.json").unlink()
+        for path in (killed / f"seed_{seed}" / "checkpoints").glob("step_000000001200.*"):
+            path.unlink()
+    assert _env_state(killed / "seed_0" / "checkpoints" / "step_000000000800.pt")[1] == [True] * 4  # resets due
+    assert main(["train", "--resume", str(killed), "--no-progress"]) == 0
+    assert "from 800 env steps" in capsys.readouterr().err
+    for seed in (0, 1):
+        resumed, uninterrupted = (list_checkpoints(d / f"seed_{seed}")[-1] for d in (killed, tmp_path / "stack"))
+        assert resumed.name == uninterrupted.name == "step_000000001200.pt"
+        a, b = _weights(resumed), _weights(uninterrupted)
+        assert all(torch.equal(a[name][k], b[name][k]) for name in ("actor", "critic") for k in b[name])
+        assert _env_state(resumed) == _env_state(uninterrupted)
