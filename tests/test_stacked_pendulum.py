@@ -111,6 +111,24 @@ def test_envs_written_back_mid_episode_pickle_and_step_as_lone_ones() -> None:
     assert all(pickle_envs(theirs) == pickle_envs(ours) for theirs, ours in zip(lone, mine))
 
 
+def test_a_state_gymnasium_never_makes_is_stepped_by_the_envs_themselves() -> None:
+    """A float32 state (set by hand) would step in float32: those envs step seed by seed."""
+    lone, mine = _envs(), _envs()
+    for envs in (lone, mine):
+        envs[1].envs[2].unwrapped.state = np.array([3.0, 0.5], dtype=np.float32)
+    stacked = StackedPendulum(mine)
+    gen = np.random.default_rng(2)
+    stacked.begin()
+    for _ in range(5):
+        actions = gen.uniform(-3, 3, (len(SEEDS), NUM_ENVS, 1)).astype(np.float32)
+        got = stacked.step(actions)
+        for k, envs in enumerate(lone):
+            assert all(_same(part[k], want) for part, want in zip(got, envs.step(actions[k])[:4]))
+    assert not stacked.settled and mine[1].envs[2].unwrapped.state.dtype == np.float32
+    stacked.end()
+    assert all(pickle_envs(theirs) == pickle_envs(ours) for theirs, ours in zip(lone, mine))
+
+
 def test_fits_only_unmodified_pendulum_vector_envs() -> None:
     envs = _envs()
     assert fits(envs)

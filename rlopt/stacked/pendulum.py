@@ -150,26 +150,29 @@ class StackedPendulum:
     def begin(self) -> None:
         """Gather the envs' current state (call after any ``reset``, before the first ``step``).
         Until every sub-env's ``PassiveEnvChecker`` has seen its first two steps (it keeps the
-        data of the first), and for a state that is not gymnasium's float64 pair, each seed's
-        envs step themselves."""
+        data of the first) -- or for a state that is not gymnasium's float64 pair -- each seed's
+        envs step themselves (``settled`` is False)."""
         settled = True
         for k, (env, chains) in enumerate(zip(self.envs, self.chains)):
             for n, (limit, checker, pendulum) in enumerate(chains):
                 state = getattr(pendulum, "state", None)
                 if state is None or limit._elapsed_steps is None:
                     raise RuntimeError(f"seed {k}'s Pendulum env {n} has not been reset")
-                if isinstance(state, np.ndarray) and state.dtype == np.float64 and state.shape == (2,):
+                plain = isinstance(state, np.ndarray) and state.dtype == np.float64 and state.shape == (2,)
+                checked = checker.checked_reset and checker.checked_step and checker.checked_data_reuse
+                settled = settled and plain and checked and limit.env._has_reset
+                if settled:
                     self.state[:, k, n] = state
-                else:
-                    settled = False
-                self.steps[k, n] = limit._elapsed_steps
-                settled &= checker.checked_reset and checker.checked_step and checker.checked_data_reuse
+                    self.steps[k, n] = limit._elapsed_steps
             self.autoreset[k] = env._autoreset_envs
         self.settled = settled
         self._last = None
 
     def end(self) -> None:
-        """Write the state back into the envs, as their own ``step`` would have left it."""
+        """Write the state back into the envs, as their own ``step`` would have left it (nothing
+        while not ``settled``: the envs stepped themselves)."""
+        if not self.settled:
+            return
         last = self._last
         for k, (env, chains) in enumerate(zip(self.envs, self.chains)):
             for n, (limit, _, pendulum) in enumerate(chains):
