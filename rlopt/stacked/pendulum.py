@@ -222,5 +222,5 @@ class StackedPendulum:
         self.state = state
         obs = _observe(state)
         self.autoreset = terminated | truncated
-        self._last = (u, reset, obs, rewards, terminated, truncated)
-        return obs, rewards, terminated, truncated
+        self._last = (u, reset, obs, rewards, terminated, truncated)  # end() writes them into the envs
+        return obs.copy(), rewards.copy(), terminated.copy(), truncated.copy()
