@@ -25,7 +25,8 @@ from rlopt.config import load_config
 from rlopt.envs import make_vec_env
 from rlopt.rollout import ActFn, RolloutBuffer, RolloutCollector, RolloutStats
 from rlopt.stacked.cartpole import StackedCartPole, fits
-from rlopt.stacked.rollout import SeedEnvs, StackedCollector, build_collector, build_collectors
+from rlopt.stacked.pendulum import StackedPendulum
+from rlopt.stacked.rollout import StackedCollector, build_collector, build_collectors
 from rlopt.trainer import Trainer
 
 FIELDS = tuple(RolloutBuffer.layout(1, 1, 1, spaces.Discrete(2)))
@@ -116,9 +117,9 @@ def test_stacked_collect_equals_lone_collects(env_id: str, num_envs: int, n_step
     cfg, seeds, rollouts = config(env_id, num_envs, n_steps), [0, 1, 2], 3
     stack, stacked_stats, stacked_buffers = run_stacked(cfg, seeds, rollouts)
     assert stack.buffer.obs.shape == (3, n_steps, num_envs, stack.collectors[0].obs_dim)
-    # CartPole's K vector envs step as one numpy array, Pendulum's seed by seed; the normalisers
-    # are updated as [K, ...] statistics.
-    assert type(stack.env_side()) is (StackedCartPole if env_id == "CartPole-v1" else SeedEnvs)
+    # CartPole's and Pendulum's K vector envs step as one numpy array; the normalisers are updated
+    # as [K, ...] statistics.
+    assert type(stack.env_side()) is (StackedCartPole if env_id == "CartPole-v1" else StackedPendulum)
     assert all(stats is not None for stats in stack._stacked_statistics())
     ended = 0
     for k, seed in enumerate(seeds):

@@ -10,7 +10,8 @@ view and no copy::
     build_collectors(cfg, seeds) -> StackedCollector(collectors).collect(act, value)
         per step: storage.obs[:, t] <- each seed's (normalised) observation
                   act(storage.obs[:, t])  (once for all K seeds)
-                  step every seed's env (K CartPoles as one array: rlopt.stacked.cartpole),
+                  step every seed's env (K CartPoles or K Pendulums as one array:
+                  rlopt.stacked.cartpole, rlopt.stacked.pendulum),
                   then RolloutCollector.step's bookkeeping once on [K, N] host arrays
 
 Each seed keeps its own vector env: gymnasium's CartPole vector entry point draws every sub-env's
@@ -34,6 +35,8 @@ from rlopt.rollout import RolloutBuffer, RolloutCollector, RolloutStats, act_on_
 from rlopt.stacked.cartpole import StackedCartPole
 from rlopt.stacked.cartpole import fits as cartpole_fits
 from rlopt.stacked.normalization import StackedRewardScaler, StackedRunningMeanStd
+from rlopt.stacked.pendulum import StackedPendulum
+from rlopt.stacked.pendulum import fits as pendulum_fits
 
 StackedActFn = Callable[[Tensor], tuple[Tensor, Tensor, Tensor]]
 """``act(obs [K, N, obs_dim]) -> (actions [K, N] or [K, N, act_dim], log_probs [K, N], values [K, N])``."""
@@ -80,13 +83,18 @@ class SeedEnvs:
         return obs, rewards, terminated, truncated
 
 
+EnvSide = StackedCartPole | StackedPendulum | SeedEnvs
+"""What steps the seeds' envs: ``begin()``, ``step(actions) -> (obs, rewards, terminated, truncated)``, ``end()``."""
+
+
 class StackedCollector:
     """Drives K seeds' collectors with one ``act`` call per vector step and one ``value`` call per
     rollout. Each collector's ``buffer`` becomes its slice of ``self.buffer`` (a ``StackedBuffer``)
     and its host state (:meth:`RolloutCollector.host_arrays`) its row of ``[K, ...]`` arrays, so
     the per-step bookkeeping runs once on ``[K, N]`` arrays; normaliser, reward scaler, episode
-    statistics and ``state_dict`` stay each collector's own. K CartPole vector envs are stepped as
-    one (``rlopt.stacked.cartpole``); any other env steps seed by seed (:class:`SeedEnvs`)."""
+    statistics and ``state_dict`` stay each collector's own. K CartPole or K Pendulum vector envs
+    are stepped as one (``rlopt.stacked.cartpole``, ``rlopt.stacked.pendulum``); any other env
+    steps seed by seed (:class:`SeedEnvs`)."""
 
     def __init__(self, collectors: Sequence[RolloutCollector]) -> None:
         if not collectors:
@@ -109,7 +117,7 @@ class StackedCollector:
             collector.buffer = self.buffer.seeds[k]
             collector.bind_host_state({name: array[k] for name, array in host.items()})
         self._host = host
-        self._env_side: tuple[list[Any], StackedCartPole | SeedEnvs] | None = None
+        self._env_side: tuple[list[Any], EnvSide] | None = None
         staged = ("valid", "rewards", "terminated", "truncated")
         self._host_tensors = {name: torch.from_numpy(host[name]) for name in staged}
         self._normalized = any(c.obs_normalizer is not None for c in self.collectors)
@@ -123,12 +131,19 @@ class StackedCollector:
     def num_seeds(self) -> int:
         return len(self.collectors)
 
-    def env_side(self) -> StackedCartPole | SeedEnvs:
+    def env_side(self) -> EnvSide:
         """Where the collectors' envs are now (a resume may have swapped them: then built anew)."""
         envs = [c.envs for c in self.collectors]
         cached = self._env_side
         if cached is None or len(cached[0]) != len(envs) or any(a is not b for a, b in zip(cached[0], envs)):
-            cached = self._env_side = (envs, StackedCartPole(envs) if cartpole_fits(envs) else SeedEnvs(self.collectors))
+            side: EnvSide
+            if cartpole_fits(envs):
+                side = StackedCartPole(envs)
+            elif pendulum_fits(envs):
+                side = StackedPendulum(envs)
+            else:
+                side = SeedEnvs(self.collectors)
+            cached = self._env_side = (envs, side)
         return cached[1]
 
     def _stacked_statistics(self) -> tuple[StackedRunningMeanStd | None, StackedRewardScaler | None]:
@@ -172,7 +187,7 @@ class StackedCollector:
             if stats is not None:
                 stats.begin()
 
-    def _step(self, t: int, actions: Tensor, env_side: StackedCartPole | SeedEnvs,
+    def _step(self, t: int, actions: Tensor, env_side: EnvSide,
               reward_stats: StackedRewardScaler | None) -> None:  # fmt: skip
         """``RolloutCollector.step`` of every seed on ``[K, N]`` arrays: valid mask, env step,
         rewards, flags, next observation and episode bookkeeping."""
