@@ -5,6 +5,7 @@ triangle, steps to a threshold on a hand curve; and metric_mode / threshold thro
 from __future__ import annotations
 
 import itertools
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -156,7 +157,12 @@ def test_curve_thresholds_script_per_run_and_committed_fallback(tmp_path: Path, 
     rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
     # Seed k logs (k + 1) * step every 10 steps; smoothed over 5 points seed 0 reaches 20 at step 40.
     assert "(4/4)" in rows["adam"] and "never (0/4)" in rows["adam"] and "never (0/0)" in rows["rmsprop"]
-    committed = root / "benchmarks" / "ablations" / "trust_region_metrics"
+    # A folder committed before issue 18 (a report.json and the manifest, no runs or curve files).
+    shipped = root / "benchmarks" / "ablations" / "trust_region_metrics"
+    committed = tmp_path / "committed"
+    committed.mkdir()
+    shutil.copy(shipped / "manifest.json", committed / "manifest.json")
+    shutil.copy(shipped / "report" / "report.json", committed / "report.json")
     assert script.main([str(committed), "--thresholds", "200"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert "(IQM curve)" in lines[0] and lines[2].startswith("| trpo_fisher | 500 | 14k |")
