@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +85,29 @@ TRAINING_EVAL_SEED_OFFSET = 7_919_000_000
 evaluation's, a different set at each evaluation, and the same ones again on a resume."""
 
 
-def evaluate_during_training(agent: Learner, episodes: int, seed: int, env_steps: int) -> dict[str, Any]:
-    """:func:`evaluate_episodes` at ``env_steps`` of a training run, deterministic, with seed
-    ``seed + TRAINING_EVAL_SEED_OFFSET + env_steps``. The global python/numpy/torch RNG states
-    are restored afterwards, so the training run stays bit-identical to one without evaluations."""
+def training_eval_seed(seed: int, env_steps: int) -> int:
+    """The evaluation seed of a run with seed ``seed`` at ``env_steps`` of its training."""
+    return seed + TRAINING_EVAL_SEED_OFFSET + env_steps
+
+
+@contextmanager
+def global_rng_kept() -> Iterator[None]:
+    """Restore the global python/numpy/torch RNG states on exit, so that an evaluation during
+    training leaves the run bit-identical to one without evaluations."""
     from rlopt.checkpoint import rng_state, set_rng_state
 
     saved = rng_state()
     try:
-        return evaluate_episodes(agent, episodes, seed + TRAINING_EVAL_SEED_OFFSET + env_steps, deterministic=True)
+        yield
     finally:
         set_rng_state(saved)
+
+
+def evaluate_during_training(agent: Learner, episodes: int, seed: int, env_steps: int) -> dict[str, Any]:
+    """:func:`evaluate_episodes` at ``env_steps`` of a training run, deterministic, with seed
+    :func:`training_eval_seed`, the global RNG states kept (:func:`global_rng_kept`)."""
+    with global_rng_kept():
+        return evaluate_episodes(agent, episodes, training_eval_seed(seed, env_steps), deterministic=True)
 
 
 def record_video(agent: Learner, episodes: int, seed: int, video_dir: str | Path) -> list[Path]:

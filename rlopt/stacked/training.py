@@ -27,7 +27,7 @@ from typing import Any
 from tqdm import tqdm
 
 from rlopt.errors import Interrupted
-from rlopt.evaluation import TRAINING_EVAL_SEED_OFFSET
+from rlopt.evaluation import global_rng_kept, training_eval_seed
 from rlopt.run_files import strict_json_summary
 from rlopt.stacked.evaluation import evaluate_stacked
 from rlopt.stacked.learner import StackedLearner
@@ -149,16 +149,13 @@ class StackedTraining:
         (:func:`rlopt.evaluation.evaluate_during_training`'s result, seeded by the seed and the step;
         all seeds stepped together, global RNG states restored after), its ``eval/*`` scalars, and a
         new best mean return rewriting its ``checkpoints/best.pt``."""
-        from rlopt.checkpoint import rng_state, save_best_checkpoint, set_rng_state
+        from rlopt.checkpoint import save_best_checkpoint
 
         learner = self.learner
         indices = [k for k in range(learner.num_seeds) if not learner.frozen[k]]  # a frozen seed's lone run stopped
-        seeds = [learner.agents[k].cfg.seed + TRAINING_EVAL_SEED_OFFSET + self.env_steps for k in indices]
-        saved = rng_state()
-        try:
+        seeds = [training_eval_seed(learner.agents[k].cfg.seed, self.env_steps) for k in indices]
+        with global_rng_kept():
             results = evaluate_stacked(learner, learner.cfg.eval.episodes_during, seeds, indices)
-        finally:
-            set_rng_state(saved)
         for k, result in zip(indices, results):
             if self.runs:
                 self.runs[k].logger.log_eval(self.env_steps, result)
