@@ -420,3 +420,21 @@ def test_build_optimizer_defaults_foreach_only_where_it_is_bit_identical_and_uns
     assert build_optimizer(params, {"name": "adam", "lr": 0.1, "foreach": False}).defaults["foreach"] is False
     assert build_optimizer(params, {"name": "adam", "lr": 0.1, "fused": True}).defaults["foreach"] is None
     assert build_optimizer(params, {"name": "nadam", "lr": 0.1}).defaults["foreach"] is None  # not bit-identical
+
+
+def test_fused_spec_adds_fused_only_where_torch_has_the_kernel_and_the_spec_chose_none() -> None:
+    from rlopt.optimizers.torch_optim import fused_spec
+
+    cpu = torch.device("cpu")
+    assert fused_spec({"name": "adam", "lr": 1e-3}, cpu) == {"name": "adam", "lr": 1e-3, "fused": True}
+    assert fused_spec({"name": "Momentum", "lr": 0.1}, cpu)["fused"] is True  # an alias: its class's kernel
+    for spec in ({"name": "adam", "lr": 1e-3, "foreach": False}, {"name": "adam", "lr": 1e-3, "fused": False},
+                 {"name": "adam", "lr": 1e-3, "differentiable": True}, {"name": "rmsprop", "lr": 1e-3},
+                 {"name": "trust_region", "max_kl": 0.01}):  # fmt: skip
+        assert fused_spec(spec, cpu) == spec  # a choice of implementation kept; no fused RMSprop; not torch.optim
+    params = [torch.zeros(3, requires_grad=True)]
+    params[0].grad = torch.ones(3)
+    optimizer = build_optimizer(params, fused_spec({"name": "adam", "lr": 0.1}, cpu))
+    optimizer.step()  # the same rule: Adam's first step moves every coordinate by lr
+    assert optimizer.param_groups[0]["fused"] is True
+    assert torch.allclose(params[0].detach(), torch.full((3,), -0.1))

@@ -183,6 +183,21 @@ def test_resume_continues_every_seed_exactly(stacked_and_lone, tmp_path, capsys)
         assert summary["eval_return_mean"] == expected["eval_return_mean"]
 
 
+def test_a_stacks_fused_optimizers_leave_each_checkpoint_the_lone_implementation(stacked_and_lone):
+    """A stack steps Adam fused (``stack_exact: false``); each seed's checkpoint keeps its lone run's
+    param group (foreach, not fused), so a lone resume of the seed runs as its lone run would."""
+    from agents.stacked import build_stacked
+    from rlopt.config import load_config
+
+    stack, lone = stacked_and_lone["ppo_cartpole"]
+    assert build_stacked(load_config("ppo_cartpole", []), [0, 1]).actor_optimizer.param_groups[0]["fused"] is True
+    assert build_stacked(load_config("ppo_cartpole", ["stack_exact=true"]), [0, 1]).actor_optimizer.param_groups[0]["fused"] is not True
+    ours, theirs = (torch.load(list_checkpoints(d)[-1], weights_only=True)["agent"] for d in (stack / "seed_1", lone))
+    for name in ("actor_optimizer", "critic_optimizer"):
+        assert ours[name]["param_groups"] == theirs[name]["param_groups"]
+        assert theirs[name]["param_groups"][0]["foreach"] is True
+
+
 def test_stacked_agents_learn_returns_one_summary_per_seed(tmp_path):
     stack = PPO.from_config("ppo_cartpole", ["rollout.n_steps=32", *COMMON], seeds=range(2))
     summaries = stack.learn(256, run_dir=tmp_path / "stack", progress=False)

@@ -25,6 +25,7 @@ from rlopt.config import Config
 from rlopt.errors import ConfigError
 from rlopt.coefficients import param_group_values
 from rlopt.optim import build_optimizer
+from rlopt.optimizers.torch_optim import IMPLEMENTATION_OPTIONS, fused_spec
 from rlopt.schedules import build_lr_scheduler, build_schedule
 from rlopt.stacked.batch import StackedBatch, compute_targets_stacked, stack_rollouts
 from rlopt.stacked.networks import StackedActor, StackedCritic
@@ -87,14 +88,14 @@ class StackedLearner:
         if cfg.agent in TRUST_REGION_AGENTS:  # the lone TrustRegion over the K leaves: its param group and per-seed counts
             self.actor_optimizer = build_trust_region(self.actor.leaves(), dict(cfg.actor.optim), horizon)
         else:
-            self.actor_optimizer = build_optimizer(self.actor.leaves(), dict(cfg.actor.optim), key="actor.optim")
+            self.actor_optimizer = build_optimizer(self.actor.leaves(), self._optimizer_spec(cfg.actor.optim), key="actor.optim")
         self.actor_scheduler = build_lr_scheduler(
             self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule"),
             param_group_values(agents[0].coefficients, "actor"),  # max_kl, scheduled like lr
         )
         self.critic_optimizer = self.critic_scheduler = None
         if self.critic is not None:
-            self.critic_optimizer = build_optimizer(self.critic.leaves(), dict(cfg.critic.optim), key="critic.optim")
+            self.critic_optimizer = build_optimizer(self.critic.leaves(), self._optimizer_spec(cfg.critic.optim), key="critic.optim")
             self.critic_scheduler = build_lr_scheduler(
                 self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
             )
@@ -141,6 +142,11 @@ class StackedLearner:
         return self.critic(obs, self._rollout_params()[1])
 
     # ----------------------------------------------------------------- the update
+    def _optimizer_spec(self, spec: Any) -> dict[str, Any]:
+        """A network's optimizer spec for the K flat leaves: fused where torch has the kernel, unless
+        ``stack_exact`` (the lone runs' foreach path, bit for bit); the rule is the same either way."""
+        return dict(spec) if self.cfg.stack_exact else fused_spec(spec, self.device)
+
     def prepare_batch(self, storage: Any) -> StackedBatch:
         """Advantages and returns of every seed from the agent's ``compute_targets`` hook (run once
         on the seeds' envs side by side), written into ``storage``; the padded batch."""
@@ -190,7 +196,9 @@ class StackedLearner:
                             if isinstance(v, Tensor) else copy.deepcopy(v)
                             for key, v in state.items()
                         }  # fmt: skip
-                own.param_groups[0].update({key: v for key, v in optimizer.param_groups[0].items() if key != "params"})
+                own.param_groups[0].update(
+                    {key: v for key, v in optimizer.param_groups[0].items() if key not in ("params", *IMPLEMENTATION_OPTIONS)}
+                )
                 getattr(agent, f"{name}_scheduler").load_state_dict(scheduler.state_dict())
 
     def seed_state_dicts(self) -> list[dict[str, Any]]:

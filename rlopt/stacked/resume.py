@@ -20,6 +20,7 @@ import torch
 
 from rlopt.checkpoint import load_checkpoint, load_envs, set_rng_state
 from rlopt.errors import ConfigError
+from rlopt.optimizers.torch_optim import IMPLEMENTATION_OPTIONS
 from rlopt.run_files import CHECKPOINT_FORMAT_VERSION, check_resume_config, list_checkpoints, saved_total_steps
 
 
@@ -91,7 +92,8 @@ def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
     collector.load_state_dict([s["collector"] for s in states])
     first = states[0]["agent"]
     for name, _, optimizer, scheduler in pairs:
-        group = {key: value for key, value in first[f"{name}_optimizer"]["param_groups"][0].items() if key != "params"}
+        saved = first[f"{name}_optimizer"]["param_groups"][0]
+        group = {key: value for key, value in saved.items() if key not in ("params", *IMPLEMENTATION_OPTIONS)}
         optimizer.param_groups[0].update(group)
         scheduler.load_state_dict(first[f"{name}_scheduler"])
     learner.updates_done = int(first["updates_done"])
