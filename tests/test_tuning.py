@@ -30,7 +30,8 @@ from rlopt.report.tuning import add_tuning, expected_max, expected_max_ci, write
 from rlopt.sweep.spec import load_sweep  # noqa: E402
 from rlopt.sweep.runner import START_MARKER  # noqa: E402
 from rlopt.sweep.search import tuning_seeds  # noqa: E402
-from rlopt.sweep.tuning import open_storage, open_studies, tune, write_tuning_json  # noqa: E402
+from rlopt.errors import ConfigError  # noqa: E402
+from rlopt.sweep.tuning import HEARTBEAT, Heartbeats, open_storage, open_studies, recover, tune, write_tuning_json  # noqa: E402
 from tests.test_sweep import DRIVER, ROOT, sweep  # noqa: E402
 
 TINY = {"total_steps": 256, "eval.episodes": 1, "env.num_envs": 2, "checkpoint.every_steps": 128}
@@ -180,6 +181,26 @@ def test_same_sweep_and_seed_ask_the_same_parameters_even_across_an_interruption
     assert [run.seed for run in tuned.runs] == [0, 1] and tuning_seeds([0, 1], 2) == [2, 3]
     assert sorted(p.name for p in (tmp_path / "a" / "tuning" / "adam" / "trial_0").glob("seed_*")) == [
         "seed_2", "seed_2.yaml", "seed_3", "seed_3.yaml"]  # fmt: skip
+
+
+def test_a_live_drivers_trials_are_left_alone_and_a_killed_ones_asked_again(tmp_path: Path) -> None:
+    """Two drivers on one study would break each other's trials: the second one watches the RUNNING
+    trials' heartbeats and is refused while they move; once they stand still (a killed driver) it marks
+    them FAIL and asks their parameters again."""
+    studies = open_studies(load_sweep(write(tmp_path / "s.yaml", {"trials": 4})), open_storage(f"sqlite:///{tmp_path}/t.db"))
+    trial = studies["adam"].ask()
+    trial.suggest_float("actor.optim.lr", 1e-4, 1e-1, log=True)
+    trial.set_user_attr(HEARTBEAT, time.time())
+    with Heartbeats([trial], seconds=0.1):  # the first driver, alive
+        with pytest.raises(ConfigError, match="arm adam: trial 0 is being run by another driver"):
+            recover(studies, stale_after=0.5)
+    assert [t.state.name for t in studies["adam"].get_trials()] == ["RUNNING"]  # untouched
+    assert recover(studies, stale_after=0.5) == 1  # its heartbeat stands still now: killed
+    old, new = studies["adam"].get_trials()
+    assert (old.state.name, new.state.name, new.user_attrs["retry_of"]) == ("FAIL", "WAITING", 0)
+    assert new.system_attrs["fixed_params"] == old.params  # asked next with the same parameters
+    assert recover(studies, stale_after=0.5) == 0  # nothing RUNNING: no wait, nothing changed
+    assert len(studies["adam"].get_trials()) == 2
 
 
 def test_report_gets_each_arms_tuning(tmp_path: Path) -> None:

@@ -4,8 +4,11 @@ Trials run in rounds: each round asks one trial of every arm still under budget 
 ``seeds_per_trial`` runs (``OUT/tuning/<arm>/trial_<n>/seed_<k>/``) on the sweep's backend, then tells
 each study the trial's score. One trial per arm per round keeps every study sequential, so the sampler,
 seeded per trial from ``search.seed``, the arm and the trial's index, asks the same parameters for the
-same sweep whatever ``--workers`` is and however often the driver was killed. A trial left RUNNING by
-a killed driver is marked FAIL and asked again with the same parameters. The studies live in
+same sweep whatever ``--workers`` is and however often the driver was killed. A driver beats each
+trial it runs (a :data:`HEARTBEAT` user attribute, every :data:`HEARTBEAT_SECONDS`); an interrupted
+driver marks its trials FAIL and asks them again with the same parameters, and so does the next driver
+for trials whose heartbeat stood still for :data:`STALE_AFTER_SECONDS` (a killed driver's). A trial whose
+heartbeat moves belongs to a live driver: a second driver on the same study is refused. The studies live in
 ``OUT/tuning.db`` (SQLite) or ``--storage URL``; ``OUT/tuning.json`` mirrors them for the report.
 With ``pruner: median`` the runs' curves are read while they run (:mod:`rlopt.sweep.pruning`); a pruned
 trial is told PRUNED, never FAIL.
@@ -18,6 +21,8 @@ import json
 import math
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +48,13 @@ RUNNING (that one is marked FAIL and does not count)."""
 FAILED_RUN = "failed_run"
 """User attribute of a trial one of whose runs failed (counts against the budget, never retried)."""
 SPACE_ATTR = "space"
+HEARTBEAT = "heartbeat"
+"""User attribute a driver sets to the time (its clock) on each trial it runs, every :data:`HEARTBEAT_SECONDS`."""
+HEARTBEAT_SECONDS = 5.0
+"""Interval of a running driver's heartbeats."""
+STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
+"""A RUNNING trial whose heartbeat did not move for this long (watched by the next driver, so no clocks
+are compared) was left by a killed driver; one whose heartbeat moved is another live driver's."""
 
 RunJobs = Callable[[list[RunJob], Callable[[int], None], Callable[[int, int, float], None]], bool]
 """Runs jobs on the sweep's backend: ``(jobs, on_start, on_done) -> interrupted``."""
@@ -102,15 +114,64 @@ def open_studies(sweep: Sweep, storage: Any) -> dict[str, Any]:
     return studies
 
 
-def recover(study: Any) -> int:
-    """Mark trials left RUNNING by a killed driver FAIL and enqueue their parameters again, the new trial
-    naming the old one in its :data:`RETRY_OF` user attribute; returns how many."""
+def ask_again(study: Any, number: int, params: dict[str, Any]) -> None:
+    """Mark trial ``number`` FAIL and enqueue its ``params`` again, the new trial naming it in its
+    :data:`RETRY_OF` user attribute (it does not count against the budget)."""
     optuna = import_optuna()
-    running = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
-    for trial in running:
-        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-        study.enqueue_trial(trial.params, user_attrs={RETRY_OF: trial.number}, skip_if_exists=False)
-    return len(running)
+    study.tell(number, state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial(params, user_attrs={RETRY_OF: number}, skip_if_exists=False)
+
+
+def _heartbeats(studies: dict[str, Any]) -> dict[tuple[str, int], Any]:
+    optuna = import_optuna()
+    running = ((arm, t) for arm, study in studies.items()
+               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))  # fmt: skip
+    return {(arm, t.number): t.user_attrs.get(HEARTBEAT) for arm, t in running}
+
+
+def recover(studies: dict[str, Any], stale_after: float = STALE_AFTER_SECONDS) -> int:
+    """Ask again (:func:`ask_again`) every trial a killed driver left RUNNING: if any trial is RUNNING,
+    watch the heartbeats for ``stale_after`` seconds; a moved one means another driver runs the study
+    (one-line ConfigError: the studies go on sequentially, so two drivers would break each other's
+    trials). Returns how many trials were asked again."""
+    before = _heartbeats(studies)
+    if not before:
+        return 0
+    print(f"rlopt: {len(before)} trials RUNNING in the study storage: watching their heartbeats for "
+          f"{stale_after:g} s", flush=True)  # fmt: skip
+    time.sleep(stale_after)
+    after = _heartbeats(studies)
+    for (arm, number), beat in before.items():
+        if (arm, number) in after and after[(arm, number)] != beat:
+            raise ConfigError(f"arm {arm}: trial {number} is being run by another driver (its heartbeat moved); "
+                              "one driver per study at a time: wait for it, or use another --out or --storage")  # fmt: skip
+    for arm, study in studies.items():
+        for trial in study.get_trials(deepcopy=False):
+            if (arm, trial.number) in before and (arm, trial.number) in after:
+                ask_again(study, trial.number, trial.params)
+    return sum(1 for key in before if key in after)
+
+
+class Heartbeats:
+    """While open, set each trial's :data:`HEARTBEAT` every ``seconds`` (from a daemon thread)."""
+
+    def __init__(self, trials: list[Any], seconds: float = HEARTBEAT_SECONDS) -> None:
+        self.trials, self.seconds = trials, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="rlopt-heartbeats", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds):
+            for trial in self.trials:
+                trial.set_user_attr(HEARTBEAT, time.time())
+
+    def __enter__(self) -> Heartbeats:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _counted(study: Any) -> list[Any]:
@@ -208,9 +269,9 @@ def _tell(study: Any, t: _Trial, codes: list[int | None], search: Search, curve:
 
 def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: dict[str, str], run_jobs: RunJobs) -> int | Sweep:
     """Run every arm's study (:func:`open_studies`) to its budget; returns the sweep at each arm's best
-    parameters, or an exit code (130 interrupted: trials left RUNNING are retried next time; 1 an arm
+    parameters, or an exit code (130 interrupted: its trials are asked again next time; 1 an arm
     has no finished trial)."""
-    retried = sum(recover(study) for study in studies.values())
+    retried = recover(studies)
     base_tree = read_yaml(sweep.base)
     arms = {arm.name: arm for arm in sweep.arms}
     done = {arm: len(_counted(study)) for arm, study in studies.items()}
@@ -226,19 +287,21 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
             study.sampler = make_sampler(search, search.sampler_seed(arm, done[arm]))
             study.pruner = make_pruner(search)
             trial = study.ask()
+            trial.set_user_attr(HEARTBEAT, time.time())  # at once: a RUNNING trial always has one
             asked.append(_Trial(sweep, out, arms[arm], trial, suggest(trial, search), base_tree, validate, env))
         if not asked:
             break
         jobs = [job for t in asked for job in t.jobs]
         owner = [i for i, t in enumerate(asked) for _ in t.jobs]
         codes: dict[int, int] = {}
-        with Pruning([t.watch for t in asked if t.watch is not None]):
+        with Heartbeats([t.trial for t in asked]), Pruning([t.watch for t in asked if t.watch is not None]):
             interrupted = run_jobs(jobs, lambda i: None, lambda i, code, seconds: codes.__setitem__(i, code))
         for i, t in enumerate(asked):
             mine = [codes.get(j) for j, o in enumerate(owner) if o == i]
             line = None if interrupted and t.pruned_at is None else _tell(studies[t.arm], t, mine, sweep.searches[t.arm], sweep.curve)
-            if line is None:
-                continue  # left RUNNING: asked again with the same parameters next time
+            if line is None:  # interrupted: asked again with the same parameters next time
+                ask_again(studies[t.arm], t.trial.number, t.trial.params)
+                continue
             done[t.arm] += 1
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.values.items())
             print(f"{t.arm} trial {t.trial.number} ({params}): {line}", flush=True)
