@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -37,6 +38,8 @@ EXIT_FAULT = 3
 EXIT_WRITE_FAILED = 4
 """The run directory could not be written (a full disk): the checkpoints are intact, resume later."""
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141
+"""The reader of stdout left (``| head``): 128 + SIGPIPE, the status of a shell tool killed by it."""
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -340,7 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.formatwarning = _warning_line  # type: ignore[assignment]
         # A skipped first update steps the schedules, not the optimizers, on purpose (and says it was skipped).
         warnings.filterwarnings("ignore", r"Detected call of `lr_scheduler\.step\(\)` before", UserWarning)
-        return _main(argv)
+        try:
+            return _main(argv)
+        except BrokenPipeError:  # `rlopt sweep ... --dry-run | head`: the reader left; stop quietly
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit (Python docs, "Note on SIGPIPE")
+            return EXIT_BROKEN_PIPE
 
 
 def _main(argv: Sequence[str] | None) -> int:

@@ -430,6 +430,17 @@ def test_cli_sweep_checks_env_ids_before_writing(tmp_path: Path, capsys: pytest.
     assert not out.exists()
 
 
+def test_a_dry_run_read_by_head_stops_quietly(tmp_path: Path) -> None:
+    """``rlopt sweep F --dry-run | head -1``: the reader leaves after one line; no traceback, status 141."""
+    path = write_sweep(tmp_path / "pair.yaml", seeds=list(range(1000)), variants=PAIR)  # 2,000 lines: more than a pipe holds
+    command = [sys.executable, "-m", "rlopt", "sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout is not None and process.stdout.readline().startswith(b"sweep ")
+    process.stdout.close()  # what head does after its line
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141 and err == b""
+
+
 def test_cli_sweep_dry_run_and_report_of_a_missing_sweep(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = write_sweep(tmp_path / "pair.yaml", seeds=[0, 1], variants=PAIR)
     assert cli_main(["sweep", str(path), "--out", str(tmp_path / "out"), "--dry-run"]) == 0

@@ -62,6 +62,12 @@ the last rollout's overshoot, and is decades of compute at today's speeds."""
 NUM_ENVS_MAX = 4096
 """Env copies of one run (``env.num_envs``): each is a python object stepped in turn; 10**6
 CartPoles took minutes to build, and the rollout batch ``n_steps * num_envs`` is bounded by memory."""
+HIDDEN_WIDTH_MAX = 65_536
+"""Units of one hidden layer (``actor.hidden``, ``critic.hidden``): the activations of a batch grow with
+the width, not only the weights the memory check counts (``hidden: [10**8]`` fits in 24 GiB as weights
+and then needs 100 GiB per 256-row forward); 65,536 is 100x the widest MLPs of policy-gradient papers."""
+HIDDEN_LAYERS_MAX = 100
+"""Hidden layers of one network: deeper MLPs only cost build time (a million layers: minutes, no run)."""
 PASSES_MAX = 10_000
 """Passes over one rollout batch (``ppo.epochs``, ``critic.updates``): more is a run that never ends."""
 EVAL_EPISODES_MAX = 100_000
@@ -133,7 +139,15 @@ def _check_ranges(cfg: Config) -> None:
     for name, net in (("actor", cfg.actor), ("critic", cfg.critic)):
         _require(
             len(net.hidden) >= 1 and all(h >= 1 for h in net.hidden),
-            f"{name}.hidden must be a non-empty list of positive sizes, got {net.hidden}",
+            f"{name}.hidden must be a non-empty list of positive sizes, got {_short(list(net.hidden))}",
+        )
+        _require(
+            len(net.hidden) <= HIDDEN_LAYERS_MAX,
+            f"{name}.hidden: at most {HIDDEN_LAYERS_MAX} layers, got {_short(len(net.hidden))}",
+        )
+        _require(
+            max(net.hidden) <= HIDDEN_WIDTH_MAX,
+            f"{name}.hidden: each layer in [1, {HIDDEN_WIDTH_MAX}] units, got {_short(max(net.hidden))}",
         )
         activation_class(net.activation, key=f"{name}.activation")
         _check_grad_norm(net.max_grad_norm, f"{name}.max_grad_norm")
