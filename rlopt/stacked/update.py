@@ -82,9 +82,21 @@ def _finite_rows(batch: StackedBatch) -> Tensor:
     return torch.isfinite(batch.obs).flatten(1).all(1) & torch.isfinite(batch.advantages).all(1)
 
 
+def _one_step_per_seed(learner: Any, batch: StackedBatch) -> bool:
+    """The update is one gradient step per seed: REINFORCE, or A2C's actor step with a critic fit of one
+    full-batch step (one backward for both). A seed then steps all or nothing (a non-finite gradient
+    steps neither network), so no seed needs rolling back and the update takes no snapshot."""
+    cfg = learner.cfg
+    if cfg.agent in ("ppo", *TRUST_REGION_AGENTS):
+        return False
+    return learner.critic is None or (cfg.critic.updates == 1 and not 0 < cfg.critic.minibatch_size < batch.rows)
+
+
 def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
     """One update of every seed (the lone ``Agent.update``, per seed); each seed's ``UpdateStats``."""
-    learner.snapshots.take()
+    one_step = _one_step_per_seed(learner, batch)
+    if not one_step:
+        learner.snapshots.take()
     ok = _finite_rows(batch) & torch.tensor([s > 0 and not f for s, f in zip(batch.sizes, learner.frozen)])
     if learner.cfg.agent not in ("ppo", *TRUST_REGION_AGENTS):  # π_old is its actor step's own forward
         info, ok, old_dist = _actor_critic_optimize(learner, batch, ok)
@@ -100,7 +112,7 @@ def stacked_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
                 info.update(critic_info)
     skipped = [not flag for flag in ok.tolist()]
     for k, is_skipped in enumerate(skipped):
-        if is_skipped:
+        if is_skipped and not one_step:
             learner.snapshots.restore(k)
     with torch.no_grad():
         kl = masked_mean(old_dist.kl(learner.actor(batch.obs)), batch.mask)
@@ -174,7 +186,7 @@ def _actor_critic_optimize(learner: Any, batch: StackedBatch, ok: Tensor) -> tup
     loss, info = policy_gradient_loss(dist.log_prob(batch.actions), advantages, dist.entropy(), entropy_coef, mask=batch.mask)
     actor_step = (learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm)
     out: Info = {"actor_loss": (loss, ok), "actor_entropy": (info["entropy"], ok), "schedule/entropy_coef": (entropy_coef, None)}
-    if learner.critic is not None and cfg.critic.updates == 1 and not 0 < cfg.critic.minibatch_size < batch.rows:
+    if learner.critic is not None and _one_step_per_seed(learner, batch):
         critic_info, ok = _actor_and_critic_step(learner, batch, loss, ok, actor_step)
         out.update(critic_info)
         return {name: (value, ok if taken is not None else None) for name, (value, taken) in out.items()}, ok, dist.detach()
