@@ -167,7 +167,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=100_000, help="env steps per seed (default 100000)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes per seed (default 10)")
     args = parser.parse_args()
-    from bench_vs_sb3 import PPO_CARTPOLE  # the same hyper-parameters as the SB3 comparison (which imports this file)
+    from bench_rows import PPO_CARTPOLE  # the same hyper-parameters as the SB3 comparison
 
     if any(k < 1 or k > MAX_K for k in args.ks):
         parser.error(f"--ks: each K must be in 1..{MAX_K}")
