@@ -79,6 +79,33 @@ def test_fast_forward_and_gradients_are_the_lone_ones_up_to_rounding(rows):
     assert (fast_tanh(x) - torch.tanh(x)).abs().max() < 3e-7
 
 
+@pytest.mark.parametrize("squash", [False, True])
+def test_one_node_backward_is_the_graphs_backward_up_to_rounding(squash):
+    """``_TanhMLP`` (one autograd node, hand-written chain rule) against the same stacked forward as a
+    graph of torch ops: a Gaussian actor (its log-std a second use of the stack), a critic; the
+    gradient again with ``retain_graph`` (as the Fisher product asks it); a double backward refused."""
+    results = []
+    for one_node in (True, False):
+        actors, critics = _actors(BOX, squash=squash), [Critic(3, hidden=(64, 64)) for _ in range(3)]
+        actor = StackedActor(actors, exact=False, one_node_backward=one_node)
+        critic = StackedCritic(critics, exact=False, one_node_backward=one_node)
+        assert (actor.layers.tanh_mlp is not None) is one_node
+        obs = torch.randn(3, 50, 3, generator=torch.Generator().manual_seed(2))
+        dist, values = actor(obs), critic(obs)
+        loss = dist.log_prob(torch.ones(3, 50, 1)).sum() + dist.entropy().sum() + values.square().sum()
+        theta = [*actor.leaves(), *critic.leaves()]
+        first = torch.autograd.grad(loss, theta, retain_graph=True)
+        again = torch.autograd.grad(loss, theta)
+        assert all(torch.equal(a, b) for a, b in zip(first, again))
+        results.append(first)
+    for ours, graph in zip(*results):
+        torch.testing.assert_close(ours, graph, rtol=1e-5, atol=1e-6)
+    critic = StackedCritic([Critic(3, hidden=(64, 64)) for _ in range(2)], exact=False)
+    (grad,) = torch.autograd.grad(critic(torch.randn(2, 8, 3)).sum(), critic.leaves()[0], create_graph=True)
+    with pytest.raises(RuntimeError, match="does not require grad|once_differentiable"):  # loud, never a wrong Hessian
+        grad.sum().backward()
+
+
 def test_unstack_gives_each_lone_state_dict():
     actors = _actors(BOX)
     states = StackedActor(actors).unstack()

@@ -82,7 +82,8 @@ class StackedLearner:
         check_stackable(cfg, [a.cfg.seed for a in agents])
         self.device = agents[0].device
         exact = bool(cfg.stack_exact)
-        self.actor = StackedActor([a.actor for a in agents], exact)
+        # A trust-region actor's metric may differentiate twice (the Hessian): not through _TanhMLP's one node.
+        self.actor = StackedActor([a.actor for a in agents], exact, one_node_backward=cfg.agent not in TRUST_REGION_AGENTS)
         self.critic = StackedCritic([a.critic for a in agents], exact) if agents[0].critic is not None else None
         horizon = cfg.num_updates
         if cfg.agent in TRUST_REGION_AGENTS:  # the lone TrustRegion over the K leaves: its param group and per-seed counts

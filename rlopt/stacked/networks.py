@@ -121,12 +121,75 @@ def fast_tanh(x: Tensor) -> Tensor:
     return _tanh_by_sigmoid(x)
 
 
+class TanhMLPLayout:
+    """Where each linear layer of a tanh MLP (``Linear, Tanh, ..., Linear``) sits in a ``[K, P]`` stack
+    of :class:`FlatSeeds`, for :class:`_TanhMLP`."""
+
+    def __init__(self, flat: FlatSeeds, linears: list[tuple[int, int]], sizes: list[int], piece: list[int]) -> None:
+        self.flat, self.linears, self.sizes, self.piece = flat, linears, sizes, piece
+
+    def weights(self, stacked: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Per linear layer its ``[K, out, in]`` weight and ``[K, out]`` bias, views of ``stacked``."""
+        flat, k = self.flat, stacked.shape[0]
+        out = []
+        for weight, bias in self.linears:
+            (w0, w1), (b0, b1) = flat.segments[weight], flat.segments[bias]
+            out.append((stacked[:, w0:w1].view(k, *flat.shapes[weight]), stacked[:, b0:b1]))
+        return out
+
+    def gradient(self, grads: list[tuple[Tensor, Tensor]], stacked: Tensor) -> Tensor:
+        """The ``[K, P]`` gradient holding each layer's (weight, bias) gradient; zeros elsewhere (padding,
+        parameters outside the MLP such as an actor's log-std: autograd adds theirs)."""
+        k = stacked.shape[0]
+        by_param: dict[int, Tensor] = {}
+        for (weight, bias), (grad_weight, grad_bias) in zip(self.linears, grads):
+            by_param[weight], by_param[bias] = grad_weight.reshape(k, -1), grad_bias
+        owner = {piece: param for param, piece in enumerate(self.piece)}
+        pieces = [by_param[owner[i]] if owner.get(i) in by_param else stacked.new_zeros(k, width)
+                  for i, width in enumerate(self.sizes)]  # fmt: skip
+        return torch.cat(pieces, dim=1)
+
+
+class _TanhMLP(torch.autograd.Function):
+    """K tanh MLPs on a ``[K, P]`` stack as ONE autograd node with a hand-written backward (the chain
+    rule layer by layer: ``∂W = gᵀ h``, ``∂b = Σ_rows g``, ``∂h = g W``, tanh' = 1 − y²) instead of
+    ~20 (split, views, transposes, baddbmm and tanh nodes per network), and every gradient reaching a
+    tanh in its output's layout. Forward as :meth:`BoundLayers.run` without ``exact`` (tanh as 2σ(2x)−1),
+    results equal to autograd's up to float rounding (tests/test_stacked_parts.py)."""
+
+    @staticmethod
+    def forward(ctx: Any, stacked: Tensor, x: Tensor, layout: TanhMLPLayout) -> Tensor:
+        layers = layout.weights(stacked)
+        inputs = [x]
+        for weight, bias in layers[:-1]:
+            inputs.append(_tanh_by_sigmoid(torch.baddbmm(bias.unsqueeze(1), inputs[-1], weight.transpose(1, 2))))
+        weight, bias = layers[-1]
+        ctx.layout = layout
+        ctx.save_for_backward(stacked, *inputs)
+        return torch.baddbmm(bias.unsqueeze(1), inputs[-1], weight.transpose(1, 2))
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable  # a double backward (the Hessian metric) raises, never runs wrong
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        stacked, *inputs = ctx.saved_tensors
+        layers = ctx.layout.weights(stacked)
+        grads: list[tuple[Tensor, Tensor]] = []
+        for i in reversed(range(len(layers))):
+            grads.append((torch.bmm(grad.transpose(1, 2), inputs[i]), grad.sum(1)))
+            if i > 0:
+                grad = torch.ops.aten.tanh_backward(torch.bmm(grad, layers[i][0]), inputs[i])
+            elif ctx.needs_input_grad[1]:
+                grad = torch.bmm(grad, layers[0][0])
+        grad_stacked = ctx.layout.gradient(grads[::-1], stacked) if ctx.needs_input_grad[0] else None
+        return grad_stacked, grad if ctx.needs_input_grad[1] else None, None
+
+
 class Layers:
     """The K MLPs laid out as a lone ``body`` (``nn.Sequential``) on a ``[K, P]`` stack of flat
     leaves: per linear layer the ``[K, ...]`` weight and bias views of the stack, made once per
     stack (:meth:`bind`) so a rollout that acts with fixed weights does not rebuild them per step."""
 
-    def __init__(self, flat: FlatSeeds, body: nn.Sequential, exact: bool) -> None:
+    def __init__(self, flat: FlatSeeds, body: nn.Sequential, exact: bool, one_node_backward: bool = True) -> None:
         self.exact = exact
         self.steps: list[tuple[str, Any]] = []
         for layer in body:
@@ -150,10 +213,19 @@ class Layers:
             position = end
         if flat.numel > position:
             self.sizes.append(flat.numel - position)
+        kinds = [kind for kind, _ in self.steps]
+        alternating = kinds[::2] == ["linear"] * (len(kinds) // 2 + 1) and all(
+            item is fast_tanh for kind, item in self.steps[1::2])  # fmt: skip
+        self.tanh_mlp = None if exact or not one_node_backward or not alternating else TanhMLPLayout(
+            flat, [item for kind, item in self.steps if kind == "linear"], self.sizes, self.piece)  # fmt: skip
+        """Without ``exact`` and with ``one_node_backward`` (first-order use only: no double backward), a
+        tanh MLP's layout for :class:`_TanhMLP`."""
 
     def bind(self, stacked: Tensor) -> BoundLayers:
         """The layers with the weights of ``stacked`` (``[K, P]``, :meth:`FlatSeeds.stack`), cut by
         one ``split`` (its backward is one concatenation, not a zero-filled ``[K, P]`` per slice)."""
+        if self.tanh_mlp is not None and stacked.requires_grad and torch.is_grad_enabled():
+            return BoundLayers(stacked, [], self.exact, self.tanh_mlp)
         flat, k = self.flat, stacked.shape[0]
         pieces = stacked.split(self.sizes, dim=1)
         bound: list[tuple[str, Any]] = []
@@ -174,11 +246,14 @@ class Layers:
 class BoundLayers:
     """:class:`Layers` bound to one ``[K, P]`` stack (``stacked``): ``run(x)`` is the K MLPs."""
 
-    def __init__(self, stacked: Tensor, steps: list[tuple[str, Any]], exact: bool) -> None:
-        self.stacked, self.steps, self.exact = stacked, steps, exact
+    def __init__(self, stacked: Tensor, steps: list[tuple[str, Any]], exact: bool,
+                 tanh_mlp: TanhMLPLayout | None = None) -> None:  # fmt: skip
+        self.stacked, self.steps, self.exact, self.tanh_mlp = stacked, steps, exact, tanh_mlp
 
     def run(self, x: Tensor) -> Tensor:
         """``x`` ``[K, B, in]`` → ``[K, B, out]``: :func:`stacked_mlp`."""
+        if self.tanh_mlp is not None:  # differentiable, not exact: one node (_TanhMLP)
+            return _TanhMLP.apply(self.stacked, x, self.tanh_mlp)
         for kind, item in self.steps:
             if kind == "activation":
                 x = item(x)
@@ -204,16 +279,18 @@ def stacked_mlp(flat: FlatSeeds, body: nn.Sequential, x: Tensor, stacked: Tensor
 
 class _Stacked(nn.Module):
     """K lone modules (kept as ``seeds``) with their parameters in :class:`FlatSeeds`; ``exact``: the
-    forward is each lone module's bit for bit (else up to float rounding, faster: :func:`stacked_mlp`)."""
+    forward is each lone module's bit for bit (else up to float rounding, faster: :func:`stacked_mlp`);
+    ``one_node_backward``: without ``exact``, a tanh MLP's graph is one node (:class:`_TanhMLP`;
+    false where a double backward goes through it)."""
 
-    def __init__(self, modules: Sequence[nn.Module], exact: bool = True) -> None:
+    def __init__(self, modules: Sequence[nn.Module], exact: bool = True, one_node_backward: bool = True) -> None:
         super().__init__()
         if not modules:
             raise ValueError(f"{type(self).__name__} needs at least one module")
         self.seeds = nn.ModuleList(modules)
         self.flat = FlatSeeds(modules)
         self.exact = exact
-        self.layers = Layers(self.flat, modules[0].body, exact)
+        self.layers = Layers(self.flat, modules[0].body, exact, one_node_backward)
 
     @property
     def num_seeds(self) -> int:
@@ -242,8 +319,8 @@ class _Stacked(nn.Module):
 class StackedActor(_Stacked):
     """K lone actors as one policy on ``[K, B, obs_dim]``; its distribution has ``[K, B]`` rows."""
 
-    def __init__(self, actors: Sequence[Actor], exact: bool = True) -> None:
-        super().__init__(actors, exact)
+    def __init__(self, actors: Sequence[Actor], exact: bool = True, one_node_backward: bool = True) -> None:
+        super().__init__(actors, exact, one_node_backward)
         first = actors[0]
         self.is_discrete, self.action_shape, self.squash_mean = first.is_discrete, first.action_shape, first.squash_mean
 
