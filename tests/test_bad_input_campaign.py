@@ -132,7 +132,7 @@ REFUSALS = [
     Refusal("ppo.epochs of 400 digits", ("train", *SMALL, "ppo.epochs=" + "9" * 400, "--run-dir", "{tmp}/run"),
             ("ppo.epochs must be in [1, 10000]",)),
     Refusal("network of 400 digits", ("train", *SMALL, f"actor.hidden=[{'9' * 400}]", "--run-dir", "{tmp}/run"),
-            ("actor.hidden", ">1e+300 GiB")),
+            ("actor.hidden: each layer in [1, 65536] units", "400 characters")),
     Refusal("eval.max_episode_steps of 400 digits", ("train", *SMALL, "eval.max_episode_steps=" + "9" * 400,
                                                      "--run-dir", "{tmp}/run"), ("eval.max_episode_steps",)),
     Refusal("abbreviated option --episode", ("eval", "{runs}/ppo", "--episode", "2"), ("--episode",)),
