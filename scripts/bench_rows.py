@@ -27,7 +27,7 @@ class Row:
     """Floor work: ``grad_steps`` Adam steps on batches of ``grad_batch`` (CartPole rows only)."""
 
 
-def _updates(total: int, batch: int) -> int:
+def num_updates(total: int, batch: int) -> int:
     return -(-total // batch)  # both libraries stop at the first update that reaches total_steps
 
 
@@ -43,7 +43,7 @@ PPO_CARTPOLE = Row(
     sb3_algo="PPO",
     sb3={"n_steps": 32, "batch_size": 256, "n_epochs": 20, "gamma": 0.98, "gae_lambda": 0.8, "ent_coef": 0.0,
          "learning_rate": "linear:1e-3", "clip_range": "linear:0.2", "max_grad_norm": 0.5},
-    floor={"grad_steps": _updates(100_000, 256) * 20, "grad_batch": 256},
+    floor={"grad_steps": num_updates(100_000, 256) * 20, "grad_batch": 256},
 )  # fmt: skip
 A2C_CARTPOLE = Row(
     name="a2c_cartpole", env_id="CartPole-v1", total_steps=100_000, num_envs=8,
@@ -56,7 +56,7 @@ A2C_CARTPOLE = Row(
     sb3_algo="A2C",
     sb3={"n_steps": 5, "gamma": 0.99, "gae_lambda": 1.0, "ent_coef": 0.0, "learning_rate": 7e-4,
          "max_grad_norm": 0.5, "rms_prop_eps": 1e-5, "normalize_advantage": False},
-    floor={"grad_steps": _updates(100_000, 40), "grad_batch": 40},
+    floor={"grad_steps": num_updates(100_000, 40), "grad_batch": 40},
 )  # fmt: skip
 TRPO_CARTPOLE = Row(
     name="trpo_cartpole", env_id="CartPole-v1", total_steps=100_000, num_envs=2,
@@ -72,7 +72,7 @@ TRPO_CARTPOLE = Row(
          "n_critic_updates": 20, "cg_max_steps": 15, "cg_damping": 1e-3, "target_kl": 0.01,
          "line_search_shrinking_factor": 0.8, "line_search_max_iter": 10, "normalize_advantage": True},
     # 20 critic epochs of 2 minibatches and one actor gradient per update.
-    floor={"grad_steps": _updates(100_000, 1024) * 41, "grad_batch": 512},
+    floor={"grad_steps": num_updates(100_000, 1024) * 41, "grad_batch": 512},
 )  # fmt: skip
 PPO_PENDULUM = Row(
     name="ppo_pendulum", env_id="Pendulum-v1", total_steps=200_000, num_envs=4, gamma=0.9,

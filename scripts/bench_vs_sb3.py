@@ -48,7 +48,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_rows import PPO_CARTPOLE, ROWS, Row  # noqa: E402 (ROWS, Row: also this script's interface)
+from bench_rows import PPO_CARTPOLE, ROWS, Row, num_updates  # noqa: E402 (ROWS, Row: also this script's interface)
 from bench_stacked import STACKED_KS, measure_stacked, stacked_arguments, stacked_section  # noqa: E402
 
 EVAL_EPISODES = 10
@@ -114,7 +114,7 @@ def floor_child(row: Row) -> dict[str, Any]:
     batch = torch.randn(row.floor["grad_batch"], obs_dim)
     started = time.perf_counter()
     obs, _ = envs.reset(seed=0)
-    for _ in range(_updates(row.total_steps, row.num_envs)):
+    for _ in range(num_updates(row.total_steps, row.num_envs)):
         with torch.inference_mode():
             actor(torch.as_tensor(obs))
         obs, *_ = envs.step(envs.action_space.sample())

@@ -120,6 +120,7 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_any_run(tmp_path: Pat
 
 def test_a_stored_study_with_another_space_is_refused_naming_the_key(tmp_path: Path, capsys: Any) -> None:
     url = f"sqlite:///{tmp_path}/shared.db"
+    open_studies(load_sweep(path), open_storage(url))  # the tables and the study exist before the drivers start
     open_studies(load_sweep(write(tmp_path / "s.yaml")), open_storage(url))
     other = write(tmp_path / "s.yaml", {"space": {**SPACE, "actor.optim.eps": {"log_uniform": [1e-8, 1e-3]}}})
     assert sweep(str(other), "--out", str(tmp_path / "out"), "--storage", url) == 2
@@ -184,23 +185,55 @@ def test_same_sweep_and_seed_ask_the_same_parameters_even_across_an_interruption
 
 
 def test_a_live_drivers_trials_are_left_alone_and_a_killed_ones_asked_again(tmp_path: Path) -> None:
-    """Two drivers on one study would break each other's trials: the second one watches the RUNNING
-    trials' heartbeats and is refused while they move; once they stand still (a killed driver) it marks
-    them FAIL and asks their parameters again."""
+    """The next driver watches the RUNNING trials' heartbeats: while they move (a live driver) they are
+    left alone; once they stand still (a killed driver) they are marked FAIL and asked again."""
     studies = open_studies(load_sweep(write(tmp_path / "s.yaml", {"trials": 4})), open_storage(f"sqlite:///{tmp_path}/t.db"))
     trial = studies["adam"].ask()
     trial.suggest_float("actor.optim.lr", 1e-4, 1e-1, log=True)
     trial.set_user_attr(HEARTBEAT, time.time())
     with Heartbeats([trial], seconds=0.1):  # the first driver, alive
-        with pytest.raises(ConfigError, match="arm adam: trial 0 is being run by another driver"):
-            recover(studies, stale_after=0.5)
+        assert recover(studies, stale_after=0.5) == (0, 1)
     assert [t.state.name for t in studies["adam"].get_trials()] == ["RUNNING"]  # untouched
-    assert recover(studies, stale_after=0.5) == 1  # its heartbeat stands still now: killed
+    assert recover(studies, stale_after=0.5) == (1, 0)  # its heartbeat stands still now: killed
     old, new = studies["adam"].get_trials()
     assert (old.state.name, new.state.name, new.user_attrs["retry_of"]) == ("FAIL", "WAITING", 0)
     assert new.system_attrs["fixed_params"] == old.params  # asked next with the same parameters
-    assert recover(studies, stale_after=0.5) == 0  # nothing RUNNING: no wait, nothing changed
+    assert recover(studies, stale_after=0.5) == (0, 0)  # nothing RUNNING: no wait, nothing changed
     assert len(studies["adam"].get_trials()) == 2
+
+
+def test_two_drivers_share_a_study_within_its_budget(tmp_path: Path, monkeypatch: Any) -> None:
+    """Two drivers (own OUT, one storage) at once: together they run the budget once, every trial finished,
+    none failed, and both end with the same best parameters."""
+    import threading
+
+    from rlopt.sweep import tuning
+
+    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 0.05)  # the wait for the other driver's last trials
+    path = write(tmp_path / "s.yaml", {"trials": 6, "sampler": "random"})
+    url = f"sqlite:///{tmp_path}/shared.db"
+    open_studies(load_sweep(path), open_storage(url))  # the tables and the study exist before the drivers start
+
+    def slow_jobs(jobs: list[Any], on_start: Any, on_done: Any) -> bool:
+        time.sleep(0.2)  # the two drivers' trials overlap
+        return fake_jobs(None)(jobs, on_start, on_done)
+
+    results: dict[str, Any] = {}
+
+    def driver(name: str) -> None:
+        spec, out = load_sweep(path), tmp_path / name
+        out.mkdir()
+        results[name] = tune(spec, out, open_studies(spec, open_storage(url)), lambda cfg: cfg, {}, slow_jobs)
+
+    threads = [threading.Thread(target=driver, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    trials = open_studies(load_sweep(path), open_storage(url))["adam"].get_trials()
+    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    best = max(trials, key=lambda t: t.value).params["actor.optim.lr"]
+    assert [run.config.actor.optim["lr"] for r in results.values() for run in r.runs] == [best] * 4
 
 
 def test_report_gets_each_arms_tuning(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ same sweep whatever ``--workers`` is and however often the driver was killed. A 
 trial it runs (a :data:`HEARTBEAT` user attribute, every :data:`HEARTBEAT_SECONDS`); an interrupted
 driver marks its trials FAIL and asks them again with the same parameters, and so does the next driver
 for trials whose heartbeat stood still for :data:`STALE_AFTER_SECONDS` (a killed driver's). A trial whose
-heartbeat moves belongs to a live driver: a second driver on the same study is refused. The studies live in
+heartbeat moves belongs to a live driver: several drivers (on several machines, one ``--storage``) share
+a study, each asking within the budget the others' finished and running trials leave; the same parameters
+for the same sweep then hold only as far as the drivers' interleaving repeats. The studies live in
 ``OUT/tuning.db`` (SQLite) or ``--storage URL``; ``OUT/tuning.json`` mirrors them for the report.
 With ``pruner: median`` the runs' curves are read while they run (:mod:`rlopt.sweep.pruning`); a pruned
 trial is told PRUNED, never FAIL.
@@ -74,11 +76,23 @@ def default_storage(out: Path) -> str:
     return f"sqlite:///{out.absolute() / TUNING_DB}"
 
 
+SCHEMA_RACES = ("already exists", "UNIQUE constraint failed", "database is locked")
+"""What opening a new database says when another driver is creating its tables at the same moment."""
+SCHEMA_ATTEMPTS = 5
+"""Tries to open a storage while another driver creates its tables (1 s apart)."""
+
+
 def open_storage(url: str) -> Any:
     """An Optuna RDB storage at ``url`` or a one-line ConfigError (before any run)."""
     optuna = import_optuna()
     try:
-        return optuna.storages.RDBStorage(url)
+        for attempt in range(SCHEMA_ATTEMPTS):
+            try:
+                return optuna.storages.RDBStorage(url)
+            except Exception as err:  # noqa: BLE001
+                if attempt + 1 == SCHEMA_ATTEMPTS or not any(race in str(err) for race in SCHEMA_RACES):
+                    raise
+                time.sleep(1.0)  # another driver is creating the tables of this new database: again, once they exist
     except Exception as err:  # noqa: BLE001 (SQLAlchemy raises many kinds: all mean "cannot open")
         reason = " ".join(str(err).split())[:120] or type(err).__name__
         raise ConfigError(f"--storage {shorten(url, SHOWN_CHARS)} cannot be opened ({type(err).__name__}: {reason})") from None
@@ -122,34 +136,53 @@ def ask_again(study: Any, number: int, params: dict[str, Any]) -> None:
     study.enqueue_trial(params, user_attrs={RETRY_OF: number}, skip_if_exists=False)
 
 
-def _heartbeats(studies: dict[str, Any]) -> dict[tuple[str, int], Any]:
+def _running(studies: dict[str, Any]) -> dict[tuple[str, int], Any]:
+    """Every RUNNING trial, ``(arm, number)``, with its :data:`HEARTBEAT` (None if it has none)."""
     optuna = import_optuna()
     running = ((arm, t) for arm, study in studies.items()
                for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))  # fmt: skip
     return {(arm, t.number): t.user_attrs.get(HEARTBEAT) for arm, t in running}
 
 
-def recover(studies: dict[str, Any], stale_after: float = STALE_AFTER_SECONDS) -> int:
-    """Ask again (:func:`ask_again`) every trial a killed driver left RUNNING: if any trial is RUNNING,
-    watch the heartbeats for ``stale_after`` seconds; a moved one means another driver runs the study
-    (one-line ConfigError: the studies go on sequentially, so two drivers would break each other's
-    trials). Returns how many trials were asked again."""
-    before = _heartbeats(studies)
-    if not before:
-        return 0
-    print(f"rlopt: {len(before)} trials RUNNING in the study storage: watching their heartbeats for "
+class StaleWatch:
+    """Which RUNNING trials of other drivers stopped beating: a trial whose heartbeat has not moved for
+    ``stale_after`` seconds of this watch (no clocks compared) was left by a killed driver."""
+
+    def __init__(self, stale_after: float = STALE_AFTER_SECONDS) -> None:
+        self.stale_after = stale_after
+        self._seen: dict[tuple[str, int], tuple[Any, float]] = {}
+
+    def stale(self, studies: dict[str, Any]) -> list[tuple[str, int]]:
+        now, running = time.monotonic(), _running(studies)
+        for key, beat in running.items():
+            if key not in self._seen or self._seen[key][0] != beat:
+                self._seen[key] = (beat, now)
+        self._seen = {key: seen for key, seen in self._seen.items() if key in running}
+        return [key for key, (_, since) in self._seen.items() if now - since >= self.stale_after]
+
+
+def ask_again_stale(studies: dict[str, Any], stale: list[tuple[str, int]]) -> None:
+    """:func:`ask_again` each ``(arm, number)`` of ``stale``."""
+    for arm, number in stale:
+        trial = next(t for t in studies[arm].get_trials(deepcopy=False) if t.number == number)
+        ask_again(studies[arm], number, trial.params)
+
+
+def recover(studies: dict[str, Any], stale_after: float = STALE_AFTER_SECONDS) -> tuple[int, int]:
+    """Before the first round: if trials are RUNNING, watch their heartbeats for ``stale_after`` seconds
+    and ask again (:func:`ask_again`) those that stood still (a killed driver's: asked first, so a killed
+    and restarted study asks what an uninterrupted one asks). Returns (asked again, still running: another
+    live driver's, left to it)."""
+    if not _running(studies):
+        return 0, 0
+    print(f"rlopt: {len(_running(studies))} trials RUNNING in the study storage: watching their heartbeats for "
           f"{stale_after:g} s", flush=True)  # fmt: skip
+    watch = StaleWatch(stale_after)
+    watch.stale(studies)
     time.sleep(stale_after)
-    after = _heartbeats(studies)
-    for (arm, number), beat in before.items():
-        if (arm, number) in after and after[(arm, number)] != beat:
-            raise ConfigError(f"arm {arm}: trial {number} is being run by another driver (its heartbeat moved); "
-                              "one driver per study at a time: wait for it, or use another --out or --storage")  # fmt: skip
-    for arm, study in studies.items():
-        for trial in study.get_trials(deepcopy=False):
-            if (arm, trial.number) in before and (arm, trial.number) in after:
-                ask_again(study, trial.number, trial.params)
-    return sum(1 for key in before if key in after)
+    stale = watch.stale(studies)
+    ask_again_stale(studies, stale)
+    return len(stale), len(_running(studies))
 
 
 class Heartbeats:
@@ -271,26 +304,35 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
     """Run every arm's study (:func:`open_studies`) to its budget; returns the sweep at each arm's best
     parameters, or an exit code (130 interrupted: its trials are asked again next time; 1 an arm
     has no finished trial)."""
-    retried = recover(studies)
+    retried, elsewhere = recover(studies)
     base_tree = read_yaml(sweep.base)
     arms = {arm.name: arm for arm in sweep.arms}
-    done = {arm: len(_counted(study)) for arm, study in studies.items()}
     print(f"sweep {sweep.name}: tuning {len(studies)} arms, "
-          + ", ".join(f"{arm} {done[arm]}/{sweep.searches[arm].trials}" for arm in studies)
-          + (f" ({retried} interrupted trials asked again)" if retried else ""), flush=True)  # fmt: skip
+          + ", ".join(f"{arm} {len(_counted(study))}/{sweep.searches[arm].trials}" for arm, study in studies.items())
+          + (f" ({retried} interrupted trials asked again)" if retried else "")
+          + (f" ({elsewhere} trials running in another driver)" if elsewhere else ""), flush=True)  # fmt: skip
+    watch = StaleWatch()
     while True:
+        ask_again_stale(studies, watch.stale(studies))  # another driver killed meanwhile
         asked: list[_Trial] = []
+        waiting = False
         for arm, study in studies.items():
             search = sweep.searches[arm]
-            if done[arm] >= search.trials:
+            # Between rounds no trial of this driver runs: the RUNNING ones are other drivers'.
+            taken = len(_counted(study)) + len(_running({arm: study}))
+            if taken >= search.trials:
+                waiting = waiting or len(_counted(study)) < search.trials
                 continue
-            study.sampler = make_sampler(search, search.sampler_seed(arm, done[arm]))
+            study.sampler = make_sampler(search, search.sampler_seed(arm, taken))
             study.pruner = make_pruner(search)
             trial = study.ask()
             trial.set_user_attr(HEARTBEAT, time.time())  # at once: a RUNNING trial always has one
             asked.append(_Trial(sweep, out, arms[arm], trial, suggest(trial, search), base_tree, validate, env))
-        if not asked:
+        if not asked and not waiting:
             break
+        if not asked:  # the budget is in other drivers' running trials: wait for them (or their staleness)
+            time.sleep(HEARTBEAT_SECONDS)
+            continue
         jobs = [job for t in asked for job in t.jobs]
         owner = [i for i, t in enumerate(asked) for _ in t.jobs]
         codes: dict[int, int] = {}
@@ -302,7 +344,6 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
             if line is None:  # interrupted: asked again with the same parameters next time
                 ask_again(studies[t.arm], t.trial.number, t.trial.params)
                 continue
-            done[t.arm] += 1
             params = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in t.values.items())
             print(f"{t.arm} trial {t.trial.number} ({params}): {line}", flush=True)
         write_tuning_json(sweep, out, studies)
