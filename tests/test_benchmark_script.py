@@ -122,3 +122,13 @@ def test_seeds_per_process_stacks_a_presets_seeds_and_says_so(script: ModuleType
 def test_a_bad_seeds_per_process_exits_2(script: ModuleType, value: str, capsys: pytest.CaptureFixture[str]) -> None:
     message = _one_line_exit_2(script, ["--seeds-per-process", value], capsys)
     assert "--seeds-per-process must be in [1, 256]" in message
+
+
+def test_the_sb3_comparisons_floor_child_runs_on_a_tiny_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scripts/bench_vs_sb3.py --child floor`` (its rows come from ``scripts/bench_rows.py``): the floor's
+    work on a few updates, timed in two parts."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "scripts"))
+    bench = importlib.import_module("bench_vs_sb3")
+    row = bench.Row(**{**bench.ROWS["a2c_cartpole"].__dict__, "total_steps": 80, "floor": {"grad_steps": 2, "grad_batch": 40}})
+    out = bench.floor_child(row)
+    assert out["floor_seconds"] == out["rollout_seconds"] + out["update_seconds"] > 0
