@@ -120,7 +120,6 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_any_run(tmp_path: Pat
 
 def test_a_stored_study_with_another_space_is_refused_naming_the_key(tmp_path: Path, capsys: Any) -> None:
     url = f"sqlite:///{tmp_path}/shared.db"
-    open_studies(load_sweep(path), open_storage(url))  # the tables and the study exist before the drivers start
     open_studies(load_sweep(write(tmp_path / "s.yaml")), open_storage(url))
     other = write(tmp_path / "s.yaml", {"space": {**SPACE, "actor.optim.eps": {"log_uniform": [1e-8, 1e-3]}}})
     assert sweep(str(other), "--out", str(tmp_path / "out"), "--storage", url) == 2

@@ -196,7 +196,10 @@ class Heartbeats:
     def _beat(self) -> None:
         while not self._stop.wait(self.seconds):
             for trial in self.trials:
-                trial.set_user_attr(HEARTBEAT, time.time())
+                try:
+                    trial.set_user_attr(HEARTBEAT, time.time())
+                except Exception:  # noqa: BLE001 (a busy database: one missed beat of the three a trial may miss)
+                    continue
 
     def __enter__(self) -> Heartbeats:
         self._thread.start()
