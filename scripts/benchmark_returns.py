@@ -206,7 +206,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     records: list[dict[str, Any]] = []
     if args.update and args.out.with_suffix(".json").exists():
-        redo = {(a, e, s) for a, e, s in jobs}
+        redo = {(a, e, s) for a, e, s in jobs} | {(a, e, s) for a, e, seeds in stacks for s in seeds}  # stacked runs too
         kept = json.loads(args.out.with_suffix(".json").read_text())
         records = [r for r in kept if (r["agent"], r["env"], r["seed"]) not in redo]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -116,6 +116,8 @@ def test_seeds_per_process_stacks_a_presets_seeds_and_says_so(script: ModuleType
     assert "Seeds stacked in one process" in markdown and "| seeds / process |" in markdown
     assert "| ppo | CartPole-v1 | 256 | 2 |" in markdown and markdown.rstrip().endswith("| 2 |")
     assert "seeds / process" not in script.table([{**records[0], "seeds_per_process": 1}])  # alone: the table as before
+    subprocess.run([*argv, "--update"], check=True, capture_output=True, cwd=ROOT)  # the stacked runs replaced, not added
+    assert [r["seed"] for r in json.loads(out.with_suffix(".json").read_text())] == [0, 1]
 
 
 @pytest.mark.parametrize("value", ["0", "257"])
