@@ -31,7 +31,8 @@ from rlopt.sweep.spec import load_sweep  # noqa: E402
 from rlopt.sweep.runner import START_MARKER  # noqa: E402
 from rlopt.sweep.search import tuning_seeds  # noqa: E402
 from rlopt.errors import ConfigError  # noqa: E402
-from rlopt.sweep.tuning import HEARTBEAT, Heartbeats, open_storage, open_studies, recover, tune, write_tuning_json  # noqa: E402
+from rlopt.sweep.liveness import HEARTBEAT, Heartbeats, recover  # noqa: E402
+from rlopt.sweep.tuning import open_storage, open_studies, tune, write_tuning_json  # noqa: E402
 from tests.test_sweep import DRIVER, ROOT, sweep  # noqa: E402
 
 TINY = {"total_steps": 256, "eval.episodes": 1, "env.num_envs": 2, "checkpoint.every_steps": 128}
@@ -206,9 +207,9 @@ def test_two_drivers_share_a_study_within_its_budget(tmp_path: Path, monkeypatch
     none failed, and both end with the same best parameters."""
     import threading
 
-    from rlopt.sweep import tuning
+    from rlopt.sweep import liveness
 
-    monkeypatch.setattr(tuning, "HEARTBEAT_SECONDS", 0.05)  # the wait for the other driver's last trials
+    monkeypatch.setattr(liveness, "HEARTBEAT_SECONDS", 0.05)  # the wait for the other driver's last trials
     path = write(tmp_path / "s.yaml", {"trials": 6, "sampler": "random"})
     url = f"sqlite:///{tmp_path}/shared.db"
     open_studies(load_sweep(path), open_storage(url))  # the tables and the study exist before the drivers start

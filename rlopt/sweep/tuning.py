@@ -5,9 +5,9 @@ Trials run in rounds: each round asks one trial of every arm still under budget 
 each study the trial's score. One trial per arm per round keeps every study sequential, so the sampler,
 seeded per trial from ``search.seed``, the arm and the trial's index, asks the same parameters for the
 same sweep whatever ``--workers`` is and however often the driver was killed. A driver beats each
-trial it runs (a :data:`HEARTBEAT` user attribute, every :data:`HEARTBEAT_SECONDS`); an interrupted
-driver marks its trials FAIL and asks them again with the same parameters, and so does the next driver
-for trials whose heartbeat stood still for :data:`STALE_AFTER_SECONDS` (a killed driver's). A trial whose
+trial it runs (:mod:`rlopt.sweep.liveness`); an interrupted driver marks its trials FAIL and asks them
+again with the same parameters, and so does the next driver for trials whose heartbeat stood still (a
+killed driver's). A trial whose
 heartbeat moves belongs to a live driver: several drivers (on several machines, one ``--storage``) share
 a study, each asking within the budget the others' finished and running trials leave; the same parameters
 for the same sweep then hold only as far as the drivers' interleaving repeats. The studies live in
@@ -23,7 +23,6 @@ import json
 import math
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +35,8 @@ from rlopt.errors import ConfigError, shorten
 from rlopt.files import atomic_write_bytes
 from rlopt.run_files import SUMMARY_FILE
 from rlopt.sweep.messages import SHOWN_CHARS
+from rlopt.sweep import liveness
+from rlopt.sweep.liveness import HEARTBEAT, RETRY_OF, Heartbeats, StaleWatch, ask_again, ask_again_stale, recover
 from rlopt.sweep.runner import EXIT_INTERRUPTED, RunJob
 from rlopt.sweep.pruning import TRIAL_FLUSH_SECONDS, Pruning, TrialWatch, curve_value, make_pruner
 from rlopt.sweep.search import Search, tuning_seeds
@@ -44,20 +45,9 @@ from rlopt.sweep.spec import Arm, Sweep, _build, _SweepErrors, build_runs, read_
 TUNING_DIR = "tuning"
 TUNING_DB = "tuning.db"
 TUNING_JSON = "tuning.json"
-RETRY_OF = "retry_of"
-"""User attribute of a trial asking again the parameters of the trial (its number) a killed driver left
-RUNNING (that one is marked FAIL and does not count)."""
 FAILED_RUN = "failed_run"
 """User attribute of a trial one of whose runs failed (counts against the budget, never retried)."""
 SPACE_ATTR = "space"
-HEARTBEAT = "heartbeat"
-"""User attribute a driver sets to the time (its clock) on each trial it runs, every :data:`HEARTBEAT_SECONDS`."""
-HEARTBEAT_SECONDS = 5.0
-"""Interval of a running driver's heartbeats."""
-STALE_AFTER_SECONDS = 3 * HEARTBEAT_SECONDS
-"""A RUNNING trial whose heartbeat did not move for this long (watched by the next driver, so no clocks
-are compared) was left by a killed driver; one whose heartbeat moved is another live driver's."""
-
 RunJobs = Callable[[list[RunJob], Callable[[int], None], Callable[[int, int, float], None]], bool]
 """Runs jobs on the sweep's backend: ``(jobs, on_start, on_done) -> interrupted``."""
 
@@ -126,88 +116,6 @@ def open_studies(sweep: Sweep, storage: Any) -> dict[str, Any]:
         if SPACE_ATTR not in study.user_attrs:
             study.set_user_attr(SPACE_ATTR, sweep.searches[arm].space_json())
     return studies
-
-
-def ask_again(study: Any, number: int, params: dict[str, Any]) -> None:
-    """Mark trial ``number`` FAIL and enqueue its ``params`` again, the new trial naming it in its
-    :data:`RETRY_OF` user attribute (it does not count against the budget)."""
-    optuna = import_optuna()
-    study.tell(number, state=optuna.trial.TrialState.FAIL)
-    study.enqueue_trial(params, user_attrs={RETRY_OF: number}, skip_if_exists=False)
-
-
-def _running(studies: dict[str, Any]) -> dict[tuple[str, int], Any]:
-    """Every RUNNING trial, ``(arm, number)``, with its :data:`HEARTBEAT` (None if it has none)."""
-    optuna = import_optuna()
-    running = ((arm, t) for arm, study in studies.items()
-               for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)))  # fmt: skip
-    return {(arm, t.number): t.user_attrs.get(HEARTBEAT) for arm, t in running}
-
-
-class StaleWatch:
-    """Which RUNNING trials of other drivers stopped beating: a trial whose heartbeat has not moved for
-    ``stale_after`` seconds of this watch (no clocks compared) was left by a killed driver."""
-
-    def __init__(self, stale_after: float = STALE_AFTER_SECONDS) -> None:
-        self.stale_after = stale_after
-        self._seen: dict[tuple[str, int], tuple[Any, float]] = {}
-
-    def stale(self, studies: dict[str, Any]) -> list[tuple[str, int]]:
-        now, running = time.monotonic(), _running(studies)
-        for key, beat in running.items():
-            if key not in self._seen or self._seen[key][0] != beat:
-                self._seen[key] = (beat, now)
-        self._seen = {key: seen for key, seen in self._seen.items() if key in running}
-        return [key for key, (_, since) in self._seen.items() if now - since >= self.stale_after]
-
-
-def ask_again_stale(studies: dict[str, Any], stale: list[tuple[str, int]]) -> None:
-    """:func:`ask_again` each ``(arm, number)`` of ``stale``."""
-    for arm, number in stale:
-        trial = next(t for t in studies[arm].get_trials(deepcopy=False) if t.number == number)
-        ask_again(studies[arm], number, trial.params)
-
-
-def recover(studies: dict[str, Any], stale_after: float = STALE_AFTER_SECONDS) -> tuple[int, int]:
-    """Before the first round: if trials are RUNNING, watch their heartbeats for ``stale_after`` seconds
-    and ask again (:func:`ask_again`) those that stood still (a killed driver's: asked first, so a killed
-    and restarted study asks what an uninterrupted one asks). Returns (asked again, still running: another
-    live driver's, left to it)."""
-    if not _running(studies):
-        return 0, 0
-    print(f"rlopt: {len(_running(studies))} trials RUNNING in the study storage: watching their heartbeats for "
-          f"{stale_after:g} s", flush=True)  # fmt: skip
-    watch = StaleWatch(stale_after)
-    watch.stale(studies)
-    time.sleep(stale_after)
-    stale = watch.stale(studies)
-    ask_again_stale(studies, stale)
-    return len(stale), len(_running(studies))
-
-
-class Heartbeats:
-    """While open, set each trial's :data:`HEARTBEAT` every ``seconds`` (from a daemon thread)."""
-
-    def __init__(self, trials: list[Any], seconds: float = HEARTBEAT_SECONDS) -> None:
-        self.trials, self.seconds = trials, seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, name="rlopt-heartbeats", daemon=True)
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.seconds):
-            for trial in self.trials:
-                try:
-                    trial.set_user_attr(HEARTBEAT, time.time())
-                except Exception:  # noqa: BLE001 (a busy database: one missed beat of the three a trial may miss)
-                    continue
-
-    def __enter__(self) -> Heartbeats:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def _counted(study: Any) -> list[Any]:
@@ -322,7 +230,7 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
         for arm, study in studies.items():
             search = sweep.searches[arm]
             # Between rounds no trial of this driver runs: the RUNNING ones are other drivers'.
-            taken = len(_counted(study)) + len(_running({arm: study}))
+            taken = len(_counted(study)) + len(liveness.running_trials({arm: study}))
             if taken >= search.trials:
                 waiting = waiting or len(_counted(study)) < search.trials
                 continue
@@ -334,7 +242,7 @@ def tune(sweep: Sweep, out: Path, studies: dict[str, Any], validate: Any, env: d
         if not asked and not waiting:
             break
         if not asked:  # the budget is in other drivers' running trials: wait for them (or their staleness)
-            time.sleep(HEARTBEAT_SECONDS)
+            time.sleep(liveness.HEARTBEAT_SECONDS)
             continue
         jobs = [job for t in asked for job in t.jobs]
         owner = [i for i, t in enumerate(asked) for _ in t.jobs]
