@@ -126,7 +126,10 @@ class TanhMLPLayout:
     of :class:`FlatSeeds`, for :class:`_TanhMLP`."""
 
     def __init__(self, flat: FlatSeeds, linears: list[tuple[int, int]], sizes: list[int], piece: list[int]) -> None:
-        self.flat, self.linears, self.sizes, self.piece = flat, linears, sizes, piece
+        self.flat, self.linears, self.sizes = flat, linears, sizes
+        in_mlp = {param for layer in linears for param in layer}
+        self.owner = {p: param for param, p in enumerate(piece) if param in in_mlp}
+        """The MLP parameter each piece of ``sizes`` holds (pieces not in it: padding, an actor's log-std)."""
 
     def weights(self, stacked: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Per linear layer its ``[K, out, in]`` weight and ``[K, out]`` bias, views of ``stacked``."""
@@ -144,8 +147,7 @@ class TanhMLPLayout:
         by_param: dict[int, Tensor] = {}
         for (weight, bias), (grad_weight, grad_bias) in zip(self.linears, grads):
             by_param[weight], by_param[bias] = grad_weight.reshape(k, -1), grad_bias
-        owner = {piece: param for param, piece in enumerate(self.piece)}
-        pieces = [by_param[owner[i]] if owner.get(i) in by_param else stacked.new_zeros(k, width)
+        pieces = [by_param[self.owner[i]] if i in self.owner else stacked.new_zeros(k, width)
                   for i, width in enumerate(self.sizes)]  # fmt: skip
         return torch.cat(pieces, dim=1)
 
