@@ -203,8 +203,9 @@ def test_a_live_drivers_trials_are_left_alone_and_a_killed_ones_asked_again(tmp_
 
 
 def test_two_drivers_share_a_study_within_its_budget(tmp_path: Path, monkeypatch: Any) -> None:
-    """Two drivers (own OUT, one storage) at once: together they run the budget once, every trial finished,
-    none failed, and both end with the same best parameters."""
+    """Two drivers (own OUT, one storage) at once: together they run the budget once (at most one trial over
+    when both ask the last slot at the same instant), every trial finished, none failed, and both end with the
+    same best parameters."""
     import threading
 
     from rlopt.sweep import liveness
@@ -231,7 +232,9 @@ def test_two_drivers_share_a_study_within_its_budget(tmp_path: Path, monkeypatch
     for thread in threads:
         thread.join(timeout=120)
     trials = open_studies(load_sweep(path), open_storage(url))["adam"].get_trials()
-    assert [t.state.name for t in trials] == ["COMPLETE"] * 6
+    # Optuna has no atomic "ask if under budget": two drivers asking at the same instant may both take the
+    # last slot, so a study can end one trial over per other driver (never under, never a failed trial).
+    assert {t.state.name for t in trials} == {"COMPLETE"} and 6 <= len(trials) <= 7
     best = max(trials, key=lambda t: t.value).params["actor.optim.lr"]
     assert [run.config.actor.optim["lr"] for r in results.values() for run in r.runs] == [best] * 4
 

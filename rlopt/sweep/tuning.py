@@ -9,7 +9,8 @@ trial it runs (:mod:`rlopt.sweep.liveness`); an interrupted driver marks its tri
 again with the same parameters, and so does the next driver for trials whose heartbeat stood still (a
 killed driver's). A trial whose
 heartbeat moves belongs to a live driver: several drivers (on several machines, one ``--storage``) share
-a study, each asking within the budget the others' finished and running trials leave; the same parameters
+a study, each asking within the budget the others' finished and running trials leave (Optuna has no atomic
+"ask if under budget": drivers asking the last slot at once may overshoot it by one each); the same parameters
 for the same sweep then hold only as far as the drivers' interleaving repeats. The studies live in
 ``OUT/tuning.db`` (SQLite) or ``--storage URL``; ``OUT/tuning.json`` mirrors them for the report.
 With ``pruner: median`` the runs' curves are read while they run (:mod:`rlopt.sweep.pruning`); a pruned
