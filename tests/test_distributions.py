@@ -248,3 +248,14 @@ def test_diag_gaussian_sample_mean_and_std_match_parameters() -> None:
     # 5 standard errors: SE(mean) = σ/√N, SE(std) ≈ σ/√(2N) for Gaussian data
     assert ((draws.mean(0) - mean).abs() < 5 * std / math.sqrt(num_draws)).all()
     assert ((draws.std(0) - std).abs() < 5 * std / math.sqrt(2 * num_draws)).all()
+
+
+def test_categorical_by_log_softmax_is_categorical_up_to_rounding():
+    """The stacked fast path's normalisation (``log_softmax``) against ``logits − logsumexp``,
+    masked (−inf) actions included: entropy and KL stay finite."""
+    logits = torch.randn(4, 7, 3) * 5
+    logits[0, 0, 1] = -torch.inf
+    ours, reference = Categorical.by_log_softmax(logits), Categorical(logits)
+    torch.testing.assert_close(ours.log_probs, reference.log_probs, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(ours.entropy(), reference.entropy(), rtol=1e-5, atol=1e-6)
+    assert torch.isfinite(ours.kl(reference)).all() and torch.isfinite(ours.entropy()).all()

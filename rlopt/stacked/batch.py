@@ -17,10 +17,10 @@ from types import SimpleNamespace
 
 import torch
 from torch import Tensor
+from torch.nn.utils.rnn import pad_sequence
 
 from rlopt.distributions import ActionDistribution, Categorical, DiagGaussian
 from rlopt.rollout import RolloutBatch
-from rlopt.stacked.random import permutation_chunks
 
 FIELDS = tuple(f.name for f in fields(RolloutBatch))
 """The ``RolloutBatch`` fields a ``StackedBatch`` holds, each ``[K, R, ...]``."""
@@ -122,15 +122,15 @@ def plan_minibatches(
     seeds draw nothing and have no rows."""
     width = minibatch_size if 0 < minibatch_size < rows else rows
     num = math.ceil(rows / width)
-    num_seeds = len(sizes)
-    positions = torch.zeros(num, num_seeds, width, dtype=torch.long)
-    counts = [[0] * num_seeds for _ in range(num)]
-    for k, (size, generator, is_active) in enumerate(zip(sizes, generators, active)):
-        if not is_active or size == 0:
-            continue
-        for j, chunk in enumerate(permutation_chunks(size, minibatch_size, generator)):
-            positions[j, k, : len(chunk)] = chunk
-            counts[j][k] = len(chunk)
+    # Seed k's chunk j is its permutation's [j·W, (j+1)·W): the permutations padded to num·W and cut
+    # into [K, num, W] hold every chunk at once (two ops for all seeds, not a copy per seed and chunk).
+    empty = torch.zeros(0, dtype=torch.long)
+    permutations = [torch.randperm(size, generator=generator) if is_active and size > 0 else empty
+                    for size, generator, is_active in zip(sizes, generators, active)]  # fmt: skip
+    padded = pad_sequence(permutations, batch_first=True)
+    padded = torch.nn.functional.pad(padded, (0, num * width - padded.shape[1]))
+    positions = padded.view(len(sizes), num, width).transpose(0, 1)
+    counts = [[min(max(len(p) - j * width, 0), width) for p in permutations] for j in range(num)]
     count_table = torch.tensor(counts, dtype=torch.long)  # [num, K]
-    masks = torch.arange(width).expand(num, num_seeds, width) < count_table.unsqueeze(-1)
+    masks = torch.arange(width).expand(num, len(sizes), width) < count_table.unsqueeze(-1)
     return MinibatchPlan(list(positions.unbind(0)), list(masks.unbind(0)), counts)

@@ -53,10 +53,3 @@ def sample_per_seed(dist: ActionDistribution, generators: Sequence[torch.Generat
         noise = torch.stack([torch.randn(mean.shape[1:], generator=g, dtype=mean.dtype) for g in generators])
         return mean + std * noise
 
-
-def permutation_chunks(size: int, minibatch_size: int, generator: torch.Generator) -> list[Tensor]:
-    """:func:`rlopt.gradient_steps.minibatches` with ``generator``: the same draw and the same chunks."""
-    permutation = torch.randperm(size, generator=generator)
-    if minibatch_size <= 0 or minibatch_size >= size:
-        return [permutation]
-    return list(permutation.split(minibatch_size))

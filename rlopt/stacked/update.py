@@ -22,7 +22,7 @@ from rlopt.distributions import ActionDistribution
 from rlopt.learner import UpdateStats
 from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_loss, value_loss
 from rlopt.stacked.batch import StackedBatch, plan_minibatches, take_distribution, take_rows
-from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed
+from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed, clip_flat_grads_per_seed_at_once
 from rlopt.stacked.trust_region import TRUST_REGION_AGENTS, trust_region_step
 
 
@@ -58,14 +58,20 @@ def _gradient_step(loss: Tensor, stepping: Tensor, *networks: NetworkStep) -> tu
     norm) -- the norm over the seed's parameter tensors, as alone -- and ``grad = None`` for every
     seed that does not step; step. Returns the ``[K]`` norms and the ``[K]`` bool of the seeds
     that stepped (among ``stepping``, those whose norms were all finite)."""
-    for optimizer, _, _ in networks:
-        optimizer.zero_grad(set_to_none=True)
+    for _, network, _ in networks:  # optimizer.zero_grad(set_to_none=True): each network's leaves are its optimizer's
+        for leaf in network.leaves():
+            leaf.grad = None
     loss[stepping].sum().backward()
-    norms = []
-    for _, network, max_norm in networks:
-        flat_grads = [leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in network.leaves()]
-        norms.append(clip_flat_grad_norms_per_seed(flat_grads, network.flat.segments, max_norm))
-    finite = stepping & torch.isfinite(torch.stack(norms)).all(0)
+    flat_grads = [[leaf.grad if leaf.grad is not None else torch.zeros_like(leaf) for leaf in network.leaves()]
+                  for _, network, _ in networks]  # fmt: skip
+    if any(network.exact for _, network, _ in networks):  # per tensor, as alone
+        norms = [clip_flat_grad_norms_per_seed(grads, network.flat.segments, max_norm)
+                 for grads, (_, network, max_norm) in zip(flat_grads, networks)]  # fmt: skip
+        stacked_norms = torch.stack(norms)
+    else:  # per seed's flat gradient, every network at once (the same norms up to float rounding)
+        stacked_norms = clip_flat_grads_per_seed_at_once(flat_grads, [max_norm for _, _, max_norm in networks])
+        norms = list(stacked_norms.unbind())
+    finite = stepping & torch.isfinite(stacked_norms).all(0)
     keep = finite.tolist()
     for _, network, _ in networks:
         for leaf, kept in zip(network.leaves(), keep):
