@@ -6,7 +6,13 @@
 (d) one flat leaf per seed (what ``rlopt.stacked.networks`` uses), stacked once per forward.
 One thread, batch 256, obs 4 → 64 → 64 → 2, tanh. Prints the median CPU µs per iteration and per seed.
 
-    python scripts/bench_stacked_ops.py [--ks 1 4 10 20] [--iters 300]
+``--kernels``: instead, the single kernels ``rlopt.stacked.networks`` chooses between, median µs per call on
+``[K, B, 64]`` activations (B = 256, PPO's minibatch; B = 40, A2C's batch): tanh as ``torch.tanh``, as
+2σ(2x) − 1 in four passes and in three (the doubling inside the ``baddbmm``); a first layer's weight gradient
+(4 inputs) as ``gᵀ h`` and as ``(hᵀ g)ᵀ``; a single-output layer's input gradient as a 1-column ``bmm`` and
+as a broadcast product.
+
+    python scripts/bench_stacked_ops.py [--ks 1 4 10 20] [--iters 300] [--kernels]
 """
 
 from __future__ import annotations
@@ -132,13 +138,56 @@ def bench(k: int, iters: int) -> dict[str, float]:
     return out
 
 
+def kernels(k: int, rows: int, iters: int) -> dict[str, float]:
+    """Median µs per call of each kernel choice (module docstring) at ``[k, rows, 64]``."""
+    x4, h = torch.randn(k, rows, 4), torch.randn(k, rows, 64)
+    grad, grad_one = torch.randn(k, rows, 64), torch.randn(k, rows, 1)
+    weight, weight_one, bias = torch.randn(k, 64, 64), torch.randn(k, 1, 64), torch.randn(k, 1, 64)
+    minus_one, weight_t = torch.tensor(-1.0), weight.transpose(1, 2)
+
+    def three_pass() -> None:
+        z = torch.baddbmm(bias, h, weight_t, beta=2.0, alpha=2.0).sigmoid_()
+        torch.add(minus_one, z, alpha=2.0, out=z)
+
+    calls = {
+        "tanh(baddbmm)": lambda: torch.tanh(torch.baddbmm(bias, h, weight_t)),
+        "4-pass 2σ(2x)−1": lambda: torch.mul(torch.baddbmm(bias, h, weight_t), 2.0).sigmoid_().mul_(2.0).sub_(1.0),
+        "3-pass 2σ(2x)−1": three_pass,
+        "dW gᵀh (4 in)": lambda: torch.bmm(grad.transpose(1, 2), x4),
+        "dW (hᵀg)ᵀ (4 in)": lambda: torch.bmm(x4.transpose(1, 2), grad).transpose(1, 2).reshape(k, -1),
+        "dX bmm (1 out)": lambda: torch.bmm(grad_one, weight_one),
+        "dX g⊙W (1 out)": lambda: grad_one * weight_one,
+    }
+    out = {}
+    for name, call in calls.items():
+        samples = []
+        for _ in range(iters):
+            started = time.perf_counter()
+            call()
+            samples.append((time.perf_counter() - started) * 1e6)
+        out[name] = statistics.median(samples)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 10, 20])
-    parser.add_argument("--iters", type=int, default=300)
+    parser.add_argument("--ks", type=int, nargs="+", default=[1, 4, 10, 20], help="stack sizes (1..64)")
+    parser.add_argument("--iters", type=int, default=300, help="timed iterations per measurement (1..100000)")
+    parser.add_argument("--kernels", action="store_true", help="time the kernel choices instead (docstring)")
     args = parser.parse_args()
+    if any(not 1 <= k <= 64 for k in args.ks):
+        parser.error(f"--ks: every K must be in 1..64, got {args.ks}")
+    if not 1 <= args.iters <= 100_000:
+        parser.error(f"--iters: must be in 1..100000, got {args.iters}")
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    if args.kernels:
+        for rows in (256, 40):
+            names = list(kernels(1, rows, 3))
+            print(f"B = {rows}: median µs per call\n{'K':>3} " + " ".join(f"{name:>17}" for name in names))
+            for k in args.ks:
+                print(f"{k:>3} " + " ".join(f"{v:17.1f}" for v in kernels(k, rows, args.iters).values()))
+        return
     print(f"{'K':>3} " + " ".join(f"{name:>16}" for name in bench(1, 5)))
     for k in args.ks:
         row = bench(k, args.iters)

@@ -1,6 +1,6 @@
 """``scripts/benchmark_returns.py`` (issue 12, item 15): a run with overrides never overwrites the
 committed ``benchmarks/returns.*`` (``--out`` is required, checked before any run starts), and the
-table it writes records the overrides."""
+table it writes records the overrides; the speed scripts' children (the SB3 comparison's floor, the lean stack) on tiny rows."""
 
 from __future__ import annotations
 
@@ -134,3 +134,27 @@ def test_the_sb3_comparisons_floor_child_runs_on_a_tiny_row(monkeypatch: pytest.
     row = bench.Row(**{**bench.ROWS["a2c_cartpole"].__dict__, "total_steps": 80, "floor": {"grad_steps": 2, "grad_batch": 40}})
     out = bench.floor_child(row)
     assert out["floor_seconds"] == out["rollout_seconds"] + out["update_seconds"] > 0
+
+
+@pytest.mark.parametrize("name", ["a2c_cartpole", "ppo_cartpole"])
+def test_the_lean_stack_trains_and_logs_every_seed(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scripts/bench_stacked_lean.py`` with logs on a few updates: every seed's events and weights."""
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    lean = importlib.import_module("bench_stacked_lean")
+    row = lean.Row(**{**lean.ROWS[name].__dict__, "total_steps": 3 * lean.ROWS[name].num_envs * 32})
+    lean.lean_child(row, 3, True, str(tmp_path))
+    for seed in range(3):
+        assert (tmp_path / f"seed_{seed}" / "final.pt").is_file()
+        assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / f"seed_{seed}").iterdir())
+
+
+@pytest.mark.parametrize("argv,message", [(["--ks", "1,65"], "--ks: every K must be in 1..64"),
+                                          (["--reps", "21"], "--reps: must be in 1..20"),
+                                          (["--rows", "ppo_pendulum"], "is not a CartPole row")])  # fmt: skip
+def test_the_lean_stack_refuses_bad_counts(argv: list[str], message: str, capsys: pytest.CaptureFixture[str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    monkeypatch.syspath_prepend(str(ROOT / "scripts"))
+    lean = importlib.import_module("bench_stacked_lean")
+    with pytest.raises(SystemExit) as exit_info:
+        lean.main(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err

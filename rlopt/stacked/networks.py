@@ -99,7 +99,7 @@ def _tanh_by_sigmoid(x: Tensor) -> Tensor:
 class _SigmoidTanh(torch.autograd.Function):
     """tanh(x) = 2σ(2x) − 1 with tanh's backward ``g · (1 − y²)``: torch's tanh takes a scalar path
     on CPUs like this one (≈ 2.6 ns per float32 against ≈ 0.8 ns for the four vectorised passes here,
-    ``scripts/bench_stacked.py --ops``); the result differs from ``torch.tanh`` by at most ~2e-7."""
+    ``scripts/bench_stacked_ops.py --kernels``); the result differs from ``torch.tanh`` by at most ~2e-7."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
@@ -126,7 +126,7 @@ _MINUS_ONE = torch.tensor(-1.0)
 _NARROW_INPUT = 16
 """Below this many input features, a layer's weight gradient is computed as ``(hᵀ g)ᵀ``: ``gᵀ h`` with a
 narrow ``h`` (CartPole's 4, Pendulum's 3 observations) takes a kernel ~5x slower here (``[10, 64, 256] x
-[10, 256, 4]``: 186 µs against 36 µs, ``scripts/bench_stacked.py --ops``)."""
+[10, 256, 4]``: 186 µs against 36 µs, ``scripts/bench_stacked_ops.py --kernels``)."""
 
 
 def _tanh_layer(bias: Tensor, x: Tensor, weight_t: Tensor) -> Tensor:
