@@ -36,20 +36,15 @@ def clip_grad_norms_per_seed(grads: Sequence[Sequence[Tensor]], max_norm: float 
 
 @torch.no_grad()
 def clip_flat_grad_norms_per_seed(
-    flat_grads: Sequence[Tensor], segments: Sequence[tuple[int, int]] | None, max_norm: float | None
+    flat_grads: Sequence[Tensor], segments: Sequence[tuple[int, int]], max_norm: float | None
 ) -> Tensor:
     """:func:`clip_grad_norms_per_seed` for seeds whose gradients are each one flat tensor
     ``flat_grads[k]`` holding its parameters at ``segments`` (``[start, end)``, padding between
     them is 0): each parameter's norm is a row norm of the ``[K, P]`` stack -- the same numbers as
-    one norm per tensor -- and each seed's flat gradient is scaled in place. ``segments=None``: the
-    norm of each flat tensor at once (the same norm up to float rounding: the padding is 0; one
-    ``_foreach_norm`` instead of a norm per parameter). ``[K]`` norms."""
-    if segments is None:
-        norms = torch.stack(torch._foreach_norm(list(flat_grads), _NORM_TYPE))
-    else:
-        stacked = torch.stack(list(flat_grads))
-        per_tensor = torch.stack([torch.linalg.vector_norm(stacked[:, a:b], _NORM_TYPE, dim=1) for a, b in segments], dim=1)
-        norms = torch.linalg.vector_norm(per_tensor, _NORM_TYPE, dim=1)
+    one norm per tensor -- and each seed's flat gradient is scaled in place. ``[K]`` norms."""
+    stacked = torch.stack(list(flat_grads))
+    per_tensor = torch.stack([torch.linalg.vector_norm(stacked[:, a:b], _NORM_TYPE, dim=1) for a, b in segments], dim=1)
+    norms = torch.linalg.vector_norm(per_tensor, _NORM_TYPE, dim=1)
     if max_norm is not None:
         torch._foreach_mul_(list(flat_grads), list(torch.clamp(max_norm / (norms + 1e-6), max=1.0).unbind()))
     return norms
@@ -59,9 +54,10 @@ def clip_flat_grad_norms_per_seed(
 def clip_flat_grads_per_seed_at_once(
     flat_grads: Sequence[Sequence[Tensor]], max_norms: Sequence[float | None]
 ) -> Tensor:
-    """:func:`clip_flat_grad_norms_per_seed` with ``segments=None`` for several networks at once
-    (``flat_grads[n][k]``: network ``n``'s flat gradient of seed ``k``, clipped to ``max_norms[n]``,
-    None: measured only): one ``_foreach_norm`` and one ``_foreach_mul_`` for all of them instead of
+    """:func:`clip_flat_grad_norms_per_seed` for several networks at once, each seed's norm that of its
+    whole flat gradient (the same norm up to float rounding: the padding is 0) -- ``flat_grads[n][k]``:
+    network ``n``'s flat gradient of seed ``k``, clipped to ``max_norms[n]`` (None: measured only); one
+    ``_foreach_norm`` and one ``_foreach_mul_`` for all of them instead of a norm per parameter slice and
     a round of small ops per network. Returns the ``[N, K]`` norms before clipping."""
     grads = [g for network_grads in flat_grads for g in network_grads]
     norms = torch.stack(torch._foreach_norm(grads, _NORM_TYPE)).view(len(flat_grads), -1)

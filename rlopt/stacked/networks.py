@@ -134,7 +134,9 @@ def _tanh_layer(bias: Tensor, x: Tensor, weight_t: Tensor) -> Tensor:
     ``baddbmm`` (``beta = alpha = 2``, exact in floating point), σ in place, ``2s − 1`` as one ``add``;
     the same numbers as :func:`_tanh_by_sigmoid` of the layer, bit for bit."""
     z = torch.baddbmm(bias, x, weight_t, beta=2.0, alpha=2.0).sigmoid_()
-    return torch.add(_MINUS_ONE, z, alpha=2.0, out=z)  # a 0-dim CPU tensor: any device, z's dtype
+    if z.device.type != "cpu":  # the same floats (2s is exact) in two passes
+        return z.mul_(2.0).sub_(1.0)
+    return torch.add(_MINUS_ONE, z, alpha=2.0, out=z)
 
 
 def _weight_gradient(grad: Tensor, inputs: Tensor) -> Tensor:
