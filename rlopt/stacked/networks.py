@@ -268,7 +268,7 @@ class Layers:
         bound: list[tuple[str, Any]] = []
         for kind, item in self.steps:
             if kind != "linear":
-                if fuse_tanh and item is fast_tanh and bound[-1][0] == "linear":  # tanh(b + x Wᵀ), 3 passes
+                if fuse_tanh and item is fast_tanh and bound and bound[-1][0] == "linear":  # tanh(b + x Wᵀ), 3 passes
                     bound[-1] = ("linear_tanh", bound[-1][1])
                 else:
                     bound.append((kind, item))
