@@ -6,7 +6,7 @@
 (d) one flat leaf per seed (what ``rlopt.stacked.networks`` uses), stacked once per forward.
 One thread, batch 256, obs 4 → 64 → 64 → 2, tanh. Prints the median CPU µs per iteration and per seed.
 
-``--kernels``: instead, the single kernels ``rlopt.stacked.networks`` chooses between, median µs per call on
+``--kernels``: instead, the single kernels ``rlopt.stacked.tanh_mlp`` chooses between, median µs per call on
 ``[K, B, 64]`` activations (B = 256, PPO's minibatch; B = 40, A2C's batch): tanh as ``torch.tanh``, as
 2σ(2x) − 1 in four passes and in three (the doubling inside the ``baddbmm``); a first layer's weight gradient
 (4 inputs) as ``gᵀ h`` and as ``(hᵀ g)ᵀ``; a single-output layer's input gradient as a 1-column ``bmm`` and

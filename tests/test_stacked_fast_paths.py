@@ -12,7 +12,8 @@ from rlopt.gradient_steps import minibatches
 from rlopt.networks import Actor, Critic
 from rlopt.stacked.batch import plan_minibatches
 from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed, clip_flat_grads_per_seed_at_once
-from rlopt.stacked.networks import StackedActor, StackedCritic, _input_gradient, _tanh_by_sigmoid, _tanh_layer, _weight_gradient
+from rlopt.stacked.networks import StackedActor, StackedCritic
+from rlopt.stacked.tanh_mlp import _input_gradient, _tanh_by_sigmoid, _tanh_layer, _weight_gradient
 
 
 @pytest.mark.parametrize("k,rows,n_in", [(1, 1, 4), (3, 8, 3), (10, 40, 64), (4, 256, 4)])

@@ -14,7 +14,8 @@ from rlopt.losses import masked_mean, normalize, policy_gradient_loss, ppo_clip_
 from rlopt.networks import Actor, Critic
 from rlopt.stacked.batch import plan_minibatches, take_rows
 from rlopt.stacked.clipping import clip_flat_grad_norms_per_seed, clip_grad_norms_per_seed
-from rlopt.stacked.networks import StackedActor, StackedCritic, fast_tanh
+from rlopt.stacked.networks import StackedActor, StackedCritic
+from rlopt.stacked.tanh_mlp import fast_tanh
 from rlopt.stacked.random import generator_from_global_state, sample_per_seed
 from rlopt.stacked.snapshot import SeedSnapshots
 
