@@ -103,7 +103,11 @@ def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
             abs_tol = 1e-7 if exact else 1e-6
             assert math.isclose(ours[tag], theirs[tag], rel_tol=1e-5, abs_tol=abs_tol), (tag, ours[tag], theirs[tag])
         for ours_p, lone_p in zip(stack.agents[k].actor.parameters(), lone.actor.parameters()):
-            torch.testing.assert_close(ours_p, lone_p, rtol=1e-5, atol=1e-6)
+            # By default a one-minibatch epoch sums its rows in place, the lone run in its permutation's
+            # order: Adam's g/(|g|+eps) turns that rounding of a near-zero coordinate into up to ~1e-3
+            # of a step (lr 1e-3) per epoch; measured after 20 epochs: 2.0e-6. A wrong gradient moves
+            # a weight by steps (~1e-3).
+            torch.testing.assert_close(ours_p, lone_p, rtol=1e-5, atol=1e-6 if exact else 1e-5)
 
 
 @pytest.mark.parametrize(
@@ -136,7 +140,8 @@ def test_target_kl_stops_a_seed_with_its_tensors_untouched():
         assert steps == lone_steps == {1}
         assert stats[k].actor_kl_max > 1e-12 and lone_stats.actor_kl_max > 1e-12
         for ours, theirs in zip(stack.agents[k].actor.parameters(), lone.actor.parameters()):
-            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-7)
+            # one Adam step of lr 1e-3, the batch summed in place (above): measured 1.8e-7
+            torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-6)
 
 
 def test_non_finite_update_rolls_back_only_its_seed():

@@ -45,14 +45,19 @@ class StackedBatch(RolloutBatch):
         return sum(self.sizes)
 
 
-def take_rows(tensor: Tensor, positions: Tensor) -> Tensor:
-    """``tensor[k, positions[k]]`` for every seed: ``[K, R, ...]`` with ``[K, W]`` → ``[K, W, ...]``."""
+def take_rows(tensor: Tensor, positions: Tensor | None) -> Tensor:
+    """``tensor[k, positions[k]]`` for every seed: ``[K, R, ...]`` with ``[K, W]`` → ``[K, W, ...]``;
+    ``positions=None``: every row where it is (``tensor`` itself)."""
+    if positions is None:
+        return tensor
     index = positions.reshape(*positions.shape, *([1] * (tensor.dim() - 2))).expand(*positions.shape, *tensor.shape[2:])
     return tensor.gather(1, index)
 
 
-def take_distribution(dist: ActionDistribution, positions: Tensor) -> ActionDistribution:
-    """The ``[K, W]`` rows ``positions`` of a ``[K, R]`` distribution (a minibatch of π_old)."""
+def take_distribution(dist: ActionDistribution, positions: Tensor | None) -> ActionDistribution:
+    """The ``[K, W]`` rows ``positions`` of a ``[K, R]`` distribution (a minibatch of π_old; None: ``dist``)."""
+    if positions is None:
+        return dist
     if isinstance(dist, Categorical):
         return Categorical._from_log_probs(take_rows(dist.log_probs, positions))
     log_std = dist.log_std if dist.log_std.shape[1] == 1 else take_rows(dist.log_std, positions)
@@ -103,6 +108,14 @@ def stack_rollouts(storage) -> StackedBatch:
     return StackedBatch(**tensors, mask=mask, sizes=[int(s) for s in sizes])
 
 
+def draw_permutations(sizes: Sequence[int], generators: Sequence[torch.Generator], active: Sequence[bool]) -> list[Tensor]:
+    """Per active seed with rows one ``randperm(B_k)`` from its generator (the lone minibatch draw);
+    an inactive or empty seed draws nothing (an empty tensor)."""
+    empty = torch.zeros(0, dtype=torch.long)
+    return [torch.randperm(size, generator=generator) if is_active and size > 0 else empty
+            for size, generator, is_active in zip(sizes, generators, active)]  # fmt: skip
+
+
 @dataclass
 class MinibatchPlan:
     """One epoch's minibatches for K seeds: ``positions[j]`` ``[K, W]`` into the padded batch,
@@ -124,9 +137,7 @@ def plan_minibatches(
     num = math.ceil(rows / width)
     # Seed k's chunk j is its permutation's [j·W, (j+1)·W): the permutations padded to num·W and cut
     # into [K, num, W] hold every chunk at once (two ops for all seeds, not a copy per seed and chunk).
-    empty = torch.zeros(0, dtype=torch.long)
-    permutations = [torch.randperm(size, generator=generator) if is_active and size > 0 else empty
-                    for size, generator, is_active in zip(sizes, generators, active)]  # fmt: skip
+    permutations = draw_permutations(sizes, generators, active)
     padded = pad_sequence(permutations, batch_first=True)
     padded = torch.nn.functional.pad(padded, (0, num * width - padded.shape[1]))
     positions = padded.view(len(sizes), num, width).transpose(0, 1)

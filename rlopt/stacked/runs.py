@@ -28,10 +28,10 @@ MAX_SEEDS_TEXT = 256
 """``--seeds`` lists at most this many seeds (``rlopt.stacked.learner.MAX_SEEDS``: one stack)."""
 _RANGE = re.compile(r"^(\d+)-(\d+)$")
 WRITE_EVERY = (1000, 60.0)
-"""A seed's TensorBoard events go to its writer in bursts, every this many updates or seconds (and
-at every checkpoint and the end): each event costs the writer's thread a pure-Python CRC that, one
-event per seed and update, competes with the loop for the GIL (K threads at once); a lone run's
-writer flushes to disk every 120 s anyway."""
+"""A seed's TensorBoard events are written in bursts, every this many updates or seconds (and at
+every checkpoint and the end), each burst one append by the loop's thread: through the writer's
+thread, one event per seed and update competes with the loop for the GIL (K threads at once), and a
+burst waits for that thread event by event; a lone run's writer flushes to disk every 120 s anyway."""
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -112,10 +112,15 @@ class SeedRun:
             self.write_pending()
 
     def write_pending(self) -> None:
-        """Hand the kept events to the TensorBoard writer (its thread writes them to the file)."""
-        if self.logger.writer is not None:
-            for summary, step, wall_time in self._pending:
-                self.logger.writer.file_writer.add_summary(summary, step, wall_time)
+        """Write the kept events to the seed's event file, all in one append
+        (:func:`rlopt.event_crc.append_events`)."""
+        if self.logger.writer is not None and self._pending:
+            from tensorboard.compat.proto.event_pb2 import Event
+
+            from rlopt.event_crc import append_events
+
+            events = [Event(summary=summary, step=step, wall_time=wall_time) for summary, step, wall_time in self._pending]
+            append_events(self.logger.writer.file_writer, events)
         self._pending.clear()
         self._written = time.monotonic()
 
