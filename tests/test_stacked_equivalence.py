@@ -110,6 +110,31 @@ def test_first_rollout_and_update_match_the_lone_runs(preset, overrides):
             torch.testing.assert_close(ours_p, lone_p, rtol=1e-5, atol=1e-6 if exact else 1e-5)
 
 
+@pytest.mark.parametrize("preset", ["ppo_cartpole", "a2c_cartpole"])
+@pytest.mark.parametrize("exact", [False, True])
+def test_one_minibatch_epochs_draw_each_seeds_permutation_as_alone(preset, exact):
+    """PPO's 256-of-256 epochs and A2C's critic step are one minibatch of the whole batch: by default
+    summed in place, yet every epoch's permutation is drawn, so after the first update each seed's
+    random stream is exactly where its lone run's (torch's global generator) is."""
+    cfg = _cfg(preset, f"stack_exact={str(exact).lower()}")
+    stack = build_stacked(cfg, (0, 1))
+    training = StackedTraining(stack)
+    training.collector.collect(stack.act, stack.value)
+    batch = stack.prepare_batch(training.collector.buffer)
+    assert cfg.agent != "ppo" or cfg.ppo.minibatch_size >= batch.rows
+    stack.update(batch)
+    training.collector.close()
+    for k, seed in enumerate((0, 1)):
+        lone = build_agent(_cfg(preset, f"seed={seed}"))
+        trainer = Trainer(lone, run_dir=None, progress=False)
+        trainer.collector.collect(lone.act, lone.value)
+        before = torch.get_rng_state()
+        lone.update(lone.prepare_batch(trainer.collector.buffer))
+        trainer.close()
+        assert not torch.equal(before, torch.get_rng_state())  # the lone update draws
+        assert torch.equal(stack.generators[k].get_state(), torch.get_rng_state())
+
+
 @pytest.mark.parametrize(
     "preset,overrides", [("ppo_cartpole", ()), ("ppo_cartpole", ("ppo.minibatch_size=62",)), ("ppo_pendulum", ())], ids=str
 )
