@@ -2,7 +2,8 @@
 
 The issue's prototype rebuilt as a yardstick for ``rlopt train --seeds``: what a stack costs without
 rlopt's per-seed machinery, timed as the stacks are (a fresh process, one torch thread, wall from
-launch to exit, imports included) next to a lone ``rlopt train`` of the row, alternately:
+launch to exit, imports included) next to a lone ``rlopt train`` of the row and rlopt's own stack
+(``rlopt train --seeds 0-(K-1)``), alternately:
 
 * **bare**: K × ``num_envs`` CartPoles stepped as one numpy array (:class:`rlopt.stacked.cartpole.StackedCartPole`),
   one stacked actor and critic forward per env step (``baddbmm`` on ``[K, ...]`` weights, one leaf per
@@ -12,8 +13,13 @@ launch to exit, imports included) next to a lone ``rlopt train`` of the row, alt
   No per-seed random streams, no statistics, no files, no rollback, no resume.
 * **+ logs**: bare, plus what a run directory holds per update and seed -- the KL and explained
   variance after the update (one more actor and critic forward) and the 14 scalars of a lone run's
-  TensorBoard events (``SummaryWriter``, rlopt's numpy CRC, handed over in bursts) -- then each seed's
-  final weights.
+  TensorBoard events (``SummaryWriter``'s file, each seed's events appended in bursts as rlopt's stacks
+  write them: :func:`rlopt.event_crc.append_events`) -- then each seed's final weights.
+* **+ streams**: + logs, plus each seed's own random stream, as the issue asks of a stack: every seed's
+  actions drawn from its own generator (``multinomial``'s draw, argmax p/q with q ~ Exp(1): one
+  ``exponential_`` per seed and step, one ``argmax`` for all, as rlopt's stacks draw) and, per epoch, each
+  seed's minibatch permutation (one ``randperm`` per seed). The cheapest eager form of the issue's
+  requirements that this script knows, short of rollback, resume and checkpoints.
 
 It is not a floor: rlopt's own PPO stack is faster than the bare PPO here (its one-node tanh MLP
 backward and fused Adam beat the plain graph); A2C's tiny updates are where the per-seed machinery shows.
@@ -44,8 +50,13 @@ SCALARS_PER_UPDATE = 14
 """TensorBoard scalars a lone A2C / PPO run writes per update (``actor/*``, ``critic/*``, ``time/sps``, ...)."""
 
 
-def lean_child(row: Row, k: int, logs: bool, work: str) -> None:
-    """Train K seeds of ``row`` the lean way (module docstring); ``logs``: the + logs variant."""
+VARIANTS = ("bare", "+ logs", "+ streams")
+"""The lean stacks, each the one before plus more of a run's work (module docstring)."""
+
+
+def lean_child(row: Row, k: int, level: int, work: str) -> None:
+    """Train K seeds of ``row`` the lean way (module docstring); ``level``: index into :data:`VARIANTS`."""
+    logs, streams = level >= 1, level >= 2
     import gymnasium as gym
     import numpy as np
     import torch
@@ -54,6 +65,7 @@ def lean_child(row: Row, k: int, logs: bool, work: str) -> None:
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    generators = [torch.Generator().manual_seed(seed) for seed in range(k)]
     n, steps = row.num_envs, int(row.rlopt["rollout"]["n_steps"])
     envs = [gym.make_vec(row.env_id, num_envs=n, vectorization_mode="vector_entry_point") for _ in range(k)]
     obs = np.stack([env.reset(seed=seed)[0] for seed, env in enumerate(envs)]).astype(np.float32)
@@ -96,7 +108,14 @@ def lean_child(row: Row, k: int, logs: bool, work: str) -> None:
             for _ in range(steps):
                 x = torch.from_numpy(obs)
                 logits, values = mlp(actor, x), mlp(critic, x).squeeze(-1)
-                actions = torch.multinomial(torch.softmax(logits, -1).view(-1, 2), 1).view(k, n)
+                probs = torch.softmax(logits, -1)
+                if streams:  # each seed's actions from its own generator: multinomial's own draw, argmax p / q
+                    noise = torch.empty_like(probs)  # with q ~ Exp(1), one exponential_ per seed, one argmax for all
+                    for s in range(k):
+                        noise[s].exponential_(generator=generators[s])
+                    actions = (probs / noise).argmax(-1)
+                else:
+                    actions = torch.multinomial(probs.view(-1, 2), 1).view(k, n)
                 next_obs, rewards, terminated, truncated = stacked_env.step(actions.numpy())
                 batch_obs.append(x), batch_actions.append(actions), batch_values.append(values)
                 batch_rewards.append(torch.from_numpy(rewards)), batch_done.append(torch.from_numpy(terminated | truncated))
@@ -117,6 +136,9 @@ def lean_child(row: Row, k: int, logs: bool, work: str) -> None:
         with torch.no_grad():
             old_log_probs = torch.log_softmax(mlp(actor, x), -1).gather(-1, actions).squeeze(-1)
         for _ in range(epochs):
+            if streams:  # each seed's minibatch permutation (one minibatch: the batch in place, as rlopt's stacks)
+                for generator in generators:
+                    torch.randperm(x.shape[1], generator=generator)
             log_probs = torch.log_softmax(mlp(actor, x), -1).gather(-1, actions).squeeze(-1)
             if epochs > 1:  # PPO's clipped surrogate (Schulman et al. 2017), eq. 7
                 ratio = (log_probs - old_log_probs).exp()
@@ -143,16 +165,23 @@ def lean_child(row: Row, k: int, logs: bool, work: str) -> None:
                 values = [table[i % 4][seed] for i in range(SCALARS_PER_UPDATE)]
                 summary = Summary(value=[Summary.Value(tag=f"lean/{i}", simple_value=v) for i, v in enumerate(values)])
                 pending[seed].append((summary, (update + 1) * n * steps, time.time()))
-                if len(pending[seed]) >= 1000:  # in bursts, as rlopt.stacked.runs hands them to the writer
-                    for event in pending[seed]:
-                        writer.file_writer.add_summary(*event)
-                    pending[seed].clear()
+                if len(pending[seed]) >= 1000:  # in bursts, as rlopt.stacked.runs writes them
+                    write_events(writer, pending[seed])
     for seed, writer in enumerate(writers):
-        for event in pending[seed]:
-            writer.file_writer.add_summary(*event)
+        write_events(writer, pending[seed])
         torch.save({"actor": [p[seed] for p in actor], "critic": [p[seed] for p in critic]},
                    os.path.join(work, f"seed_{seed}", "final.pt"))  # fmt: skip
         writer.close()
+
+
+def write_events(writer: Any, pending: list[tuple[Any, int, float]]) -> None:
+    """Append the ``(summary, step, wall_time)`` events to the writer's file and forget them."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    from rlopt.event_crc import append_events
+
+    append_events(writer.file_writer, [Event(summary=s, step=step, wall_time=wall) for s, step, wall in pending])
+    pending.clear()
 
 
 def run(argv: list[str]) -> float:
@@ -162,15 +191,17 @@ def run(argv: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def lone_wall(row: Row, work: Path) -> float:
-    """A lone ``rlopt train`` of ``row`` (seed 0, progress bar and logs on), whole process."""
+def rlopt_wall(row: Row, work: Path, k: int = 0) -> float:
+    """``rlopt train`` of ``row``, whole process: lone (``k = 0``, seed 0) or a stack of seeds 0..k-1
+    (``--seeds``), progress bar and run directories on."""
     import yaml
 
     from bench_vs_sb3 import rlopt_config
 
     config = work / f"{row.name}-{len(list(work.iterdir()))}.yaml"
     config.write_text(yaml.safe_dump(rlopt_config(row, 0)))
-    return run([sys.executable, "-m", "rlopt", "train", str(config), "--run-dir", str(config.with_suffix(""))])
+    seeds = ["--seeds", f"0-{k - 1}"] if k else []
+    return run([sys.executable, "-m", "rlopt", "train", str(config), *seeds, "--run-dir", str(config.with_suffix(""))])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -178,12 +209,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", default="a2c_cartpole,ppo_cartpole", help="CartPole rows of bench_rows.py")
     parser.add_argument("--ks", default="1,10", help=f"stack sizes (1..{MAX_K})")
     parser.add_argument("--reps", type=int, default=3, help="repetitions (1..20), alternating lone and lean runs")
-    parser.add_argument("--child", nargs=3, metavar=("ROW", "K", "LOGS"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=3, metavar=("ROW", "K", "LEVEL"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        name, k, logs = args.child
+        name, k, level = args.child
         with tempfile.TemporaryDirectory() as work:
-            lean_child(ROWS[name], int(k), logs == "1", work)
+            lean_child(ROWS[name], int(k), int(level), work)
         return
     rows = [name.strip() for name in args.rows.split(",") if name.strip()]
     for name in rows:
@@ -198,18 +229,21 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as work:
         for rep in range(args.reps):
             for name in rows:
-                results.setdefault((name, "lone"), []).append(lone_wall(ROWS[name], Path(work)))
+                results.setdefault((name, "lone"), []).append(rlopt_wall(ROWS[name], Path(work)))
                 for k in ks if rep % 2 == 0 else ks[::-1]:
-                    for logs in ("0", "1"):
-                        wall = run([sys.executable, __file__, "--child", name, str(k), logs])
-                        results.setdefault((name, f"{k}:{logs}"), []).append(wall)
+                    results.setdefault((name, f"{k}:rlopt"), []).append(rlopt_wall(ROWS[name], Path(work), k))
+                    for level in range(len(VARIANTS)):
+                        wall = run([sys.executable, __file__, "--child", name, str(k), str(level)])
+                        results.setdefault((name, f"{k}:{level}"), []).append(wall)
     print("| row | run | process wall s | wall s per seed | lone / per seed |\n|---|---|---:|---:|---:|")
     for name in rows:
         lone = statistics.median(results[(name, "lone")])
         print(f"| {name} | lone rlopt | {lone:.1f} | {lone:.1f} | 1.00× |")
         for k in ks:
-            for logs, label in (("0", "bare"), ("1", "+ logs")):
-                wall = statistics.median(results[(name, f"{k}:{logs}")])
+            wall = statistics.median(results[(name, f"{k}:rlopt")])
+            print(f"| {name} | rlopt stack K={k} | {wall:.1f} | {wall / k:.2f} | **{lone / (wall / k):.2f}×** |")
+            for level, label in enumerate(VARIANTS):
+                wall = statistics.median(results[(name, f"{k}:{level}")])
                 print(f"| {name} | lean K={k} {label} | {wall:.1f} | {wall / k:.2f} | **{lone / (wall / k):.2f}×** |")
 
 

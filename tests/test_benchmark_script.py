@@ -136,16 +136,24 @@ def test_the_sb3_comparisons_floor_child_runs_on_a_tiny_row(monkeypatch: pytest.
     assert out["floor_seconds"] == out["rollout_seconds"] + out["update_seconds"] > 0
 
 
+@pytest.mark.parametrize("level", [1, 2])
 @pytest.mark.parametrize("name", ["a2c_cartpole", "ppo_cartpole"])
-def test_the_lean_stack_trains_and_logs_every_seed(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """``scripts/bench_stacked_lean.py`` with logs on a few updates: every seed's events and weights."""
+def test_the_lean_stack_trains_and_logs_every_seed(name: str, level: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``scripts/bench_stacked_lean.py`` with logs (and per-seed streams) on a few updates: every seed's
+    weights and its events, one per update, read back through TensorBoard's checksums."""
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
     monkeypatch.syspath_prepend(str(ROOT / "scripts"))
     lean = importlib.import_module("bench_stacked_lean")
     row = lean.Row(**{**lean.ROWS[name].__dict__, "total_steps": 3 * lean.ROWS[name].num_envs * 32})
-    lean.lean_child(row, 3, True, str(tmp_path))
+    lean.lean_child(row, 3, level, str(tmp_path))
+    updates = lean.num_updates(row.total_steps, row.num_envs)
+    steps_per_update = row.num_envs * int(row.rlopt["rollout"]["n_steps"])
     for seed in range(3):
         assert (tmp_path / f"seed_{seed}" / "final.pt").is_file()
-        assert any(path.name.startswith("events.out.tfevents") for path in (tmp_path / f"seed_{seed}").iterdir())
+        (events,) = (tmp_path / f"seed_{seed}").glob("events.out.tfevents.*")
+        logged = [e.step for e in LegacyEventFileLoader(str(events)).Load() if e.summary.value]
+        assert logged == [(u + 1) * steps_per_update for u in range(len(logged))] and 0 < len(logged) <= updates
 
 
 @pytest.mark.parametrize("argv,message", [(["--ks", "1,65"], "--ks: every K must be in 1..64"),
