@@ -272,6 +272,7 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
     clip, entropy_coef = learner.coefficient("ppo.clip"), learner.coefficient("entropy_coef")
     active = ok.clone()
     totals = _Totals()
+    in_place_advantages: Tensor | None = None  # the batch in place: each seed's the same every epoch
     for _ in range(cfg.ppo.epochs):
         for positions, mask, participating in _minibatches(learner, batch, cfg.ppo.minibatch_size, active):
             participating = participating & active  # a seed stopped earlier in this epoch
@@ -279,7 +280,12 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
                 continue
             obs = take_rows(batch.obs, positions)
             dist = learner.actor(obs)
-            advantages = _advantages(take_rows(batch.advantages, positions), mask, cfg.ppo.normalize_advantage)
+            if positions is not None:
+                advantages = _advantages(take_rows(batch.advantages, positions), mask, cfg.ppo.normalize_advantage)
+            else:  # normalised per seed over its rows: a stopped seed's row (masked out here) changes no other
+                if in_place_advantages is None:
+                    in_place_advantages = _advantages(batch.advantages, batch.mask, cfg.ppo.normalize_advantage)
+                advantages = in_place_advantages
             loss, info = ppo_clip_loss(dist.log_prob(take_rows(batch.actions, positions)),
                                        take_rows(batch.log_probs, positions), advantages, dist.entropy(), clip,
                                        entropy_coef, mask=mask)  # fmt: skip
