@@ -112,3 +112,10 @@ def append_events(file_writer: Any, events: Sequence[Any]) -> None:
     file_writer.flush()  # every event queued earlier is in the file
     with open(path, "ab") as file:
         file.write(b"".join(record(event.SerializeToString()) for event in events))
+
+
+def append_summaries(file_writer: Any, pending: Sequence[tuple[Any, int, float]]) -> None:
+    """:func:`append_events` of ``(Summary, step, wall_time)`` triples, each as its ``Event``."""
+    from tensorboard.compat.proto.event_pb2 import Event
+
+    append_events(file_writer, [Event(summary=summary, step=step, wall_time=wall_time) for summary, step, wall_time in pending])

@@ -21,8 +21,10 @@ launch to exit, imports included) next to a lone ``rlopt train`` of the row and 
   seed's minibatch permutation (one ``randperm`` per seed). The cheapest eager form of the issue's
   requirements that this script knows, short of rollback, resume and checkpoints.
 
-It is not a floor: rlopt's own PPO stack is faster than the bare PPO here (its one-node tanh MLP
-backward and fused Adam beat the plain graph); A2C's tiny updates are where the per-seed machinery shows.
+For PPO it is no floor: rlopt's own PPO stack is faster than the bare PPO here (its one-node tanh MLP
+backward and fused Adam beat the plain graph). A2C's tiny updates are where the per-seed machinery shows:
+there **+ streams** is the cheapest form of the issue's per-seed work this script knows
+(``docs/performance.md#stacked``, "A2C's floor").
 
     python scripts/bench_stacked_lean.py [--rows a2c_cartpole,ppo_cartpole] [--ks 1,10] [--reps 3]
 """
@@ -176,11 +178,9 @@ def lean_child(row: Row, k: int, level: int, work: str) -> None:
 
 def write_events(writer: Any, pending: list[tuple[Any, int, float]]) -> None:
     """Append the ``(summary, step, wall_time)`` events to the writer's file and forget them."""
-    from tensorboard.compat.proto.event_pb2 import Event
+    from rlopt.event_crc import append_summaries
 
-    from rlopt.event_crc import append_events
-
-    append_events(writer.file_writer, [Event(summary=s, step=step, wall_time=wall) for s, step, wall in pending])
+    append_summaries(writer.file_writer, pending)
     pending.clear()
 
 

@@ -113,14 +113,11 @@ class SeedRun:
 
     def write_pending(self) -> None:
         """Write the kept events to the seed's event file, all in one append
-        (:func:`rlopt.event_crc.append_events`)."""
+        (:func:`rlopt.event_crc.append_summaries`)."""
         if self.logger.writer is not None and self._pending:
-            from tensorboard.compat.proto.event_pb2 import Event
+            from rlopt.event_crc import append_summaries
 
-            from rlopt.event_crc import append_events
-
-            events = [Event(summary=summary, step=step, wall_time=wall_time) for summary, step, wall_time in self._pending]
-            append_events(self.logger.writer.file_writer, events)
+            append_summaries(self.logger.writer.file_writer, self._pending)
         self._pending.clear()
         self._written = time.monotonic()
 

@@ -273,6 +273,8 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
     active = ok.clone()
     totals = _Totals()
     in_place_advantages: Tensor | None = None  # the batch in place: each seed's the same every epoch
+    steps = ((learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm),
+             (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm))  # fmt: skip
     for _ in range(cfg.ppo.epochs):
         for positions, mask, participating in _minibatches(learner, batch, cfg.ppo.minibatch_size, active):
             participating = participating & active  # a seed stopped earlier in this epoch
@@ -299,8 +301,6 @@ def _ppo_optimize(learner: Any, batch: StackedBatch, old_dist: ActionDistributio
                 stepping = participating & ~stop
                 if not bool(stepping.any()):
                     continue
-            steps = ((learner.actor_optimizer, learner.actor, cfg.actor.max_grad_norm),
-                     (learner.critic_optimizer, learner.critic, cfg.critic.max_grad_norm))  # fmt: skip
             # The actor's backward before the critic's forward, its activations still in cache (≈ 2% of
             # a K=10 step): disjoint parameters, so each network's gradient is exactly that of the sum.
             _zero_grads(*steps)
