@@ -1,9 +1,9 @@
 """``rlopt train CONFIG --seeds 0-9 [--run-dir DIR]`` (issue 17): the seeds of one config trained in
 one process (:class:`rlopt.stacked.StackedTraining`), each writing ``DIR/seed_<k>/`` as its lone
 run would (:mod:`rlopt.stacked.runs`). The CLI's refusals first, one line each, nothing written:
-bad ``--seeds`` syntax, a duplicate seed, more than 256 seeds, an agent or optimizer the stack does
-not run yet (NPG, TRPO, ACKTR; LBFGS, K-FAC), ``seed=`` among the overrides, ``--seeds`` with
-``--resume`` or ``--total-steps``, a non-empty DIR. ``rlopt train --resume DIR [--total-steps N]``
+bad ``--seeds`` syntax, a duplicate seed, more than 256 seeds, a bad config, ``seed=`` among the
+overrides, ``--seeds`` with ``--resume`` or ``--total-steps``, a non-empty DIR (what has no stacked
+update -- ACKTR, K-FAC, ... -- runs each seed's lone update inside the stack: :mod:`rlopt.stacked.per_seed`). ``rlopt train --resume DIR [--total-steps N]``
 continues every seed from the newest step all of them checkpointed (:mod:`rlopt.stacked.resume`),
 to N env steps per seed with the schedules re-fitted, as a lone run's extension.
 """
@@ -153,6 +153,8 @@ def _train_checked(args: argparse.Namespace, seeds: list[int]) -> int:
     check_new_stack_dir(run_dir)
     learner = build_stacked(cfg, seeds)
     probe_env(cfg.env.id, seeds[0])
+    if learner.per_seed is not None:
+        notices.append(f"the seeds' rollouts are stacked, each seed's update runs alone: {learner.per_seed}")
     for notice in notices:
         print(f"rlopt: note: {notice}", file=sys.stderr)
     try:

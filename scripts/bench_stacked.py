@@ -1,7 +1,8 @@
 """Stacked seeds against lone runs, side by side (issue 17): per-seed wall time and final returns.
 
 Each measurement is a fresh process, one torch thread, the rl-zoo PPO CartPole settings of
-``scripts/bench_vs_sb3.py``'s PPO row, ``--steps`` env steps per seed, no run directory (no logs,
+``scripts/bench_vs_sb3.py``'s PPO row (or a preset: ``--preset acktr_cartpole``, e.g. for a stack whose
+seeds update alone, :mod:`rlopt.stacked.per_seed`), ``--steps`` env steps per seed, no run directory (no logs,
 no checkpoints on either side), then ``--eval-episodes`` deterministic evaluation episodes per seed.
 Per round, in turn: a lone rlopt run (``Trainer``) of seed 0 and one stack for each K (seeds
 0..K-1, ``agents.stacked.build_stacked``); rounds alternate the order. Reported per K: the median
@@ -9,7 +10,7 @@ over rounds of the process wall time per seed, of its CPU time per seed (what a 
 distorts least) and of the training loop's wall time per seed, their ratio to the lone run's, and
 every seed's final evaluation return.
 
-    python scripts/bench_stacked.py [--ks 1 4 10] [--rounds 1] [--steps 100000] [--eval-episodes 10]
+    python scripts/bench_stacked.py [--preset NAME] [--ks 1 4 10] [--rounds 1] [--steps 100000] [--eval-episodes 10]
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _CHILD = """
 import json, sys, time
 start = float(sys.argv[1])
 from rlopt.config import load_config
-cfg = load_config(None, [], values=json.loads(sys.argv[2]))
+cfg = load_config(sys.argv[4] or None, [], values=json.loads(sys.argv[2]))
 k = int(sys.argv[3])
 if k == 0:
     from agents import build_agent
@@ -150,10 +151,11 @@ def stacked_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return ks, names
 
 
-def run(values: dict, k: int) -> dict:
-    """One fresh process: a lone run (``k`` = 0) or a stack of seeds 0..k-1; its measurements."""
+def run(values: dict, k: int, preset: str = "") -> dict:
+    """One fresh process: a lone run (``k`` = 0) or a stack of seeds 0..k-1 of ``values`` over
+    ``preset`` (none: ``values`` alone); its measurements."""
     start = time.time()
-    proc = subprocess.run([sys.executable, "-c", _CHILD, repr(start), json.dumps(values), str(k)],
+    proc = subprocess.run([sys.executable, "-c", _CHILD, repr(start), json.dumps(values), str(k), preset],
                           capture_output=True, text=True, cwd=ROOT)  # fmt: skip
     if proc.returncode != 0:
         raise SystemExit(f"bench_stacked: K={k} failed: {proc.stderr.strip().splitlines()[-1:]}")
@@ -166,25 +168,30 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (default 1)")
     parser.add_argument("--steps", type=int, default=100_000, help="env steps per seed (default 100000)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes per seed (default 10)")
+    parser.add_argument("--preset", default="", help="a preset to stack instead of the PPO CartPole row")
     args = parser.parse_args()
     from bench_rows import PPO_CARTPOLE  # the same hyper-parameters as the SB3 comparison
+    from rlopt.presets import preset_names
 
     if any(k < 1 or k > MAX_K for k in args.ks):
         parser.error(f"--ks: each K must be in 1..{MAX_K}")
     if args.rounds < 1 or args.steps < 1 or args.eval_episodes < 1:
         parser.error("--rounds, --steps and --eval-episodes must be >= 1")
-    values = {**PPO_CARTPOLE.rlopt, "total_steps": args.steps, "seed": 0, "threads": 1, "device": "cpu",
-              "eval": {"episodes": args.eval_episodes}}  # fmt: skip
+    if args.preset and args.preset not in preset_names():
+        parser.error(f"--preset: {args.preset!r} is no preset; presets: {', '.join(preset_names())}")
+    values = {**({} if args.preset else PPO_CARTPOLE.rlopt), "total_steps": args.steps, "seed": 0, "threads": 1,
+              "device": "cpu", "eval": {"episodes": args.eval_episodes}}  # fmt: skip
     arms = [0, *args.ks]  # 0: the lone run
     results: dict[int, list[dict]] = {k: [] for k in arms}
     for r in range(args.rounds):
         for k in arms if r % 2 == 0 else arms[::-1]:
-            results[k].append(run(values, k))
+            results[k].append(run(values, k, args.preset))
             print(f"round {r + 1} {'lone' if k == 0 else f'K={k}'}: {results[k][-1]}", file=sys.stderr, flush=True)
     lone_wall = statistics.median(m["wall"] for m in results[0])
     lone_learn = statistics.median(m["learn"] for m in results[0])
     lone_cpu = statistics.median(m["cpu"] for m in results[0])
-    print(f"PPO CartPole-v1 (rl-zoo), {args.steps:,} steps per seed, one thread, {args.rounds} round(s); "
+    title = f"preset {args.preset}" if args.preset else "PPO CartPole-v1 (rl-zoo)"
+    print(f"{title}, {args.steps:,} steps per seed, one thread, {args.rounds} round(s); "
           f"per seed: process wall, process CPU and training-loop wall, and the lone run's over it")  # fmt: skip
     print("| run | wall s/seed | × vs lone | CPU s/seed | × vs lone | loop s/seed | × vs lone | final eval returns |")
     print("|---|---:|---:|---:|---:|---:|---:|---|")

@@ -212,8 +212,8 @@ def test_train_stacked_returns_one_evaluated_summary_per_seed():
 @pytest.mark.parametrize(
     "preset,overrides,message",
     [
-        ("acktr_cartpole", [], "agent: acktr has no stacked update"),
-        ("a2c_cartpole", ["actor.optim={name: lbfgs, lr: 1.0}"], "actor.optim.name: lbfgs"),
+        ("a2c_cartpole", ["actor.optim={name: lbfgs, lr: 1.0}"], "actor.optim: invalid value .*closure"),  # as alone
+        ("ppo_cartpole", ["rollout.n_steps=0"], "rollout.n_steps"),
     ],
 )
 def test_unsupported_configs_are_refused_with_one_line(preset, overrides, message):

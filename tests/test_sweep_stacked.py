@@ -100,13 +100,23 @@ def test_a_bad_flag_is_one_line_and_writes_nothing(tmp_path: Path, capsys, value
     assert not out.exists()
 
 
-def test_an_arm_a_stack_cannot_train_runs_alone_said_once(tmp_path: Path, capsys) -> None:
-    variants = {"adam": PAIR["adam"], "lbfgs": {"actor.optim": {"name": "lbfgs", "lr": 0.1}}}
+def test_an_arm_a_stack_cannot_train_runs_alone_said_once(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setattr("rlopt.stacked.learner.SUPPORTED_AGENTS", ("ppo",))  # every shipped agent stacks
+    path = write_stacked(tmp_path / "s.yaml", seeds=[0, 1], variants=PAIR, seeds_per_process=2)
+    assert sweep(str(path), "--out", str(tmp_path / "out"), "--dry-run") == 0
+    printed = capsys.readouterr().out
+    assert "4 runs to train in 4 processes (0 stacks; seeds_per_process 2)" in printed
+    assert printed.count("arm adam runs one seed per process: agent: a2c has no stacked update yet") == 1
+
+
+def test_an_arm_without_a_stacked_update_stacks_its_rollouts_said_once(tmp_path: Path, capsys) -> None:
+    variants = {"adam": PAIR["adam"], "kfac": {"critic.optim": {"name": "kfac", "lr": 0.25}}}
     path = write_stacked(tmp_path / "s.yaml", seeds=[0, 1], variants=variants, seeds_per_process=2)
     assert sweep(str(path), "--out", str(tmp_path / "out"), "--dry-run") == 0
     printed = capsys.readouterr().out
-    assert "4 runs to train in 3 processes (1 stacks; seeds_per_process 2)" in printed
-    assert printed.count("arm lbfgs runs one seed per process: actor.optim.name: lbfgs") == 1
+    assert "4 runs to train in 2 processes (2 stacks; seeds_per_process 2)" in printed
+    assert printed.count("arm kfac stacks its rollouts, each seed updating alone: critic.optim.name: kfac") == 1
+    assert "arm adam" not in printed
 
 
 def test_a_failed_seed_in_a_stack_is_that_runs_failure(tmp_path: Path, capsys) -> None:

@@ -162,7 +162,7 @@ class Config:
     threads: int = 1
     """torch.set_num_threads: small MLPs are fastest on one thread."""
     stack_exact: bool = False
-    """Seeds trained together (``--seeds``): true = each seed's rollouts bit-identical to its lone run's, its updates within an ulp or two; false = faster kernels (tanh as 2σ(2x)−1, a tanh MLP as one autograd node, fused optimizer steps), equal up to float rounding."""
+    """Seeds trained together (``--seeds``): true = each seed's rollouts bit-identical to its lone run's, its updates within an ulp or two; false = faster kernels (tanh as 2σ(2x)−1, a tanh MLP as one autograd node, fused optimizer steps), equal up to float rounding; seeds that update alone (ACKTR, K-FAC, ...) are always exact."""
     gamma: float = 0.99
     """Discount factor γ ∈ [0, 1]."""
     gae_lambda: float = 0.95

@@ -10,6 +10,9 @@ from its own generator, PPO's ``target_kl`` stop (the stopped seed's tensors sta
 a non-finite update rolls back that seed alone. Update steps: :mod:`rlopt.stacked.update`; NPG and
 TRPO's actor step is the lone ``TrustRegion``'s per seed (:mod:`rlopt.stacked.trust_region`), its
 hyper-parameters and per-seed counts kept in a ``TrustRegion`` over the K leaves that never steps itself.
+What has no stacked update (ACKTR, optimizers that are not elementwise, the trust-region metrics
+and solvers that need the lone policy) runs each seed's lone update inside the stack
+(:mod:`rlopt.stacked.per_seed`; ``per_seed`` says why).
 """
 
 from __future__ import annotations
@@ -29,36 +32,23 @@ from rlopt.optimizers.torch_optim import IMPLEMENTATION_OPTIONS, fused_spec
 from rlopt.schedules import build_lr_scheduler, build_schedule
 from rlopt.stacked.batch import StackedBatch, compute_targets_stacked, stack_rollouts
 from rlopt.stacked.networks import StackedActor, StackedCritic
+from rlopt.stacked.per_seed import build_seed_snapshots, per_seed_reason, per_seed_update
 from rlopt.stacked.random import sample_per_seed
 from rlopt.stacked.snapshot import SeedSnapshots
-from rlopt.stacked.trust_region import TRUST_REGION_AGENTS, check_trust_region_stackable
+from rlopt.stacked.trust_region import TRUST_REGION_AGENTS
 from rlopt.trust_region import TrustRegion
 from rlopt.trust_region.build import build_trust_region
 
-SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo", *TRUST_REGION_AGENTS)
-"""Agents with a stacked update; ACKTR (K-FAC solver and critic: factors per layer of the lone
-network) is refused."""
+SUPPORTED_AGENTS = ("reinforce", "a2c", "ppo", *TRUST_REGION_AGENTS, "acktr")
+"""Agents a stack trains (ACKTR with the per-seed update: :mod:`rlopt.stacked.per_seed`)."""
 MAX_SEEDS = 256
 """At most this many seeds in one stack (each seed builds its own env and networks)."""
-_NOT_ELEMENTWISE = ("lbfgs", "kfac", "trust_region")
-"""Optimizers whose step couples tensors (line search over all, factored curvature): refused, but
-for the trust-region agents' actor step (:mod:`rlopt.stacked.trust_region`, per seed)."""
 
 
 def check_stackable(cfg: Config, seeds: Sequence[int]) -> None:
-    """One-line ConfigError for what a stack does not run (yet): agent, optimizers, seeds."""
-    if cfg.agent == "acktr":
-        raise ConfigError("agent: acktr has no stacked update yet (its K-FAC solver and critic keep Kronecker factors of "
-                          f"each lone layer); stacked seeds support {', '.join(SUPPORTED_AGENTS)}")  # fmt: skip
+    """One-line ConfigError for what a stack does not run: an unknown agent, a bad seed list."""
     if cfg.agent not in SUPPORTED_AGENTS:
         raise ConfigError(f"agent: {cfg.agent} has no stacked update yet; stacked seeds support {', '.join(SUPPORTED_AGENTS)}")
-    for key, spec in (("actor.optim", cfg.actor.optim), ("critic.optim", cfg.critic.optim)):
-        name = str(dict(spec).get("name", "")).lower()
-        if key == "actor.optim" and cfg.agent in TRUST_REGION_AGENTS and name in ("", "trust_region"):
-            check_trust_region_stackable(dict(spec))  # metric and solver
-            continue
-        if name in _NOT_ELEMENTWISE:
-            raise ConfigError(f"{key}.name: {name} is not a per-tensor optimizer; stacked seeds need one (adam, sgd, rmsprop, ...)")
     if not seeds:
         raise ConfigError("seeds: at least one seed is needed")
     if len(seeds) > MAX_SEEDS:
@@ -81,10 +71,32 @@ class StackedLearner:
         self.cfg = cfg = agents[0].cfg
         check_stackable(cfg, [a.cfg.seed for a in agents])
         self.device = agents[0].device
-        exact = bool(cfg.stack_exact)
+        self.per_seed = per_seed_reason(cfg)
+        """Why each seed runs its lone update inside the stack (:mod:`rlopt.stacked.per_seed`), or None."""
+        # Seeds that update alone also act exactly (whatever stack_exact says): each is then its lone run bit for
+        # bit, and the fast kernels would save little next to the lone updates (ACKTR CartPole K=10: 11.2 s either way).
+        exact = bool(cfg.stack_exact) or self.per_seed is not None
         # A trust-region actor's metric may differentiate twice (the Hessian): not through _TanhMLP's one node.
         self.actor = StackedActor([a.actor for a in agents], exact, one_node_backward=cfg.agent not in TRUST_REGION_AGENTS)
         self.critic = StackedCritic([a.critic for a in agents], exact) if agents[0].critic is not None else None
+        self.actor_optimizer: torch.optim.Optimizer | None = None
+        self.actor_scheduler = self.critic_optimizer = self.critic_scheduler = None
+        if self.per_seed is None:
+            self._build_optimizers(cfg, agents[0])
+        networks = [n for n in (self.actor, self.critic) if n is not None]
+        self.snapshots = SeedSnapshots(
+            [[n.leaves()[k] for n in networks] for k in range(len(agents))],
+            [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
+        )
+        self.seed_snapshots = build_seed_snapshots(self.agents) if self.per_seed is not None else []
+        """Each seed's lone all-or-nothing snapshot (the per-seed update's)."""
+        self.updates_done = 0
+        self._rollout_stack: tuple[Any, Any] | None = None
+        self.frozen = [False] * len(agents)
+        """Seeds that stopped learning (too many faults in a row): they collect but never step."""
+
+    def _build_optimizers(self, cfg: Config, agent: Any) -> None:
+        """One optimizer and LR schedule per network over the K flat leaves (the stacked update's)."""
         horizon = cfg.num_updates
         if cfg.agent in TRUST_REGION_AGENTS:  # the lone TrustRegion over the K leaves: its param group and per-seed counts
             self.actor_optimizer = build_trust_region(self.actor.leaves(), dict(cfg.actor.optim), horizon)
@@ -92,23 +104,13 @@ class StackedLearner:
             self.actor_optimizer = build_optimizer(self.actor.leaves(), self._optimizer_spec(cfg.actor.optim), key="actor.optim")
         self.actor_scheduler = build_lr_scheduler(
             self.actor_optimizer, build_schedule(cfg.actor.schedule or None, horizon, key="actor.schedule"),
-            param_group_values(agents[0].coefficients, "actor"),  # max_kl, scheduled like lr
+            param_group_values(agent.coefficients, "actor"),  # max_kl, scheduled like lr
         )
-        self.critic_optimizer = self.critic_scheduler = None
         if self.critic is not None:
             self.critic_optimizer = build_optimizer(self.critic.leaves(), self._optimizer_spec(cfg.critic.optim), key="critic.optim")
             self.critic_scheduler = build_lr_scheduler(
                 self.critic_optimizer, build_schedule(cfg.critic.schedule or None, horizon, key="critic.schedule")
             )
-        networks = [n for n in (self.actor, self.critic) if n is not None]
-        self.snapshots = SeedSnapshots(
-            [[n.leaves()[k] for n in networks] for k in range(len(agents))],
-            [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
-        )
-        self.updates_done = 0
-        self._rollout_stack: tuple[Any, Any] | None = None
-        self.frozen = [False] * len(agents)
-        """Seeds that stopped learning (too many faults in a row): they collect but never step."""
 
     @property
     def num_seeds(self) -> int:
@@ -165,7 +167,7 @@ class StackedLearner:
         from rlopt.stacked.update import stacked_update
 
         self._rollout_stack = None  # the weights move: the next rollout stacks them again
-        return stacked_update(self, batch)
+        return stacked_update(self, batch) if self.per_seed is None else per_seed_update(self, batch)
 
     def step_schedules(self) -> None:
         """Advance the shared LR schedules by one update (also over a skipped one, as alone)."""
@@ -177,7 +179,10 @@ class StackedLearner:
     # ----------------------------------------------------------------- per-seed state
     def sync_agents(self) -> None:
         """Copy the stacked optimizers' per-seed states, the schedules and the update count into
-        each lone agent, so that ``agents[k].state_dict()`` is exactly its lone run's state."""
+        each lone agent, so that ``agents[k].state_dict()`` is exactly its lone run's state (with the
+        per-seed update the agents' own states already are)."""
+        if self.per_seed is not None:
+            return
         pairs = [(self.actor, self.actor_optimizer, self.actor_scheduler, "actor")]
         if self.critic is not None:
             pairs.append((self.critic, self.critic_optimizer, self.critic_scheduler, "critic"))

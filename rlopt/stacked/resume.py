@@ -4,10 +4,11 @@ checkpoint of the newest env step that all seeds completed, exactly where the st
 Per seed (``DIR/seed_<k>/checkpoints/step_<n>.pt`` + ``.env``, written by
 :meth:`rlopt.stacked.training.StackedTraining.save_checkpoints`): its lone ``Agent.state_dict``
 (weights -- views of the seed's flat leaf, so loading them fills the stack --, normaliser and
-the schedules), the stacked optimizers' per-seed state (:func:`load_optimizer_state`, the inverse of
-``StackedLearner.sync_agents``), its action generator, its collector and its pickled envs (the lone
-envs hold the state between rollouts). A seed whose newer checkpoint was written before a SIGKILL
-stopped the others restarts from the common step like them.
+the schedules), the stacked optimizers' per-seed state (:func:`load_optimizer_state`, the inverse
+of ``StackedLearner.sync_agents``; with the per-seed update, the agent's own optimizers hold it),
+its action generator, its collector and its pickled envs (the lone envs hold the state between
+rollouts). A seed whose newer checkpoint was written before a SIGKILL stopped the others
+restarts from the common step like them.
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
             raise ConfigError(f"--resume: {path} is no checkpoint of a stacked run")
         check_resume_config(path, state.get("config"), learner.agents[k].cfg)
         states.append(state)
-    pairs = [("actor", learner.actor, learner.actor_optimizer, learner.actor_scheduler)]
-    if learner.critic is not None:
+    pairs = [] if learner.per_seed is not None else [("actor", learner.actor, learner.actor_optimizer, learner.actor_scheduler)]
+    if learner.critic is not None and learner.per_seed is None:
         pairs.append(("critic", learner.critic, learner.critic_optimizer, learner.critic_scheduler))
     for k, state in enumerate(states):
         agent_state = state["agent"]
-        learner.agents[k].load_state_dict(agent_state)  # the weights land in seed k's flat leaves
+        learner.agents[k].load_state_dict(agent_state)  # the weights land in seed k's flat leaves (per-seed: all its state)
         for name, network, optimizer, _ in pairs:
             load_optimizer_state(network, optimizer, k, agent_state[f"{name}_optimizer"])
         learner.generators[k].set_state(state["stacked"]["generator"])

@@ -17,7 +17,8 @@ summed KL / loss, by double backward) and ``identity``, with the ``cg`` solver. 
 from per-sample gradients or output Jacobians (``empirical_fisher``, ``gradient_covariance``,
 ``gauss_newton``, ``generalized_gauss_newton``) and the statistics solvers (``kfac``, ``diagonal``)
 need the lone policy as a function (``MetricInputs``), which the stacked network does not offer:
-:func:`check_trust_region_stackable` refuses them.
+with them each seed takes its lone step inside the stack (:func:`trust_region_unstackable`,
+:mod:`rlopt.stacked.per_seed`).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ import torch
 from torch import Tensor
 
 from rlopt.distributions import ActionDistribution, Categorical, DiagGaussian
-from rlopt.errors import ConfigError
 from rlopt.losses import masked_mean, normalize, surrogate_loss
 from rlopt.options import check_all
 from rlopt.stacked.batch import StackedBatch
@@ -43,15 +43,16 @@ STACKED_METRICS = ("fisher", "hessian", "identity")
 STACKED_SOLVERS = ("cg",)
 """The solvers with a stacked implementation."""
 
-def check_trust_region_stackable(spec: Mapping[str, Any]) -> None:
-    """One-line ConfigError for a ``trust_region`` spec whose metric or solver has no stacked step."""
+def trust_region_unstackable(spec: Mapping[str, Any]) -> str | None:
+    """Why a ``trust_region`` spec's metric or solver has no stacked step (then each seed runs its
+    lone step: :mod:`rlopt.stacked.per_seed`), or None."""
     metric = spec.get("metric", TRUST_REGION_HYPERPARAMETERS["metric"].default)
     if not isinstance(metric, str) or metric not in STACKED_METRICS:
-        raise ConfigError(f"actor.optim.metric: {metric!r} has no stacked step (it needs the lone policy as a "
-                          f"function); stacked seeds support {', '.join(STACKED_METRICS)}")  # fmt: skip
+        return f"actor.optim.metric: {metric!r} (it needs the lone policy as a function)"
     solver = spec.get("solver", TRUST_REGION_HYPERPARAMETERS["solver"].default)
     if solver not in STACKED_SOLVERS:
-        raise ConfigError(f"actor.optim.solver: {solver!r} has no stacked step; stacked seeds support {', '.join(STACKED_SOLVERS)}")
+        return f"actor.optim.solver: {solver!r} (it needs the lone policy as a function)"
+    return None
 
 
 # ----------------------------------------------------------------- pure numerical pieces

@@ -70,6 +70,19 @@ def unstackable_arms(sweep: Sweep) -> dict[str, str]:
     return reasons
 
 
+def per_seed_arms(sweep: Sweep) -> dict[str, str]:
+    """Arm -> why its stacks run each seed's lone update (:mod:`rlopt.stacked.per_seed`: the rollouts
+    stacked, the updates not, so such a stack gains less)."""
+    from rlopt.stacked.per_seed import per_seed_reason
+
+    if sweep.seeds_per_process == 1:
+        return {}
+    firsts: dict[str, Any] = {}
+    for spec in sweep.runs:
+        firsts.setdefault(spec.arm, spec)
+    return {arm: reason for arm, spec in firsts.items() if (reason := per_seed_reason(spec.config)) is not None}
+
+
 def plan_processes(sweep: Sweep, todo: list[PlannedRun], out: Path, previous: dict[str, Any] | None,
                    unstackable: dict[str, str]) -> list[Process]:  # fmt: skip
     """The processes that train ``todo`` (runs to start or resume), arm by arm in the sweep's order."""
@@ -121,8 +134,11 @@ def point_logs(out: Path, process: Process) -> None:
 
 
 def describe(processes: list[Process], runs: int, sweep: Sweep, unstackable: dict[str, str]) -> list[str]:
-    """The lines the sweep prints about its processes: how many, and each arm a stack cannot train (once)."""
+    """The lines the sweep prints about its processes: how many, each arm a stack cannot train and
+    each arm whose stacks update seed by seed (once)."""
     stacks = sum(p.stacked for p in processes)
     lines = [f"{runs} runs to train in {len(processes)} processes ({stacks} stacks; seeds_per_process {sweep.seeds_per_process})"]
     lines += [f"arm {arm} runs one seed per process: {reason}" for arm, reason in unstackable.items()]
+    lines += [f"arm {arm} stacks its rollouts, each seed updating alone: {reason}"
+              for arm, reason in per_seed_arms(sweep).items() if arm not in unstackable]  # fmt: skip
     return lines
