@@ -3,9 +3,10 @@ one process (:class:`rlopt.stacked.StackedTraining`), each writing ``DIR/seed_<k
 run would (:mod:`rlopt.stacked.runs`). The CLI's refusals first, one line each, nothing written:
 bad ``--seeds`` syntax, a duplicate seed, more than 256 seeds, a bad config, ``seed=`` among the
 overrides, ``--seeds`` with ``--resume`` or ``--total-steps``, a non-empty DIR (what has no stacked
-update -- ACKTR, K-FAC, ... -- runs each seed's lone update inside the stack: :mod:`rlopt.stacked.per_seed`). ``rlopt train --resume DIR [--total-steps N]``
-continues every seed from the newest step all of them checkpointed (:mod:`rlopt.stacked.resume`),
-to N env steps per seed with the schedules re-fitted, as a lone run's extension.
+update -- ACKTR, K-FAC, ... -- runs each seed's lone update inside the stack, said in a note:
+:mod:`rlopt.stacked.per_seed`). ``rlopt train --resume DIR [--total-steps N]`` continues every
+seed from the newest step all of them checkpointed (:mod:`rlopt.stacked.resume`), to N env steps
+per seed with the schedules re-fitted, as a lone run's extension.
 """
 
 from __future__ import annotations

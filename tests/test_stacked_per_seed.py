@@ -152,3 +152,13 @@ def test_the_global_random_stream_is_left_as_it_was():
     training.collector.close()
     assert torch.equal(torch.get_rng_state(), before)
     assert all(not torch.equal(g.get_state(), s) for g, s in zip(stack.generators, generators))  # K-FAC's sampled Fisher
+
+
+def test_the_cli_says_that_the_seeds_update_alone(tmp_path, capsys):
+    from rlopt.cli import main
+
+    argv = ["train", "acktr_cartpole", "rollout.n_steps=8", "total_steps=256", "eval.episodes=1"]
+    assert main([*argv, "--seeds", "0,1", "--run-dir", str(tmp_path / "stack"), "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("each seed's update runs alone: agent acktr") == 1
+    assert (tmp_path / "stack" / "seed_1" / "summary.json").is_file()

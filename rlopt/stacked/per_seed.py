@@ -87,4 +87,3 @@ def per_seed_update(learner: Any, batch: StackedBatch) -> list[UpdateStats]:
         torch.set_rng_state(global_state)
     learner.updates_done += 1
     return stats
-

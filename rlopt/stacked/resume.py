@@ -68,9 +68,11 @@ def restore_stack(training: Any, seed_dirs: list[Path], step: int) -> None:
             raise ConfigError(f"--resume: {path} is no checkpoint of a stacked run")
         check_resume_config(path, state.get("config"), learner.agents[k].cfg)
         states.append(state)
-    pairs = [] if learner.per_seed is not None else [("actor", learner.actor, learner.actor_optimizer, learner.actor_scheduler)]
-    if learner.critic is not None and learner.per_seed is None:
-        pairs.append(("critic", learner.critic, learner.critic_optimizer, learner.critic_scheduler))
+    pairs = []  # the stacked optimizers (per-seed updates: none, each agent's own are loaded with its state)
+    if learner.per_seed is None:
+        pairs.append(("actor", learner.actor, learner.actor_optimizer, learner.actor_scheduler))
+        if learner.critic is not None:
+            pairs.append(("critic", learner.critic, learner.critic_optimizer, learner.critic_scheduler))
     for k, state in enumerate(states):
         agent_state = state["agent"]
         learner.agents[k].load_state_dict(agent_state)  # the weights land in seed k's flat leaves (per-seed: all its state)

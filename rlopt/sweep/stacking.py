@@ -53,7 +53,8 @@ def _newest_step(run_dir: Path) -> int:
 
 
 def unstackable_arms(sweep: Sweep) -> dict[str, str]:
-    """Arm -> why a stack cannot train it (an agent or optimizer without a stacked update yet)."""
+    """Arm -> why a stack cannot train it (:func:`rlopt.stacked.learner.check_stackable`: an agent the
+    stacks do not know; what has no stacked update is stacked with per-seed updates, :func:`per_seed_arms`)."""
     from rlopt.stacked.learner import check_stackable
 
     if sweep.seeds_per_process == 1:
