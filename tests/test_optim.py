@@ -375,6 +375,23 @@ def test_torch_value_error_becomes_config_error() -> None:
     assert isinstance(info.value.__cause__, ValueError)
 
 
+@pytest.mark.parametrize(
+    "overrides,message",
+    [  # an option kept from the preset's file (its Adam eps) that the new optimizer takes in another form
+        (["actor.optim={name: adafactor, lr: 0.01}"],
+         r"^actor\.optim\.eps: 1e-05 is refused by adafactor \(TypeError: 'float' object is not subscriptable\)$"),
+        (["actor.optim.betas=[0.9, 2.0]"], r"^actor\.optim\.betas: \[0\.9, 2\.0\] is refused by adam \(Adam: Invalid beta"),
+        (["actor.optim={name: lbfgs, lr: 1.0}"], r"^actor\.optim: invalid value \(TypeError: LBFGS\.step\(\)"),  # no one option
+    ],
+)  # fmt: skip
+def test_a_spec_that_fails_its_test_steps_names_the_option_without_which_it_passes(overrides, message) -> None:
+    from agents import check_config
+    from rlopt.config import load_config
+
+    with pytest.raises(ConfigError, match=message):
+        check_config(load_config("ppo_cartpole", overrides))
+
+
 def test_list_kwargs_become_tuples_so_state_dicts_stay_plain() -> None:
     omegaconf = pytest.importorskip("omegaconf")
     spec = omegaconf.OmegaConf.create({"name": "adam", "lr": 1e-3, "betas": [0.8, 0.99]})

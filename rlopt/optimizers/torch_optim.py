@@ -155,6 +155,24 @@ class TorchOptimFamily(OptimizerFamily):
         agents do (``optimizer.step()`` without closure): rejects e.g. lbfgs, sparseadam, capturable on CPU."""
         if spec.get("maximize", False):
             raise ConfigError(f"{key}.maximize: true would ascend the loss rlopt minimises; remove it")
+        try:
+            params = self._test_steps(spec, key)
+        except ConfigError as err:
+            culprit = self._offending_option(spec, key)
+            if culprit is None:
+                raise
+            detail = str(err).removeprefix(f"{key}: ")  # e.g. an option kept from the file: Adafactor's eps is a pair
+            if detail.startswith("invalid value (") and detail.endswith(")"):
+                detail = detail.removeprefix("invalid value (").removesuffix(")")
+            raise ConfigError(f"{key}.{culprit}: {spec[culprit]!r} is refused by {spec['name']} ({detail})") from None
+        if not all(bool(torch.isfinite(param).all()) for param in params):
+            raise ConfigError(
+                f"{key}: {spec.get('name')} turns a unit gradient into non-finite parameters; check its numeric options"
+            )
+
+
+    def _test_steps(self, spec: Mapping[str, Any], key: str) -> list[torch.Tensor]:
+        """Build ``spec`` on a zero stand-in layer and take the test steps; its parameters after them."""
         params = [torch.zeros(2, 2, requires_grad=True), torch.zeros(2, requires_grad=True)]
         with any_error_as_config_error(key):
             optimizer = self.build_for_params(params, spec, key)
@@ -162,10 +180,19 @@ class TorchOptimFamily(OptimizerFamily):
                 for param in params:
                     param.grad = torch.ones_like(param)
                 optimizer.step()
-        if not all(bool(torch.isfinite(param).all()) for param in params):
-            raise ConfigError(
-                f"{key}: {spec.get('name')} turns a unit gradient into non-finite parameters; check its numeric options"
-            )
+        return params
+
+    def _offending_option(self, spec: Mapping[str, Any], key: str) -> str | None:
+        """The one option (not ``name`` or ``lr``) without which ``spec`` passes the test steps, if any."""
+        for option in spec:
+            if option in ("name", "lr"):
+                continue
+            try:
+                self._test_steps({k: v for k, v in spec.items() if k != option}, key)
+            except ConfigError:
+                continue
+            return option
+        return None
 
 
 IMPLEMENTATION_OPTIONS: tuple[str, ...] = ("foreach", "fused")
