@@ -52,6 +52,14 @@ def _newest_step(run_dir: Path) -> int:
     return int(checkpoints[-1].stem.removeprefix("step_")) if checkpoints else -1
 
 
+def _first_run_of_each_arm(sweep: Sweep) -> dict[str, Any]:
+    """Arm -> its first run's spec (an arm's runs differ only in the seed)."""
+    firsts: dict[str, Any] = {}
+    for spec in sweep.runs:
+        firsts.setdefault(spec.arm, spec)
+    return firsts
+
+
 def unstackable_arms(sweep: Sweep) -> dict[str, str]:
     """Arm -> why a stack cannot train it (:func:`rlopt.stacked.learner.check_stackable`: an agent the
     stacks do not know; what has no stacked update is stacked with per-seed updates, :func:`per_seed_arms`)."""
@@ -60,10 +68,7 @@ def unstackable_arms(sweep: Sweep) -> dict[str, str]:
     if sweep.seeds_per_process == 1:
         return {}
     reasons: dict[str, str] = {}
-    firsts: dict[str, Any] = {}
-    for spec in sweep.runs:
-        firsts.setdefault(spec.arm, spec)
-    for arm, spec in firsts.items():
+    for arm, spec in _first_run_of_each_arm(sweep).items():
         try:
             check_stackable(spec.config, sweep.seeds[: sweep.seeds_per_process])
         except ConfigError as err:
@@ -78,9 +83,7 @@ def per_seed_arms(sweep: Sweep) -> dict[str, str]:
 
     if sweep.seeds_per_process == 1:
         return {}
-    firsts: dict[str, Any] = {}
-    for spec in sweep.runs:
-        firsts.setdefault(spec.arm, spec)
+    firsts = _first_run_of_each_arm(sweep)
     return {arm: reason for arm, spec in firsts.items() if (reason := per_seed_reason(spec.config)) is not None}
 
 
