@@ -84,12 +84,17 @@ class StackedLearner:
         if self.per_seed is None:
             self._build_optimizers(cfg, agents[0])
         networks = [n for n in (self.actor, self.critic) if n is not None]
-        self.snapshots = SeedSnapshots(
-            [[n.leaves()[k] for n in networks] for k in range(len(agents))],
-            [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
-        )
-        self.seed_snapshots = build_seed_snapshots(self.agents) if self.per_seed is not None else []
+        self.snapshots: SeedSnapshots | None = None
+        """Each seed's tensors in the stacked optimizers, for a per-seed rollback (the stacked update's)."""
+        self.seed_snapshots = []
         """Each seed's lone all-or-nothing snapshot (the per-seed update's)."""
+        if self.per_seed is None:
+            self.snapshots = SeedSnapshots(
+                [[n.leaves()[k] for n in networks] for k in range(len(agents))],
+                [o for o in (self.actor_optimizer, self.critic_optimizer) if o is not None],
+            )
+        else:
+            self.seed_snapshots = build_seed_snapshots(self.agents)
         self.updates_done = 0
         self._rollout_stack: tuple[Any, Any] | None = None
         self.frozen = [False] * len(agents)
